@@ -1,0 +1,134 @@
+"""The conversation: a pinned system message and a deque of turns, trimmed to a token budget."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterable, Iterator
+
+from .errors import PromptTooLongError
+from .messages import ImageRef, Message, MessageStatus, Role
+from .reply import Usage
+from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
+
+# Listener events: ("append", message), ("clear", None), ("system", system message or None).
+Listener = Callable[[str, "Message | None"], None]
+
+
+class Conversation:
+    """History kept in ``deque(maxlen=max_history)``; the system message lives apart, never trimmed.
+
+    Every message is counted once, when it is made, so choosing what fits costs one pass over
+    the turns that are kept, not a re-encoding of the history.
+    """
+
+    def __init__(self, counter: TokenCounter, *, system: str | None = None,
+                 max_history: int | None = None) -> None:
+        self.counter = counter
+        self.messages: deque[Message] = deque(maxlen=max_history)
+        self.listeners: list[Listener] = []
+        self._system: Message | None = None
+        self.system = system
+
+    @property
+    def max_history(self) -> int | None:
+        return self.messages.maxlen
+
+    @property
+    def system(self) -> str | None:
+        return self._system.text if self._system else None
+
+    @system.setter
+    def system(self, text: str | None) -> None:
+        self._system = self.make("system", text) if text else None
+        self._notify("system", self._system)
+
+    @property
+    def system_message(self) -> Message | None:
+        return self._system
+
+    def make(self, role: Role, text: str, *, images: Iterable[ImageRef] = (), name: str | None = None,
+             status: MessageStatus = "complete", model: str | None = None,
+             usage: Usage | None = None) -> Message:
+        """A message counted with this conversation's counter."""
+        images = tuple(images)
+        tokens = self.counter.count_message(role, text, name=name,
+                                            images=[image.size_triple() for image in images])
+        return Message(role, text, tokens, images, name, status, model, usage)
+
+    def append(self, message: Message) -> None:
+        self.messages.append(message)
+        self._notify("append", message)
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self._notify("clear", None)
+
+    def recount(self, counter: TokenCounter) -> None:
+        """Switch to another model's counter (another encoding or image rule): count everything again."""
+        self.counter = counter
+        if self._system:
+            self._system = self.make("system", self._system.text)
+        self.messages = deque(
+            (m.with_tokens(counter.count_message(m.role, m.text, name=m.name,
+                                                 images=[i.size_triple() for i in m.images]))
+             for m in self.messages),
+            maxlen=self.messages.maxlen)
+
+    def turns(self) -> Iterator[list[Message]]:
+        """Turns from newest to oldest; a turn is a user message and the replies that answered it.
+
+        Assistant messages with no user message before them (left by ``max_history`` eviction)
+        are orphans and are not yielded.
+        """
+        turn: list[Message] = []
+        for message in reversed(self.messages):
+            turn.append(message)
+            if message.role == "user":
+                turn.reverse()
+                yield turn
+                turn = []
+
+    def window(self, question: Message, budget: int, *, history: bool = True,
+               system: Message | None | bool = True) -> list[Message]:
+        """The messages to send: system, then the newest whole turns that fit, then ``question``.
+
+        ``budget`` is the most prompt tokens allowed. Raises PromptTooLongError, before anything is
+        sent, if the system message and the question alone do not fit.
+        """
+        system_message = self._system if system is True else (system or None)
+        needed = REPLY_PRIMING_TOKENS + question.tokens + (system_message.tokens if system_message else 0)
+        if needed > budget:
+            system_part = f"system {system_message.tokens:,} + " if system_message else ""
+            raise PromptTooLongError(
+                f"the question needs {needed:,} prompt tokens ({system_part}question {question.tokens:,} "
+                f"+ {REPLY_PRIMING_TOKENS} reply priming) but the budget is {budget:,}; shorten it, "
+                "lower max_tokens, or raise prompt_token_limit / context_window",
+                needed=needed, budget=budget)
+        kept: list[list[Message]] = []
+        if history:
+            room = budget - needed
+            for turn in self.turns():
+                cost = sum(message.tokens for message in turn)
+                if cost > room:
+                    break  # oldest turns go first: stop at the first that does not fit
+                room -= cost
+                kept.append(turn)
+        window = [system_message] if system_message else []
+        for turn in reversed(kept):
+            window.extend(turn)
+        window.append(question)
+        return window
+
+    def prompt_tokens(self, window: list[Message]) -> int:
+        return REPLY_PRIMING_TOKENS + sum(message.tokens for message in window)
+
+    def _notify(self, event: str, message: Message | None) -> None:
+        for listener in list(getattr(self, "listeners", ())):
+            listener(event, message)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __repr__(self) -> str:
+        return (f"Conversation({len(self.messages)} messages, system={self.system is not None}, "
+                f"max_history={self.max_history})")

@@ -1,0 +1,165 @@
+"""Exact token counts for chat prompts, offline.
+
+Text is counted with the model's tiktoken encoding, built from the vocabulary files that the
+``bpe-openai`` package ships (tiktoken itself would download them on first use, which fails
+offline). Chat overhead follows OpenAI's cookbook: 3 tokens per message, 1 per ``name``, and 3
+that prime the reply. If no encoding can be loaded at all, counts fall back to a documented
+estimate, ceil(UTF-8 bytes / 4), and a warning says so once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import warnings
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from .models import ImageTokenRule, ModelInfo, model_info
+
+if TYPE_CHECKING:
+    import tiktoken
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING_TOKENS = 3
+ESTIMATE_BYTES_PER_TOKEN = 4
+# A URL image's size is unknown before the provider fetches it: budget the largest tile grid
+# a 2048x768 image can take after scaling, so trimming never under-counts.
+UNKNOWN_IMAGE_SIZE = (2048, 768)
+
+
+@lru_cache(maxsize=None)
+def get_encoding(name: str) -> "tiktoken.Encoding | None":
+    """The tiktoken encoding ``name`` (o200k_base, cl100k_base), or None if none can be loaded."""
+    import tiktoken
+
+    try:
+        from bpe_openai import registry
+
+        return tiktoken.Encoding(**getattr(registry, name)())
+    except Exception:  # noqa: BLE001 - any failure falls through to tiktoken's own loader
+        pass
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as error:  # noqa: BLE001
+        warnings.warn(
+            f"jupyter_llmchat: token counts are estimates (UTF-8 bytes / {ESTIMATE_BYTES_PER_TOKEN}): "
+            f"tiktoken encoding {name!r} could not be loaded ({error.__class__.__name__}); "
+            "install bpe-openai to count exactly offline",
+            RuntimeWarning, stacklevel=2)
+        return None
+
+
+class TokenCounter:
+    """Counts tokens for one model. Text counts are exact when its encoding is available."""
+
+    def __init__(self, model: str | ModelInfo) -> None:
+        self.info = model if isinstance(model, ModelInfo) else model_info(model)
+        self.encoding = get_encoding(self.info.encoding)
+
+    @property
+    def exact(self) -> bool:
+        return self.encoding is not None and self.info.known
+
+    def count_text(self, text: str) -> int:
+        if self.encoding is None:
+            return math.ceil(len(text.encode("utf-8")) / ESTIMATE_BYTES_PER_TOKEN)
+        # disallowed_special=() counts "<|endoftext|>" typed by a user as ordinary text, as the API does.
+        return len(self.encoding.encode(text, disallowed_special=()))
+
+    def count_message(self, role: str, text: str, *, name: str | None = None,
+                      images: Iterable[tuple[int | None, int | None, str]] = ()) -> int:
+        """Tokens one message adds to a prompt; ``images`` are (width, height, detail) triples."""
+        total = TOKENS_PER_MESSAGE + self.count_text(role) + self.count_text(text)
+        if name:
+            total += TOKENS_PER_NAME + self.count_text(name)
+        for width, height, detail in images:
+            total += image_tokens(width, height, detail, self.info.image_tokens)
+        return total
+
+    def count_api_messages(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Prompt tokens for API-shaped messages, including the reply priming."""
+        total = REPLY_PRIMING_TOKENS
+        for message in messages:
+            text, images = _split_content(message.get("content"))
+            total += self.count_message(message["role"], text, name=message.get("name"), images=images)
+        return total
+
+
+def count_prompt_tokens(messages: Sequence[dict[str, Any]], model: str) -> int:
+    """Prompt tokens the endpoint will bill for ``messages`` sent to ``model`` (cookbook rules)."""
+    return TokenCounter(model).count_api_messages(messages)
+
+
+def image_tokens(width: int | None, height: int | None, detail: str,
+                 rule: ImageTokenRule | None) -> int:
+    """Tokens one image costs under ``rule``; detail "auto" is counted as "high" (the upper bound)."""
+    if rule is None:
+        rule = ImageTokenRule("tile", base=85, per_tile=170)  # unknown vision model: gpt-4o's rule
+    if width is None or height is None:
+        width, height = UNKNOWN_IMAGE_SIZE
+    if rule.kind == "patch":
+        return math.ceil(_patch_count(width, height) * rule.multiplier)
+    if detail == "low":
+        return rule.base
+    w, h = scaled_for_high_detail(width, height)
+    return rule.base + rule.per_tile * math.ceil(w / 512) * math.ceil(h / 512)
+
+
+def scaled_for_high_detail(width: int, height: int) -> tuple[int, int]:
+    """The size OpenAI works on: fit in 2048x2048, then shortest side down to 768."""
+    w, h = float(width), float(height)
+    if max(w, h) > 2048:
+        scale = 2048 / max(w, h)
+        w, h = w * scale, h * scale
+    if min(w, h) > 768:
+        scale = 768 / min(w, h)
+        w, h = w * scale, h * scale
+    return int(w), int(h)
+
+
+def _patch_count(width: int, height: int, patch: int = 32, cap: int = 1536) -> int:
+    """32-px patches covering the image, after the shrink OpenAI applies above ``cap`` patches."""
+    patches = math.ceil(width / patch) * math.ceil(height / patch)
+    if patches <= cap:
+        return patches
+    ratio = math.sqrt(patch * patch * cap / (width * height))
+    ratio *= min(math.floor(width * ratio / patch) / (width * ratio / patch),
+                 math.floor(height * ratio / patch) / (height * ratio / patch))
+    w, h = width * ratio, height * ratio
+    return min(math.ceil(w / patch) * math.ceil(h / patch), cap)
+
+
+def _split_content(content: Any) -> tuple[str, list[tuple[int | None, int | None, str]]]:
+    """Text and image sizes of a message's content (a string or a list of parts)."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    texts: list[str] = []
+    images: list[tuple[int | None, int | None, str]] = []
+    for part in content:
+        if part.get("type") == "text":
+            texts.append(part.get("text", ""))
+        elif part.get("type") == "image_url":
+            image = part.get("image_url") or {}
+            width, height = data_url_size(image.get("url", ""))
+            images.append((width, height, image.get("detail") or "auto"))
+    return "".join(texts), images
+
+
+def data_url_size(url: str) -> tuple[int | None, int | None]:
+    """Pixel size of a base64 image data URL, or (None, None) for URLs and undecodable data."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None, None
+    try:
+        raw = base64.b64decode(url.split(",", 1)[1], validate=True)
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as image:
+            return image.size
+    except (binascii.Error, ValueError, OSError, ImportError):
+        return None, None
