@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
 from . import errors
 from .client import ChatClient, ChatStream
@@ -87,6 +87,9 @@ class Chatbot:
         if max_tokens is not None:
             self.params["max_tokens"] = max_tokens
         self.cache = cache
+        # Called with every finished Reply (after it is recorded, before the sink finishes): the
+        # usage ledger and the panel's status line listen here.
+        self.reply_listeners: list[Callable[[Reply], None]] = []
         self.conversation = Conversation(TokenCounter(self.info), system=system, max_history=max_history)
         self._active: ChatStream | None = None
         self._stop = threading.Event()
@@ -237,6 +240,7 @@ class Chatbot:
             request={"model": request.model, "params": request.params,
                      "prompt_tokens_counted": request.prompt_tokens})
         self._record(request, reply)
+        self._notify(reply)
         if failure is None and status in ("complete", "truncated", "filtered") and self.cache is not None:
             self.cache.save(request.as_request(), reply)
         sink.finish(reply)
@@ -258,8 +262,13 @@ class Chatbot:
                       request={"model": request.model, "params": request.params,
                                "prompt_tokens_counted": request.prompt_tokens})
         self._record(request, reply)
+        self._notify(reply)
         sink.finish(reply)
         return reply
+
+    def _notify(self, reply: Reply) -> None:
+        for listener in list(self.reply_listeners):
+            listener(reply)
 
     def _record(self, request: PreparedRequest, reply: Reply) -> None:
         """Add the turn to the history: whole answers always, partial ones only if text arrived."""
