@@ -31,15 +31,33 @@ ESTIMATE_BYTES_PER_TOKEN = 4
 UNKNOWN_IMAGE_SIZE = (2048, 768)
 
 
+# Split patterns and special tokens of OpenAI's encodings, as tiktoken_ext.openai_public defines them.
+_CL100K_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+                   r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
+_O200K_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+_ENCODINGS = {
+    "cl100k_base": (_CL100K_PATTERN, {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258,
+                                      "<|fim_middle|>": 100259, "<|fim_suffix|>": 100260,
+                                      "<|endofprompt|>": 100276}),
+    "o200k_base": (_O200K_PATTERN, {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}),
+}
+
+
 @lru_cache(maxsize=None)
 def get_encoding(name: str) -> "tiktoken.Encoding | None":
     """The tiktoken encoding ``name`` (o200k_base, cl100k_base), or None if none can be loaded."""
     import tiktoken
 
     try:
-        from bpe_openai import registry
-
-        return tiktoken.Encoding(**getattr(registry, name)())
+        return _encoding_from_bpe_openai(name)
     except Exception:  # noqa: BLE001 - any failure falls through to tiktoken's own loader
         pass
     try:
@@ -51,6 +69,23 @@ def get_encoding(name: str) -> "tiktoken.Encoding | None":
             "install bpe-openai to count exactly offline",
             RuntimeWarning, stacklevel=2)
         return None
+
+
+def _encoding_from_bpe_openai(name: str) -> "tiktoken.Encoding":
+    """Build the encoding from the vocabulary file the bpe-openai package ships (no download)."""
+    import gzip
+    from importlib.resources import files
+
+    import tiktoken
+
+    pattern, special = _ENCODINGS[name]
+    ranks: dict[bytes, int] = {}
+    with gzip.open(files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").open("rb")) as vocab:
+        for line in vocab:
+            if line.strip():
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
 
 
 class TokenCounter:

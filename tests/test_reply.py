@@ -1,0 +1,30 @@
+"""Reply notices and the plain-text sinks."""
+
+from __future__ import annotations
+
+import io
+
+from jupyter_llmchat.reply import NullSink, PrintSink, Reply, ReplySink, Usage
+
+
+def test_notices_name_what_happened():
+    assert Reply("x", "m").notice is None
+    assert "max_tokens" in Reply("x", "m", status="truncated").notice
+    assert "content filter" in Reply("x", "m", status="filtered").notice
+    assert Reply("x", "m", status="interrupted").notice == "answer interrupted: partial text kept"
+    assert Reply("", "m", status="failed", error="boom").notice == "request failed: boom"
+
+
+def test_print_sink_writes_plain_text_and_marks_partial_answers():
+    out = io.StringIO()
+    sink = PrintSink(out)
+    assert isinstance(sink, ReplySink) and isinstance(NullSink(), ReplySink)
+    sink.start("gpt-4o")
+    for piece in ["Hello", ", ", "world"]:
+        sink.write(piece)
+    sink.finish(Reply("Hello, world", "gpt-4o", status="interrupted"))
+    assert out.getvalue() == "Hello, world\n[answer interrupted: partial text kept]\n"
+
+
+def test_usage_total():
+    assert Usage(10, 5, 3).total_tokens == 15
