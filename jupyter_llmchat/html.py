@@ -1,0 +1,104 @@
+"""Untrusted Markdown (model output) to safe HTML for the chat panel.
+
+Two layers, because the ``markdown`` package alone passes raw HTML straight through:
+1. Python-Markdown with its raw-HTML handlers removed, so ``<script>`` or ``<img onerror=...>``
+   in the text is escaped and shows as text;
+2. nh3 (ammonia) with an explicit allow-list of tags, attributes and URL schemes, so nothing
+   that slips through (a ``javascript:`` link, an event attribute) survives.
+Markdown images become plain links: loading a remote image the model chose would let a
+prompt-injected answer leak data through the URL without any click.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import xml.etree.ElementTree as etree
+
+import markdown
+import nh3
+from markdown.treeprocessors import Treeprocessor
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li", "a",
+    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "del",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},  # language-xxx from fenced code, for styling only
+    "th": {"align", "style"},
+    "td": {"align", "style"},
+    "ol": {"start"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+_CLASS_OK = re.compile(r"^language-[A-Za-z0-9_+#.-]{1,40}$")
+_STYLE_OK = re.compile(r"^text-align: (left|right|center);$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
+
+
+class _ImagesToLinks(Treeprocessor):
+    """Replace <img> with a link to the image, labelled with its alt text."""
+
+    def run(self, root: etree.Element) -> None:
+        for parent in root.iter():
+            for index, child in enumerate(list(parent)):
+                if child.tag == "img":
+                    link = etree.Element("a", {"href": child.get("src", "")})
+                    link.text = f"[image: {child.get('alt') or child.get('src', '')}]"
+                    link.tail = child.tail
+                    parent[index] = link
+
+
+def _markdown() -> markdown.Markdown:
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "sane_lists"], output_format="html")
+    # Without these two handlers raw HTML is treated as text and escaped by the serializer.
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    md.treeprocessors.register(_ImagesToLinks(md), "images_to_links", 0)
+    return md
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    if attribute == "class":
+        return value if _CLASS_OK.match(value) else None
+    if attribute == "style":
+        return value if _STYLE_OK.match(value) else None
+    return value
+
+
+def sanitize(fragment: str) -> str:
+    """Keep only the allow-listed tags/attributes/URL schemes of an HTML fragment."""
+    return nh3.clean(
+        fragment,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        attribute_filter=_filter_attribute,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        strip_comments=True,
+    )
+
+
+def close_open_fence(text: str) -> str:
+    """Close a code fence left open mid-stream, so a partial answer renders as code, not prose."""
+    open_fence: str | None = None
+    for match in _FENCE.finditer(text):
+        fence = match.group(1)
+        if open_fence is None:
+            open_fence = fence
+        elif fence[0] == open_fence[0] and len(fence) >= len(open_fence):
+            open_fence = None
+    if open_fence is None:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + open_fence
+
+
+def markdown_to_html(text: str) -> str:
+    """Render untrusted Markdown to sanitized HTML (tables, fenced code, lists; raw HTML as text)."""
+    return sanitize(_markdown().convert(text))
+
+
+def escape(text: str) -> str:
+    """Plain text to HTML text (for user messages and status lines)."""
+    return html.escape(text, quote=True)
