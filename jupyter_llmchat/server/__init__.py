@@ -1,0 +1,37 @@
+"""A loopback OpenAI-compatible server: real HTTP on 127.0.0.1 for tests and the offline demo.
+
+    with LoopbackServer() as srv:
+        client = OpenAI(base_url=srv.base_url, api_key="anything")
+        srv.queue(tokens=2000, rate=50.0)          # script the next request
+        ...
+        srv.requests[-1].body                      # exactly what the client sent
+
+Other processes (a notebook kernel) script it over HTTP: POST {root}/_loopback/queue,
+GET {root}/_loopback/requests, POST {root}/_loopback/reset; or per request with the body field
+``"loopback": {...}`` (``extra_body=`` in the openai SDK). ``python -m jupyter_llmchat.server``
+runs it from a terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .app import DEFAULT_MODELS, LoggedRequest, LoopbackServer
+from .cli import main
+from .markdown import DISCLOSURE
+from .script import FAULTS, Script
+
+__all__ = ["DEFAULT_MODELS", "DISCLOSURE", "FAULTS", "LoggedRequest", "LoopbackServer", "Script",
+           "main", "start_demo_server"]
+
+_demo: LoopbackServer | None = None
+_demo_lock = threading.Lock()
+
+
+def start_demo_server() -> LoopbackServer:
+    """The process-wide offline demo server, started on first use (no key and no base URL set)."""
+    global _demo
+    with _demo_lock:
+        if _demo is None:
+            _demo = LoopbackServer().start()
+        return _demo

@@ -1,0 +1,82 @@
+"""What the next request to /v1/chat/completions should do: a reply, a token rate or a fault.
+
+A ``Script`` is built from keyword arguments (``LoopbackServer.queue``), from JSON posted to
+``/_loopback/queue`` by another process, or from a request's own ``"loopback"`` body field, and is
+validated the same way in all three cases so a typo fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+# name -> (HTTP status, what the fault does); "stream" faults happen after the response started.
+FAULTS: dict[str, str] = {
+    "rate_limit": "429 with retry-after / retry-after-ms headers, code rate_limit_exceeded",
+    "server_error": "500 server_error",
+    "unauthorized": "401 invalid_api_key",
+    "context_length": "400 context_length_exceeded",
+    "model_not_found": "404 model_not_found",
+    "disconnect": "send after_tokens content chunks, then drop the connection mid-body",
+    "malformed": "send after_tokens content chunks, then a chunk that is not JSON",
+    "slow_first_byte": "sleep delay seconds before the headers, then a normal reply",
+}
+FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
+
+
+@dataclass(frozen=True)
+class Script:
+    """One scripted response. Every field is optional; an empty Script is the default reply."""
+
+    reply: str | None = None  # exact reply text
+    tokens: int | None = None  # generated Markdown of exactly this many completion tokens
+    rate: float | None = None  # tokens per second; None streams at full speed
+    fault: str | None = None
+    retry_after: float | None = None  # seconds, for fault="rate_limit" (default 1)
+    after_tokens: int | None = None  # content chunks sent before "disconnect"/"malformed" (default 0)
+    delay: float | None = None  # seconds, for fault="slow_first_byte" (default 1)
+    finish_reason: str | None = None  # forced finish_reason, e.g. "content_filter"
+    times: int = 1  # how many consecutive requests this script answers
+
+    def __post_init__(self) -> None:
+        _check_type("reply", self.reply, str)
+        for name in ("tokens", "after_tokens"):
+            _check_type(name, getattr(self, name), int)
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("rate", "retry_after", "delay"):
+            _check_type(name, getattr(self, name), (int, float))
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.rate == 0:
+            raise ValueError("rate must be > 0 tokens/s (use None for full speed)")
+        if self.reply is not None and self.tokens is not None:
+            raise ValueError("give reply= (exact text) or tokens= (generated Markdown), not both")
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; choose one of: {', '.join(FAULTS)}")
+        if self.finish_reason is not None and self.finish_reason not in FINISH_REASONS:
+            raise ValueError(f"unknown finish_reason {self.finish_reason!r}; choose one of: "
+                             f"{', '.join(FINISH_REASONS)}")
+        if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+            raise ValueError(f"times must be an integer >= 1, got {self.times!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> "Script":
+        """Build from JSON (control API or a request's "loopback" field); unknown keys are errors."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a loopback script must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown loopback option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_type(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
+    # bool is an int subclass; True tokens is a mistake, not 1.
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        raise ValueError(f"{name} has the wrong type: {type(value).__name__}")
