@@ -222,7 +222,8 @@ class Chatbot:
                 status = "interrupted"
             else:
                 status = "failed"
-                failure = self.client.map_error(error, model=request.model, retries=stream.result.retries)
+                failure = self.client.map_error(error, model=request.model, retries=stream.result.retries,
+                                                mid_stream=stream.got_text)
         finally:
             self._active = None
         total = time.perf_counter() - started

@@ -58,6 +58,7 @@ class ChatClient:
         self._azure = {"azure_endpoint": azure_endpoint, "api_version": api_version,
                        "azure_deployment": azure_deployment}
         self._sdk = client
+        self._client_given = client is not None
         self._lock = threading.Lock()
         self.max_retries = max_retries
         self.timeout = timeout
@@ -67,7 +68,7 @@ class ChatClient:
     @property
     def base_url(self) -> str:
         if self._sdk is not None:
-            return str(self._sdk.base_url)
+            return str(self._sdk.base_url).rstrip("/")
         if self._is_azure:
             return self._azure["azure_endpoint"] or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
         return self._base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
@@ -79,7 +80,7 @@ class ChatClient:
     @property
     def key_source(self) -> str:
         """Where the key comes from, for `%chat config` (never the key itself)."""
-        if self._sdk is not None:
+        if self._client_given:
             return "client="
         if self._api_key:
             return "api_key="
@@ -127,7 +128,7 @@ class ChatClient:
         return text.replace(key, "***") if key and len(key) >= 4 else text
 
     def __repr__(self) -> str:
-        return f"ChatClient(base_url={self.base_url!r}, key={self.key_source})"
+        return f"ChatClient(base_url={self.base_url!r}, key_source={self.key_source!r})"
 
     # -- requests ------------------------------------------------------------------------------
     def list_models(self) -> list[str]:
@@ -162,14 +163,22 @@ class ChatClient:
                 return _backoff(attempt) if after is None else after
         return None
 
-    def map_error(self, error: Exception, *, model: str | None, retries: int = 0) -> errors.ChatError:
-        """One ChatError, with a one-line message naming cause and fix, for an SDK or stream error."""
+    def map_error(self, error: Exception, *, model: str | None, retries: int = 0,
+                  mid_stream: bool = False) -> errors.ChatError:
+        """One ChatError, with a one-line message naming cause and fix, for an SDK or stream error.
+
+        ``mid_stream``: text had already arrived, so whatever broke, broke the stream itself.
+        """
         import openai
 
         tried = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
         where = self.base_url
         if isinstance(error, errors.ChatError):
             return error
+        if mid_stream:
+            cause = _one_line(str(error.__cause__ or error) or repr(error))
+            return errors.StreamError(f"the stream from {where} broke after the answer started "
+                                      f"({self.scrub(cause)}); the partial answer is kept, marked")
         if isinstance(error, openai.APIStatusError):
             status, code = error.status_code, _error_code(error)
             detail = self.scrub(_one_line(_error_message(error)))
