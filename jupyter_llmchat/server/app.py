@@ -126,6 +126,14 @@ class LoopbackServer:
         return self._httpd.server_address[1]
 
     @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) the listening socket is bound to."""
+        if self._httpd is None:
+            raise RuntimeError("the loopback server is not running; call start() first")
+        host, port = self._httpd.socket.getsockname()[:2]
+        return host, port
+
+    @property
     def root_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
