@@ -1,0 +1,606 @@
+"""``%%chat`` (ask) and ``%chat`` (manage) IPython magics, configurable the IPython way.
+
+Settings come from, lowest precedence first: trait defaults, ``%config ChatMagics.x = ...`` or
+ipython_config.py, environment variables (``LLMCHAT_*``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``),
+``%chat model`` / ``%chat system``, and the options of one ``%%chat`` cell. ``%chat config``
+shows the effective value of each and where it came from. This module only parses, resolves
+settings and shows results: asking is ``Chatbot.ask``, streaming display is ``render``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import TYPE_CHECKING, Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
+
+from .errors import ChatError, ConfigurationError, ImageError, PromptTooLongError
+from .expand import ExpansionError, expand
+from .reply import PrintSink, ReplySink
+
+if TYPE_CHECKING:
+    from .chatbot import Chatbot
+    from .sessions import Sessions
+    from .usage import UsageLedger
+
+DEFAULT_SESSION = "default"
+FORMATS = ("markdown", "text", "code")
+# Setting -> environment variable that overrides %config (and is overridden by a cell's options).
+ENV_VARS = {
+    "model": "LLMCHAT_MODEL", "system": "LLMCHAT_SYSTEM", "temperature": "LLMCHAT_TEMPERATURE",
+    "top_p": "LLMCHAT_TOP_P", "max_tokens": "LLMCHAT_MAX_TOKENS", "seed": "LLMCHAT_SEED",
+    "max_history": "LLMCHAT_MAX_HISTORY", "prompt_token_limit": "LLMCHAT_PROMPT_TOKEN_LIMIT",
+    "context_window": "LLMCHAT_CONTEXT_WINDOW", "format": "LLMCHAT_FORMAT", "footer": "LLMCHAT_FOOTER",
+    "timeout": "LLMCHAT_TIMEOUT", "max_retries": "LLMCHAT_MAX_RETRIES",
+    "api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL",
+}
+REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
+CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries")
+# Raised before anything is sent: the message says so, since "nothing lost" is the promise.
+PRE_SEND_ERRORS = (ExpansionError, ImageError, PromptTooLongError, ConfigurationError)
+ERROR_QUESTION = "Why did this fail, and how do I fix it?"
+LINE_HELP = """\
+%%chat [options]   ask the question in the cell body (%%chat? lists the options)
+%chat reset [SESSION | --all]       forget a conversation (the system message stays)
+%chat history [SESSION]             show the transcript
+%chat sessions                      list the conversations
+%chat usage                         tokens and cost per session and model
+%chat config                        effective settings and where each came from
+%chat model [NAME] [-s SESSION]     show or set the model (all sessions, or one)
+%chat system [TEXT] [-s SESSION]    show or set the system message ("" clears it)
+%chat save PATH [-s SESSION]        write the conversation as a JSON transcript
+%chat load PATH [-s SESSION]        restore a conversation from a JSON transcript
+%chat models                        list the models the endpoint serves
+%chat panel [SESSION]               open the chat panel on a session
+%chat --error [options]             ask why the last cell failed (its code and traceback are sent)"""
+
+
+@magics_class
+class ChatMagics(Magics):
+    """Talk to an LLM from a notebook: ``%%chat`` asks, ``%chat`` manages sessions and settings."""
+
+    model = Unicode("gpt-4o-mini", help="Model name sent to the endpoint.").tag(config=True)
+    system = Unicode(None, allow_none=True, help="System message for new conversations.").tag(config=True)
+    temperature = Float(None, allow_none=True, min=0.0, max=2.0, help="Sampling temperature (0-2).").tag(
+        config=True)
+    top_p = Float(None, allow_none=True, min=0.0, max=1.0, help="Nucleus sampling (0-1).").tag(config=True)
+    max_tokens = Int(None, allow_none=True, min=1, help="Cap on each answer's tokens.").tag(config=True)
+    seed = Int(None, allow_none=True, help="Seed for reproducible sampling, where supported.").tag(config=True)
+    max_history = Int(None, allow_none=True, min=1, help="Most messages kept per conversation.").tag(
+        config=True)
+    prompt_token_limit = Int(None, allow_none=True, min=1,
+                             help="Cap on prompt tokens; older turns are dropped to fit.").tag(config=True)
+    context_window = Int(None, allow_none=True, min=1,
+                         help="The model's context window, for models outside the table.").tag(config=True)
+    format = Enum(FORMATS, default_value="markdown", help="How answers are shown.").tag(config=True)
+    footer = Bool(True, help="Show model, tokens, time and cost under each answer.").tag(config=True)
+    timeout = Float(600.0, min=0.001, help="Seconds to wait for the endpoint.").tag(config=True)
+    max_retries = Int(3, min=0, help="Retries on 429, 5xx and connection errors.").tag(config=True)
+    api_key = Unicode(None, allow_none=True,
+                      help="API key (prefer OPENAI_API_KEY); never shown, logged or saved.").tag(config=True)
+    base_url = Unicode(None, allow_none=True,
+                       help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._sessions: Sessions | None = None
+        self._ledger: UsageLedger | None = None
+        self._runtime: dict[str, Any] = {}  # set by %chat model / %chat system
+        self._pins: dict[str, dict[str, Any]] = {}  # per-session model/system (%chat ... -s, load)
+        self._client: Any = None
+        self._client_ident: tuple[Any, ...] | None = None
+        self.demo_url: str | None = None  # the offline demo server's URL when it is in use
+        self._demo_noted = False
+
+    def __repr__(self) -> str:  # the key is never part of it
+        return f"<ChatMagics sessions={self.sessions.names() if self._sessions else []}>"
+
+    # -- settings ----------------------------------------------------------------------------------
+    def setting(self, name: str) -> tuple[Any, str]:
+        """The effective value of setting ``name`` and where it came from."""
+        if name in self._runtime:
+            return self._runtime[name], f"%chat {name}"
+        env = ENV_VARS[name]
+        raw = os.environ.get(env)
+        if raw:
+            return self._from_env(name, env, raw), f"env {env}"
+        section = dict.get(self.config, type(self).__name__) or {}
+        source = "%config" if name in section else "default"
+        return getattr(self, name), source
+
+    def effective(self) -> dict[str, Any]:
+        return {name: self.setting(name)[0] for name in ENV_VARS}
+
+    def check(self, name: str, value: Any, label: str) -> Any:
+        """``value`` if setting ``name`` accepts it, else a one-line UsageError naming ``label``."""
+        trait = self.traits()[name]
+        try:
+            return trait.validate(self, value) if value is not None or not trait.allow_none else None
+        except TraitError:
+            low, high = getattr(trait, "min", None), getattr(trait, "max", None)
+            if low is not None and high is not None:
+                expect = f"between {low:g} and {high:g}"
+            elif low is not None:
+                expect = f"at least {low:g}"
+            elif isinstance(trait, Enum):
+                expect = "one of " + ", ".join(map(str, trait.values or ()))
+            else:
+                expect = f"a valid {type(trait).__name__.lower()}"
+            raise UsageError(f"{label} must be {expect}, got {value!r}") from None
+
+    def _from_env(self, name: str, env: str, raw: str) -> Any:
+        trait = self.traits()[name]
+        try:
+            value = trait.from_string(raw)
+        except (TraitError, ValueError):
+            shown = "(hidden)" if name == "api_key" else repr(raw)
+            raise UsageError(f"environment variable {env}={shown} is not a valid {name}: fix or unset it")\
+                from None
+        return self.check(name, value, f"environment variable {env}")
+
+    # -- sessions and clients ----------------------------------------------------------------------
+    @property
+    def sessions(self) -> "Sessions":
+        """The named conversations (shared with the chat panel), made on first use."""
+        if self._sessions is None:
+            from .sessions import Sessions
+            from .usage import UsageLedger
+
+            self._ledger = UsageLedger()
+            self._sessions = Sessions(self._new_bot)
+        return self._sessions
+
+    @property
+    def ledger(self) -> "UsageLedger":
+        self.sessions  # noqa: B018 - makes the ledger too
+        assert self._ledger is not None
+        return self._ledger
+
+    def session(self, name: str = DEFAULT_SESSION, *, create: bool = True) -> "Chatbot":
+        """Session ``name`` brought up to date with the effective settings."""
+        try:
+            bot = self.sessions.get(name, create=create)
+        except ChatError as error:
+            raise UsageError(str(error)) from None
+        self._sync(name, bot)
+        return bot
+
+    def _new_bot(self, name: str) -> "Chatbot":
+        from .chatbot import Chatbot
+
+        s = self.effective()
+        bot = Chatbot(s["model"], system=s["system"] or None, max_history=s["max_history"],
+                      prompt_token_limit=s["prompt_token_limit"], context_window=s["context_window"],
+                      client=self.client(), **{k: s[k] for k in REQUEST_SETTINGS})
+        self.ledger.attach(bot, name)
+        return bot
+
+    def _sync(self, name: str, bot: "Chatbot") -> None:
+        """Apply settings changed since the session was made (%config, env, %chat model/system)."""
+        s = self.effective()
+        pins = self._pins.get(name, {})
+        model = pins.get("model", s["model"])
+        if bot.model != model:
+            bot.model = model
+        system = pins.get("system", s["system"]) or None
+        if bot.system != system:
+            bot.system = system
+        bot.params = {k: s[k] for k in REQUEST_SETTINGS if s[k] is not None}
+        bot.prompt_token_limit = s["prompt_token_limit"]
+        bot.context_window = s["context_window"]
+        conversation = bot.conversation
+        if conversation.max_history != s["max_history"]:
+            from collections import deque
+
+            conversation.messages = deque(conversation.messages, maxlen=s["max_history"])
+        bot.client = self.client()
+
+    def client(self) -> Any:
+        """One ChatClient for every session (one connection pool), rebuilt when its settings change.
+
+        With no key and no base URL anywhere, the offline demo server answers instead.
+        """
+        ident = tuple(self.setting(name)[0] for name in CLIENT_SETTINGS)
+        if self._client is None or ident != self._client_ident:
+            from .client import ChatClient
+
+            key, base_url, timeout, retries = ident
+            client = ChatClient(api_key=key or None, base_url=base_url or None, timeout=timeout,
+                                max_retries=retries)
+            self.demo_url = None
+            if not client.configured():
+                from .server import start_demo_server
+
+                self.demo_url = start_demo_server().base_url
+                client = ChatClient(base_url=self.demo_url, timeout=timeout, max_retries=retries)
+            self._client, self._client_ident = client, ident
+        return self._client
+
+    # -- %%chat -----------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-m", "--model", help="Model for this question (default: the session's).")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
+    @argument("--max-tokens", type=int, help="Cap on this answer's tokens.")
+    @argument("--top-p", type=float, help="Nucleus sampling, 0 to 1.")
+    @argument("--seed", type=int, help="Seed for reproducible sampling.")
+    @argument("--system", metavar="TEXT", help="System message for this question only.")
+    @argument("-s", "--session", default=DEFAULT_SESSION, metavar="NAME",
+              help="Conversation to use; each name is independent (default: 'default').")
+    @argument("--new", action="store_true", help="Start the session afresh before asking.")
+    @argument("--no-history", action="store_true",
+              help="One-off question: neither reads nor writes the conversation.")
+    @argument("-i", "--image", action="append", default=[], metavar="SOURCE",
+              help="Image to send with the question: a variable name, path or URL (repeatable).")
+    @argument("--json", action="store_true", help="JSON mode: the answer is shown as formatted JSON.")
+    @argument("-f", "--format", choices=FORMATS,
+              help="markdown (default), text (plain stream) or code (the answer's code block, also "
+                   "put into the next cell).")
+    @argument("--error", action="store_true",
+              help="Append the last exception's traceback (ask 'why did this fail?').")
+    @argument("--raw", action="store_true", help="Send the cell as written: no {name} expansion.")
+    @cell_magic("chat")
+    def chat(self, line: str, cell: str) -> None:
+        """Ask the cell's text; the answer streams below and is kept in ``_chat``.
+
+        ``{name}`` and ``{expression}`` in the cell are replaced by their values from the notebook
+        (``{In[3]}``, ``{Out[4]}``, ``{df.shape}``, ``{x!r}``, ``{x:.2f}``); ``{{`` and ``}}`` are
+        literal braces. A placeholder that cannot be evaluated stops the cell before anything is sent.
+        """
+        args = parse_argstring(self.chat, line)
+        fmt = args.format or self.setting("format")[0]
+        if args.json and args.format in ("code", "text"):
+            raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")
+        overrides = self._cell_overrides(args)
+        question = self._question(cell, raw=args.raw, error=args.error)
+        bot = self.session(args.session)
+        images = self._images(args.image, bot, overrides.get("model"))
+        if args.new:
+            bot.reset()
+        self._note_demo()
+        sink = self._sink("json" if args.json else fmt)
+        try:
+            reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, **overrides)
+        except ChatError as error:
+            raise one_line(error) from None
+        self.shell.user_ns["_chat"] = reply.text
+        if fmt == "code" and not args.json:
+            from .formatted import first_code_block
+
+            code = first_code_block(reply.text)
+            if code is not None:
+                self.shell.set_next_input(code[1], replace=False)
+
+    def _cell_overrides(self, args: Any) -> dict[str, Any]:
+        overrides: dict[str, Any] = {}
+        for name, option in (("temperature", "--temperature"), ("top_p", "--top-p"),
+                             ("max_tokens", "--max-tokens"), ("seed", "--seed")):
+            value = getattr(args, name)
+            if value is not None:
+                overrides[name] = self.check(name, value, option)
+        if args.model is not None:
+            if not args.model.strip():
+                raise UsageError("--model needs a model name, e.g. -m gpt-4o")
+            overrides["model"] = args.model
+        if args.system is not None:
+            overrides["system"] = args.system
+        if args.json:
+            overrides["response_format"] = {"type": "json_object"}
+        return overrides
+
+    def _question(self, cell: str, *, raw: bool, error: bool) -> str:
+        question = cell.strip("\n")
+        if not raw:
+            try:
+                question = expand(question, self.shell.user_ns, self.shell.user_global_ns)
+            except ExpansionError as failure:
+                raise one_line(failure) from None
+        if error:
+            from .tracebacks import last_error_block
+
+            block = last_error_block(self.shell)
+            if block is None:
+                raise UsageError("--error: no exception has been raised in this kernel yet; run the "
+                                 "failing cell first (nothing was sent)")
+            question = (question.strip() or ERROR_QUESTION) + "\n\n" + block
+        if not question.strip():
+            raise UsageError("the cell is empty: write the question under %%chat (nothing was sent)")
+        return question
+
+    def _images(self, sources: list[str], bot: "Chatbot", model: str | None) -> list[Any]:
+        """ImageRefs for the -i sources, made now so a bad image stops the cell before any change."""
+        if not sources:
+            return []
+        from .chatbot import load_images
+        from .models import model_info
+
+        objects = [self._resolve_image(source) for source in sources]
+        info = model_info(model or bot.model, context_window=bot.context_window)
+        try:
+            return load_images(objects, model=info)
+        except ChatError as error:
+            raise one_line(error) from None
+
+    def _resolve_image(self, source: str) -> Any:
+        """A variable (or attribute path) from the notebook if ``source`` names one, else the string."""
+        root, _, rest = source.partition(".")
+        if not root.isidentifier() or root not in self.shell.user_ns:
+            return source
+        value = self.shell.user_ns[root]
+        for attribute in filter(None, rest.split(".")):
+            if not attribute.isidentifier() or not hasattr(value, attribute):
+                return source  # e.g. "plot.png" with a variable named plot: it is a file name
+            value = getattr(value, attribute)
+        return value
+
+    def _sink(self, fmt: str) -> ReplySink:
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        if fmt == "text" or (fmt == "markdown" and not in_kernel):
+            return PrintSink()
+        if fmt in ("json", "code"):
+            from .formatted import FormattedSink
+
+            return FormattedSink(fmt, in_kernel=in_kernel)
+        try:
+            from .render import make_sink
+        except ImportError:
+            return PrintSink()
+        return make_sink(footer=self.setting("footer")[0])
+
+    def _note_demo(self) -> None:
+        if self.demo_url and not self._demo_noted:
+            self._demo_noted = True
+            print(f"Offline demo: no API key or base URL is set, so answers come from the built-in demo "
+                  f"server at {self.demo_url}, not from a model. Set OPENAI_API_KEY (or OPENAI_BASE_URL "
+                  "for a local server) to talk to a real model.")
+
+    # -- %chat ------------------------------------------------------------------------------------
+    @line_magic("chat")
+    def chat_command(self, line: str) -> None:
+        """Manage chat sessions and settings; ``%chat`` alone lists the commands.
+
+        reset, history, sessions, usage, config, model, system, save, load, models, panel.
+        """
+        command, _, rest = line.strip().partition(" ")
+        if not command:
+            print(LINE_HELP)
+            return
+        if command.startswith("-"):  # %chat --error [options]: the cell magic without a body
+            if "--error" not in _split(line):
+                raise UsageError("to ask a question use the cell magic: %%chat [options] on the first line, "
+                                 "the question below (only %chat --error works on one line)")
+            self.chat(line, "")
+            return
+        handler: Callable[[str], None] | None = getattr(self, f"_cmd_{command}", None)
+        if handler is None:
+            raise UsageError(f"unknown %chat command {command!r}; commands: reset, history, sessions, usage, "
+                             "config, model, system, save, load, models, panel (ask with %%chat)")
+        try:
+            handler(rest.strip())
+        except ChatError as error:
+            raise one_line(error) from None
+
+    def _cmd_reset(self, rest: str) -> None:
+        words = _split(rest)
+        if words == ["--all"]:
+            for _, bot in self.sessions.items():
+                bot.reset()
+            print(f"reset {len(self.sessions)} session(s)")
+            return
+        name = _one_name(words, "reset")
+        self.session(name, create=name == DEFAULT_SESSION).reset()
+        print(f"session {name!r} reset")
+
+    def _cmd_history(self, rest: str) -> None:
+        from . import transcript
+
+        name = _one_name(_split(rest), "history")
+        bot = self.session(name, create=name == DEFAULT_SESSION)
+        text = transcript.to_markdown(bot)
+        _show({"text/plain": text, "text/markdown": transcript.to_markdown(bot, image_html=True)})
+
+    def _cmd_sessions(self, rest: str) -> None:
+        if rest:
+            raise UsageError("%chat sessions takes no arguments")
+        if DEFAULT_SESSION not in self.sessions:
+            self.session(DEFAULT_SESSION)
+        rows = [("session", "model", "messages", "history tokens", "system")]
+        for name, bot in self.sessions.items():
+            self._sync(name, bot)
+            tokens = sum(message.tokens for message in bot.conversation.messages)
+            system = (bot.system or "")[:40] + ("…" if bot.system and len(bot.system) > 40 else "")
+            rows.append((name, bot.model, str(len(bot.conversation)), str(tokens), system))
+        _show_table(rows)
+
+    def _cmd_usage(self, rest: str) -> None:
+        from . import usage
+
+        if rest:
+            raise UsageError("%chat usage takes no arguments")
+        rows = self.ledger.rows()
+        _show({"text/plain": usage.to_text(rows), "text/markdown": usage.to_markdown(rows)})
+
+    def _cmd_config(self, rest: str) -> None:
+        if rest:
+            raise UsageError("%chat config takes no arguments; set values with %config ChatMagics.NAME = "
+                             "VALUE or the environment variables shown")
+        rows = [("setting", "value", "source", "environment variable")]
+        for name, env in ENV_VARS.items():
+            value, source = self.setting(name)
+            shown = ("set (hidden)" if value else "not set") if name == "api_key" else repr(value)
+            rows.append((name, shown, source, env))
+        client = self.client()
+        if self.demo_url:
+            rows.append(("endpoint", client.base_url, "offline demo server (no key, no base_url)", ""))
+        else:
+            rows.append(("endpoint", client.base_url, "base_url" if self.setting("base_url")[0] else
+                         "OpenAI default", ""))
+        _show_table(rows)
+
+    def _cmd_model(self, rest: str) -> None:
+        session, words = _session_option(_split(rest))
+        if not words:
+            bot = self.session(session or DEFAULT_SESSION, create=session in (None, DEFAULT_SESSION))
+            print(bot.model)
+            return
+        if len(words) > 1:
+            raise UsageError("%chat model takes one model name, e.g. %chat model gpt-4o")
+        self._set("model", words[0], session)
+
+    def _cmd_system(self, rest: str) -> None:
+        session, words = _session_option(_split(rest, keep_quotes=True), keep_rest=True)
+        text = _unquote(" ".join(words)) if words else None
+        if text is None:
+            bot = self.session(session or DEFAULT_SESSION, create=session in (None, DEFAULT_SESSION))
+            print(bot.system if bot.system is not None else "(no system message)")
+            return
+        self._set("system", text or None, session)
+
+    def _set(self, name: str, value: Any, session: str | None) -> None:
+        if session is None:
+            self._runtime[name] = value
+            for pins in self._pins.values():
+                pins.pop(name, None)
+            where = "all sessions"
+        else:
+            self.session(session, create=session == DEFAULT_SESSION)
+            self._pins.setdefault(session, {})[name] = value
+            where = f"session {session!r}"
+        for each, bot in self.sessions.items():
+            self._sync(each, bot)
+        print(f"{name} for {where}: {value!r}" if value is not None else f"{name} cleared for {where}")
+
+    def _cmd_save(self, rest: str) -> None:
+        from . import transcript
+
+        session, words = _session_option(_split(rest))
+        if len(words) != 1:
+            raise UsageError("%chat save needs one PATH, e.g. %chat save chat.json")
+        name = session or DEFAULT_SESSION
+        bot = self.session(name, create=name == DEFAULT_SESSION)
+        path = transcript.save(bot, words[0])
+        print(f"saved {len(bot.conversation)} messages of session {name!r} to {path}")
+
+    def _cmd_load(self, rest: str) -> None:
+        from . import transcript
+
+        session, words = _session_option(_split(rest))
+        if len(words) != 1:
+            raise UsageError("%chat load needs one PATH, e.g. %chat load chat.json")
+        data = transcript.read(words[0])
+        transcript.messages_from(data, words[0])  # a damaged file stops here, the session untouched
+        name = session or DEFAULT_SESSION
+        bot = self.session(name)
+        self._pins[name] = {"model": data["model"], "system": data.get("system")}
+        transcript.restore(data, bot, words[0])
+        print(f"loaded {len(bot.conversation)} messages into session {name!r} (model {bot.model})")
+
+    def _cmd_models(self, rest: str) -> None:
+        if rest:
+            raise UsageError("%chat models takes no arguments")
+        print("\n".join(self.client().list_models()))
+
+    def _cmd_panel(self, rest: str) -> None:
+        name = _one_name(_split(rest), "panel")
+        self.session(name)
+        from .panel import show_panel
+
+        show_panel(self.sessions, name)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def one_line(error: ChatError) -> ChatError:
+    """``error`` shown by IPython as one line ("ImageError: ...") instead of a traceback."""
+    message = str(error)
+    if isinstance(error, PRE_SEND_ERRORS):
+        message += " (nothing was sent)"
+    line = f"{type(error).__name__}: {message}"
+    error._render_traceback_ = lambda: [line]  # type: ignore[attr-defined] # IPython's hook
+    return error
+
+
+def _split(rest: str, keep_quotes: bool = False) -> list[str]:
+    if keep_quotes:
+        return rest.split(" ") if rest else []
+    try:
+        return shlex.split(rest)
+    except ValueError as error:
+        raise UsageError(f"cannot parse {rest!r}: {error}") from None
+
+
+def _one_name(words: list[str], command: str) -> str:
+    if len(words) > 1:
+        raise UsageError(f"%chat {command} takes at most one session name")
+    return words[0] if words else DEFAULT_SESSION
+
+
+def _session_option(words: list[str], keep_rest: bool = False) -> tuple[str | None, list[str]]:
+    """Pull ``-s NAME`` / ``--session NAME`` out of ``words``."""
+    for flag in ("-s", "--session"):
+        if flag in words:
+            index = words.index(flag)
+            if index + 1 >= len(words) or not words[index + 1]:
+                raise UsageError(f"{flag} needs a session name")
+            return words[index + 1], words[:index] + words[index + 2:]
+    return None, words
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _show(bundle: dict[str, Any]) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+def _show_table(rows: list[tuple[str, ...]]) -> None:
+    """A table as Markdown for notebooks and aligned text for terminals."""
+    def cell(value: str) -> str:
+        return value.replace("|", "\\|").replace("\n", " ")
+
+    markdown = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    markdown += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[1:]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    text = ["  ".join(v.replace("\n", " ").ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    _show({"text/plain": "\n".join(text), "text/markdown": "\n".join(markdown)})
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ChatMagics and make it configurable with ``%config ChatMagics``."""
+    magics = ChatMagics(ipython)
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the magics, the config entry and ``_chat`` (conversations go with them)."""
+    manager = ipython.magics_manager
+    magics = manager.registry.pop(ChatMagics.__name__, None)
+    for kind in ("line", "cell"):
+        table = manager.magics[kind]
+        if "chat" in table and getattr(table["chat"], "__self__", None) is magics:
+            del table["chat"]
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    ipython.user_ns.pop("_chat", None)
+
+
+def current() -> ChatMagics | None:
+    """The loaded ChatMagics of the running IPython, if any (the panel and store reach sessions here)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell.magics_manager.registry.get(ChatMagics.__name__) if shell is not None else None
+
+
+__all__ = ["ChatMagics", "ENV_VARS", "current", "load_ipython_extension", "one_line",
+           "unload_ipython_extension"]
