@@ -298,9 +298,8 @@ def load_images(sources: Iterable[Any], *, model: ModelInfo) -> list[ImageRef]:
     sources = list(sources)
     if not sources:
         return []
-    if all(isinstance(source, ImageRef) for source in sources):
-        return sources
-    from .images import prepare_images  # images need Pillow: loaded only when used
+    # ImageRefs go through too: a saved ref is checked (scheme, size, vision model) like any source.
+    from .images import prepare_images  # Pillow is imported there only when pixels are decoded
 
     return prepare_images(sources, model=model)
 
