@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 MAX_RETRY_AFTER = 60.0  # seconds; a longer retry-after is reported instead of waited for
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
+# OpenAI's codes for an image it could not use. A model without vision answers 400 with no code and
+# param "messages.[i].content.[j].type" ("Invalid content type. image_url is only supported by ...").
+IMAGE_ERROR_CODES = ("invalid_image", "invalid_image_format", "invalid_image_url", "image_parse_error")
+_CONTENT_TYPE_PARAM = re.compile(r"^messages\.?\[\d+\]\.content\.?\[\d+\]\.type$")
 MISSING_KEY_FIX = ("set OPENAI_API_KEY, pass api_key=, or point OPENAI_BASE_URL (base_url=) "
                    "at a local OpenAI-compatible server")
 
@@ -210,6 +215,9 @@ class ChatClient:
                     f"the endpoint says the prompt exceeds the model's context window ({detail}); set "
                     "context_window= to the model's real window so trimming uses it",
                     status=status, code=code)
+            image_problem = _image_rejection(error, status, code, detail, model, where)
+            if image_problem:
+                return errors.BadRequestError(image_problem, status=status, code=code)
             return errors.BadRequestError(f"request rejected ({status}{', ' + code if code else ''}): "
                                           f"{detail}", status=status, code=code)
         if isinstance(error, openai.APITimeoutError):
@@ -358,6 +366,21 @@ def _error_body(error: Any) -> dict[str, Any]:
     if isinstance(body, dict):
         return body.get("error", body) if isinstance(body.get("error", body), dict) else body
     return {}
+
+
+def _image_rejection(error: Any, status: int, code: str | None, detail: str, model: str | None,
+                     where: str) -> str | None:
+    """The one-line explanation of a 400 about images (no vision, bad image, unreachable URL), if it is one."""
+    if code is None and _CONTENT_TYPE_PARAM.match(str(_error_body(error).get("param") or "")):
+        return (f"model {model!r} at {where} does not take images ({status}: {detail}); ask a vision "
+                "model (e.g. model=\"gpt-4o-mini\") or leave the images out")
+    if code == "invalid_image_url":
+        return (f"the endpoint could not fetch or read an image URL ({status} {code}: {detail}); give a "
+                "public http(s) URL of a PNG, JPEG, WEBP or GIF, or the file itself")
+    if code in IMAGE_ERROR_CODES:
+        return (f"the endpoint rejected an image ({status} {code}: {detail}); it takes PNG, JPEG, WEBP or "
+                "non-animated GIF up to 20 MB: give the file, bytes or figure and it is converted and scaled")
+    return None
 
 
 def _error_code(error: Any) -> str | None:

@@ -365,3 +365,35 @@ def test_images_over_the_api_size_limits_are_refused_before_sending(loopback):
 def test_prepare_images_limits_the_number_of_images():
     with pytest.raises(errors.ImageError, match="^501 images in one question; OpenAI takes up to 500 per request$"):
         prepare_images(["https://example.com/a.png"] * 501, model=GPT4O)
+
+
+# -- an endpoint that rejects images: its error is explained -----------------------------------------
+def test_an_image_the_endpoint_cannot_read_is_explained(loopback):
+    bot = make_bot(loopback)
+    broken = [{"role": "user", "content": [{"type": "text", "text": "?"}, {
+        "type": "image_url", "image_url": {"url": "data:image/png;base64,not base64!", "detail": "auto"}}]}]
+    with pytest.raises(errors.BadRequestError) as caught:
+        list(bot.client.stream("gpt-4o", broken, {}))
+    assert str(caught.value) == (
+        "the endpoint could not fetch or read an image URL (400 invalid_image_url: Invalid image data URL in "
+        "'messages[0].content[1].image_url.url': expected data:image/<type>;base64,<valid base64>.); give a "
+        "public http(s) URL of a PNG, JPEG, WEBP or GIF, or the file itself")
+    assert caught.value.code == "invalid_image_url" and caught.value.status == 400
+
+
+def test_a_model_without_vision_gets_its_error_explained(loopback):
+    from jupyter_llmchat.server import FAULTS
+
+    if "images_unsupported" not in FAULTS:
+        pytest.skip("the loopback server has no images_unsupported fault yet (requested from the server owner)")
+    bot = make_bot(loopback, model="loopback-demo")  # not in our table: images are sent, the server decides
+    bot.ask("before", sink=NullSink())
+    history = bot.history
+    loopback.queue(fault="images_unsupported")
+    with pytest.raises(errors.BadRequestError) as caught:
+        bot.ask("What is this?", images=["https://example.com/a.png"], sink=NullSink())
+    assert str(caught.value) == (
+        f"model 'loopback-demo' at {loopback.base_url} does not take images (400: Invalid content type. "
+        "image_url is only supported by certain models.); ask a vision model (e.g. model=\"gpt-4o-mini\") or "
+        "leave the images out")
+    assert bot.history == history
