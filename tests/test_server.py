@@ -22,7 +22,8 @@ import pytest
 from openai import OpenAI
 
 from jupyter_llmchat.models import model_info
-from jupyter_llmchat.server import DEFAULT_MODELS, DISCLOSURE, LoopbackServer, start_demo_server
+from jupyter_llmchat.server import (DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer,
+                                    start_demo_server)
 from jupyter_llmchat.tokens import get_encoding
 
 KEY = "sk-test-loopback-secret-0123456789"
@@ -390,6 +391,9 @@ def test_slow_first_byte_trips_the_client_read_timeout_then_serves_normally(loop
         stream(sdk(loopback, timeout=0.3))
     loopback.queue(reply="worth the wait", fault="slow_first_byte", delay=0.05)
     assert streamed_text(stream(sdk(loopback))) == "worth the wait"
+    loopback.queue(reply="any script can wait first", delay=3.0)
+    with pytest.raises(openai.APITimeoutError):
+        stream(sdk(loopback, timeout=0.3))
 
 
 def test_request_body_loopback_field_scripts_one_request_without_the_queue(loopback):
@@ -519,9 +523,46 @@ def test_client_closing_a_stream_is_logged(loopback):
     assert chat_logs(loopback)[-1].outcome == "client_closed"
 
 
+def test_stop_closes_kept_alive_connections():
+    server = LoopbackServer().start()
+    client = sdk(server)
+    assert client.models.list().data  # leaves a pooled keep-alive connection open
+    server.stop()
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
+
+
+def test_defaults_can_be_changed_while_running(loopback):
+    loopback.default_tokens = 400
+    try:
+        text = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+            0].message.content
+        assert len(encode(text)) >= 400
+    finally:
+        loopback.default_tokens = 150
+    with pytest.raises(ValueError, match="default_rate must be > 0"):
+        loopback.default_rate = 0
+    with pytest.raises(ValueError, match="default_tokens must be an integer >= 1"):
+        loopback.default_tokens = 0
+
+
+def test_azure_deployment_route_with_api_key_header():
+    with LoopbackServer(api_key=KEY) as server:
+        server.queue(reply="from azure")
+        client = openai.AzureOpenAI(azure_endpoint=server.root_url, api_key=KEY, api_version="2024-10-21",
+                                    azure_deployment="gpt-4o", max_retries=0)
+        response = client.chat.completions.create(model="gpt-4o", messages=QUESTION)
+        assert response.choices[0].message.content == "from azure"
+        entry = server.requests[-1]
+        assert entry.path == "/openai/deployments/gpt-4o/chat/completions"
+        assert entry.query == "api-version=2024-10-21"
+        assert entry.headers["api-key"] == "***"
+
+
 def test_start_demo_server_is_one_lazy_singleton():
     demo = start_demo_server()
     assert start_demo_server() is demo
+    assert demo.default_rate == DEMO_RATE
     text = sdk(demo).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0].message.content
     assert text.startswith(DISCLOSURE)
 

@@ -16,22 +16,28 @@ from __future__ import annotations
 
 import threading
 
-from .app import DEFAULT_MODELS, LoggedRequest, LoopbackServer
 from .cli import main
+from .loopback import LoopbackServer
 from .markdown import DISCLOSURE
 from .script import FAULTS, Script
+from .state import DEFAULT_MODELS, LoggedRequest
 
-__all__ = ["DEFAULT_MODELS", "DISCLOSURE", "FAULTS", "LoggedRequest", "LoopbackServer", "Script",
-           "main", "start_demo_server"]
+__all__ = ["DEFAULT_MODELS", "DEMO_RATE", "DISCLOSURE", "FAULTS", "LoggedRequest", "LoopbackServer",
+           "Script", "main", "start_demo_server"]
+
+DEMO_RATE = 80.0  # tokens/s: the offline demo streams visibly, about as fast as a small model
 
 _demo: LoopbackServer | None = None
 _demo_lock = threading.Lock()
 
 
 def start_demo_server() -> LoopbackServer:
-    """The process-wide offline demo server, started on first use (no key and no base URL set)."""
+    """The process-wide offline demo server, started on first use (no key and no base URL set).
+
+    It streams default replies at ``DEMO_RATE`` tokens/s; set ``.default_rate = None`` for full speed.
+    """
     global _demo
     with _demo_lock:
         if _demo is None:
-            _demo = LoopbackServer().start()
+            _demo = LoopbackServer(default_rate=DEMO_RATE).start()
         return _demo

@@ -6,7 +6,7 @@ import argparse
 import threading
 from typing import Sequence
 
-from .app import LoopbackServer
+from .loopback import LoopbackServer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

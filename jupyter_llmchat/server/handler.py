@@ -1,0 +1,340 @@
+"""HTTP plumbing: a threaded stdlib server whose handler speaks the OpenAI Chat Completions API.
+
+The handler parses HTTP, applies the next script and writes bytes (chunked SSE for streams);
+what to answer comes from ``completions``. Only Host headers naming 127.0.0.1 or localhost are
+answered, so a web page cannot reach the server through DNS rebinding, and control-API POSTs
+must be JSON, which a page cannot send cross-origin without a (never granted) CORS preflight.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import socket
+import sys
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..models import model_info
+from ..tokens import count_prompt_tokens
+from .completions import (MALFORMED_EVENT, ChunkEncoder, RequestError, completion_body,
+                          context_length_error, fault_error, plan_reply, unauthorized, validate_request)
+from .script import Script
+from .state import LoggedRequest, ServerState
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+_AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+_MASKED_HEADERS = {"authorization": "Bearer ***", "api-key": "***", "x-api-key": "***"}
+_WRITE_BLOCK = 1 << 16  # bytes per socket write at full speed
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: ServerState) -> None:
+        self.state = state
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can hang offline.
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing a kept-alive connection (or a stream) is normal here, not a crash.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked transfer encoding, like the real API
+    server_version = "jupyter-llmchat-loopback"
+    sys_version = ""
+    server: LoopbackHTTPServer
+    _status: int | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        # Small SSE writes must leave at once; Nagle + delayed ACK would add ~40 ms per token.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.state.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.state.track(self.connection, False)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests and notebooks should not see access logs
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    # routing ---------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        state = self.server.state
+        entry: LoggedRequest | None = None
+        try:
+            raw = self._read_body()
+            url = urlsplit(self.path)
+            if not self._host_allowed():
+                self._send_json(403, _error("Host header not allowed: the loopback server only answers "
+                                            "127.0.0.1 and localhost.", "forbidden_host"))
+                return
+            if url.path.startswith("/_loopback/"):
+                self._control(url.path, raw)
+                return
+            entry = LoggedRequest(self.command, url.path, self._masked_headers(), _parse_json(raw),
+                                  time.time(), query=url.query)
+            state.record(entry)
+            self._api(url.path, entry)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            if entry is not None:
+                entry.outcome = "server_stopped" if state.stopping.is_set() else "client_closed"
+
+    def _api(self, path: str, entry: LoggedRequest) -> None:
+        models = self.server.state.models
+        try:
+            if not self._authorized():
+                raise unauthorized()
+            azure = _AZURE_PATH.match(path)
+            if self.command == "POST" and (path == "/v1/chat/completions" or azure):
+                self._chat(entry, azure.group(1) if azure else None)
+                return
+            if self.command == "GET" and path == "/v1/models":
+                self._send_json(200, {"object": "list", "data": [_model_card(m) for m in models]})
+            elif self.command == "GET" and path.startswith("/v1/models/"):
+                model = path[len("/v1/models/"):]
+                if model not in models:
+                    raise RequestError(404, f"The model '{model}' does not exist", code="model_not_found")
+                self._send_json(200, _model_card(model))
+            else:
+                raise RequestError(404, f"Invalid URL ({self.command} {path})", code="unknown_url")
+            entry.outcome = "complete"
+        except RequestError as error:
+            self._send_error(error)
+            entry.outcome = entry.outcome or "error"
+        entry.status = self._status
+
+    def _chat(self, entry: LoggedRequest, deployment: str | None) -> None:
+        state = self.server.state
+        body = entry.body
+        if body is None:
+            raise RequestError(400, "We could not parse the JSON body of your request. (HINT: This likely "
+                               "means you aren't using your HTTP library correctly. The OpenAI API expects "
+                               "a JSON payload.)")
+        if deployment and isinstance(body, dict) and not body.get("model"):
+            body = {**body, "model": deployment}
+        script = self._script(body)
+        if script.fault:
+            entry.outcome = f"fault:{script.fault}"
+        delay = script.delay if script.delay is not None else (1.0 if script.fault == "slow_first_byte" else 0)
+        if delay and state.stopping.wait(delay):
+            entry.outcome = "server_stopped"
+            self.close_connection = True
+            return
+        error = fault_error(script, body.get("model") if isinstance(body, dict) else "?")
+        if error is not None:
+            raise error
+        validate_request(body, state.models, strict=state.strict)
+        model = body["model"]
+        prompt_tokens = count_prompt_tokens(body["messages"], model)
+        window = model_info(model).context_window
+        if prompt_tokens > window:
+            raise context_length_error(window, prompt_tokens)
+        cached = state.cache.cached_tokens(model, body["messages"], prompt_tokens)
+        plan = plan_reply(body, script, prompt_tokens=prompt_tokens, cached_tokens=cached,
+                          default_tokens=state.default_tokens)
+        if not script.fault:
+            entry.outcome = "length" if plan.finish_reason == "length" else "complete"
+        if body.get("stream"):
+            rate = script.rate if script.rate is not None else state.default_rate
+            options = body.get("stream_options") or {}
+            encoder = ChunkEncoder(plan, include_usage=bool(options.get("include_usage")))
+            self._stream(encoder, script, rate, entry)
+            return
+        payload = b"{not json" if script.fault == "malformed" else completion_body(plan)
+        self._send_head(200, "application/json", length=len(payload))
+        entry.status = 200
+        if script.fault == "disconnect":  # half the body, then the connection drops
+            self.wfile.write(payload[: len(payload) // 2])
+            self._drop()
+            return
+        self.wfile.write(payload)
+
+    def _script(self, body: Any) -> Script:
+        """The request's own "loopback" field if present (queue untouched), else the next queued one."""
+        if isinstance(body, dict) and "loopback" in body:
+            try:
+                return Script.from_mapping(body["loopback"])
+            except (TypeError, ValueError) as error:
+                raise RequestError(400, f"Invalid 'loopback' field: {error}", param="loopback") from None
+        return self.server.state.pop()
+
+    # streaming -------------------------------------------------------------------------------
+    def _stream(self, encoder: ChunkEncoder, script: Script, rate: float | None,
+                entry: LoggedRequest) -> None:
+        events = encoder.content()
+        if script.fault in ("disconnect", "malformed"):
+            events = events[: script.after_tokens or 0]
+        self._send_head(200, "text/event-stream; charset=utf-8", chunked=True)
+        entry.status = 200
+        self._write_chunk(encoder.first())
+        if rate is None:
+            self._write_blocks(events)
+        elif not self._write_paced(events, [len(indices) for _, indices in encoder.plan.deltas], rate):
+            entry.outcome = "server_stopped"
+            self._drop()
+            return
+        if script.fault == "disconnect":
+            self._drop()  # no terminating chunk: the client sees an incomplete chunked body
+            return
+        if script.fault == "malformed":
+            self._write_chunk(MALFORMED_EVENT)
+        self._write_chunk(encoder.last())
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _write_paced(self, events: list[bytes], sizes: list[int], rate: float) -> bool:
+        """Send ``events`` at ``rate`` tokens/s; False if the server stopped meanwhile.
+
+        Each event is due when the tokens before it have had their time, measured from the start,
+        so a long stream keeps its rate instead of drifting by the cost of every write.
+        """
+        stopping = self.server.state.stopping
+        start = time.monotonic()
+        sent = 0
+        pending: list[bytes] = []
+        for event, size in zip(events, sizes):
+            wait = start + sent / rate - time.monotonic()
+            if wait > 0:
+                if pending:
+                    self._write_chunk(b"".join(pending))
+                    pending = []
+                if stopping.wait(wait):
+                    return False
+            pending.append(event)  # events already due go out together in one write
+            sent += size
+        if pending:
+            self._write_chunk(b"".join(pending))
+        return True
+
+    def _write_blocks(self, events: list[bytes]) -> None:
+        block: list[bytes] = []
+        size = 0
+        for event in events:
+            block.append(event)
+            size += len(event)
+            if size >= _WRITE_BLOCK:
+                self._write_chunk(b"".join(block))
+                block, size = [], 0
+        if block:
+            self._write_chunk(b"".join(block))
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # control API -----------------------------------------------------------------------------
+    def _control(self, path: str, raw: bytes) -> None:
+        state = self.server.state
+        if self.command == "POST" and not self.headers.get("Content-Type", "").startswith("application/json"):
+            self._send_json(415, _error("Control API POSTs must be application/json.", "unsupported_media"))
+            return
+        try:
+            if self.command == "POST" and path == "/_loopback/queue":
+                data = _parse_json(raw)
+                scripts = [Script.from_mapping(item) for item in (data if isinstance(data, list) else [data])]
+                self._send_json(200, {"queued": len(scripts), "pending": state.push(scripts)})
+            elif self.command == "GET" and path == "/_loopback/requests":
+                self._send_json(200, {"requests": [entry.to_dict() for entry in state.requests()]})
+            elif self.command == "POST" and path == "/_loopback/reset":
+                state.reset()
+                self._send_json(200, {"reset": True})
+            else:
+                self._send_json(404, _error(f"Unknown control endpoint {self.command} {path}; use POST "
+                                            "/_loopback/queue, GET /_loopback/requests, POST /_loopback/reset.",
+                                            "unknown_url"))
+        except (TypeError, ValueError) as error:
+            self._send_json(400, _error(f"Invalid loopback script: {error}", "invalid_script"))
+
+    # plumbing --------------------------------------------------------------------------------
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _host_allowed(self) -> bool:
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        return host in LOOPBACK_HOSTS
+
+    def _authorized(self) -> bool:
+        expected = self.server.state.api_key
+        if expected is None:
+            return True
+        given = self.headers.get("api-key") or ""  # Azure's header
+        auth = self.headers.get("Authorization") or ""
+        if auth.startswith("Bearer "):
+            given = auth[len("Bearer "):]
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def _masked_headers(self) -> dict[str, str]:
+        return {name: _MASKED_HEADERS.get(name.lower(), value) for name, value in self.headers.items()}
+
+    def _send_head(self, status: int, content_type: str, *, length: int = 0, chunked: bool = False,
+                   headers: dict[str, str] | None = None) -> None:
+        self._status = status
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.send_header("x-request-id", "req_" + uuid.uuid4().hex)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _send_json(self, status: int, data: Any) -> None:
+        payload = json.dumps(data).encode()
+        self._send_head(status, "application/json", length=len(payload))
+        self.wfile.write(payload)
+
+    def _send_error(self, error: RequestError) -> None:
+        payload = error.body()
+        self._send_head(error.status, "application/json", length=len(payload), headers=error.headers)
+        self.wfile.write(payload)
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+
+
+def _model_card(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 1700000000, "owned_by": "jupyter_llmchat-loopback"}
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
