@@ -308,3 +308,220 @@ def test_store_is_a_consistent_sqlite_file_others_can_read(tmp_path: Path, loopb
             ("user", "y"), ("assistant", "x")]
     store.close()
     assert not Path(f"{path}-wal").exists() or os.path.getsize(f"{path}-wal") == 0
+
+
+# -- other processes: kill -9, two writers at once, a new kernel ---------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+STREAM_THEN_DIE = r"""
+import sys
+from jupyter_llmchat.chatbot import Chatbot
+from jupyter_llmchat.reply import NullSink
+from jupyter_llmchat.store import Store
+
+store = Store(sys.argv[1])
+bot = Chatbot("gpt-4o-mini", base_url=sys.argv[2], api_key="sk-test-kill", max_retries=0)
+store.attach(bot, "doomed")
+bot.ask("first", sink=NullSink())
+
+class Announce(NullSink):
+    said = False
+    def write(self, text):
+        if not self.said:
+            self.said = True
+            print("STREAMING", flush=True)
+
+bot.ask("second", sink=Announce())
+print("FINISHED", flush=True)
+"""
+
+WRITE_UNTIL_KILLED = r"""
+import sys
+from jupyter_llmchat.chatbot import Chatbot
+from jupyter_llmchat.store import Store
+
+store = Store(sys.argv[1])
+bot = Chatbot("gpt-4o-mini", base_url="http://127.0.0.1:9/v1", max_history=50)
+store.attach(bot, "burst")
+conversation = bot.conversation
+for number in range(1_000_000):
+    conversation.append(conversation.make("user", f"message {number:07d} " + "x" * 300))
+    if number % 100 == 0:
+        print(f"WROTE {number}", flush=True)
+"""
+
+CONCURRENT_WRITER = r"""
+import sys, time
+from pathlib import Path
+from jupyter_llmchat.chatbot import Chatbot
+from jupyter_llmchat.reply import NullSink
+from jupyter_llmchat.store import Store
+
+path, base_url, who, go = sys.argv[1:5]
+store = Store(path)
+bot = Chatbot("gpt-4o-mini", base_url=base_url, api_key="sk-test-two", max_retries=0)
+store.load("shared", bot)  # both writers continue the same saved conversation
+print("READY", flush=True)
+while not Path(go).exists():
+    time.sleep(0.001)
+for number in range(200):
+    bot.conversation.append(bot.conversation.make("user", f"{who} {number}"))
+    if number % 20 == 0:
+        bot.ask(f"{who} asks {number}", sink=NullSink(), history=False)
+print("DONE", flush=True)
+"""
+
+
+def spawn(script: str, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+
+
+def wait_for(process, word: str) -> str:
+    for line in process.stdout:
+        if line.startswith(word):
+            return line.strip()
+    raise AssertionError(f"the child exited ({process.wait()}) before printing {word}")
+
+
+def integrity(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def test_kill_9_during_streaming_leaves_a_readable_consistent_store(tmp_path: Path, loopback):
+    import signal
+
+    path = tmp_path / "store.sqlite3"
+    loopback.queue(reply="First answer, saved.")
+    loopback.queue(tokens=5_000, rate=20.0)  # minutes of streaming: killed long before the end
+    child = spawn(STREAM_THEN_DIE, str(path), loopback.base_url)
+    try:
+        wait_for(child, "STREAMING")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert Path(f"{path}-wal").stat().st_size > 0  # the committed pages were still in the WAL
+    assert integrity(path) == "ok"
+    with Store(path) as store:
+        bot = store.chatbot("doomed", base_url=loopback.base_url)
+        assert [(m.role, m.text, m.status) for m in bot.history] == [
+            ("user", "first", "complete"), ("assistant", "First answer, saved.", "complete")]
+        assert store.query("SELECT status, model FROM ledger") == [{"status": "complete", "model": "gpt-4o-mini"}]
+    assert integrity(path) == "ok"
+
+
+def test_kill_9_during_a_burst_of_writes_loses_no_committed_message(tmp_path: Path):
+    import signal
+
+    path = tmp_path / "store.sqlite3"
+    child = spawn(WRITE_UNTIL_KILLED, str(path))
+    try:
+        reported = int(wait_for(child, "WROTE 500").split()[1])
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert integrity(path) == "ok"
+    with Store(path) as store:
+        texts = [m.text for m in store.messages(store.conversation("burst").id)]
+    assert len(texts) > reported  # everything reported as written is there
+    assert texts == [f"message {number:07d} " + "x" * 300 for number in range(len(texts))]  # no gap, no torn row
+
+
+def test_two_processes_writing_at_once_lose_no_message(tmp_path: Path, loopback):
+    path = tmp_path / "store.sqlite3"
+    with Store(path) as store:
+        seed = Chatbot("gpt-4o-mini", base_url=loopback.base_url, api_key=KEY)
+        store.attach(seed, "shared")
+        seed.conversation.append(seed.conversation.make("user", "seed"))
+    go = tmp_path / "go"
+    children = [spawn(CONCURRENT_WRITER, str(path), loopback.base_url, who, str(go)) for who in ("A", "B")]
+    try:
+        for child in children:
+            wait_for(child, "READY")
+        go.touch()
+        for child in children:
+            wait_for(child, "DONE")
+    finally:
+        for child in children:
+            child.wait()
+    assert [child.returncode for child in children] == [0, 0]
+    assert integrity(path) == "ok"
+    with Store(path) as store:
+        saved = store.conversations("shared")
+        assert len(saved) == 1
+        texts = [m.text for m in store.messages(saved[0].id)]
+        assert len(texts) == 1 + 2 * 200
+        for who in ("A", "B"):  # each writer's messages, all there and in its own order
+            assert [t for t in texts if t.startswith(f"{who} ")] == [f"{who} {n}" for n in range(200)]
+        ledger = store.query("SELECT session, COUNT(*) AS n FROM ledger GROUP BY session")
+        assert ledger == [{"session": "shared", "n": 20}]
+    assert sum(1 for r in loopback.requests if r.path.endswith("/chat/completions")) == 20
+
+
+KERNEL_ONE = """
+import json
+from jupyter_llmchat.chatbot import Chatbot
+from jupyter_llmchat.messages import ImageRef
+from jupyter_llmchat.reply import NullSink
+from jupyter_llmchat.store import Store
+
+store = Store(cache=True)  # the default path: JUPYTER_LLMCHAT_STORE, set for this test
+bot = Chatbot("gpt-4o-mini", base_url=BASE_URL, api_key=API_KEY, system="Be brief.", temperature=0)
+store.attach(bot, "trip")
+bot.ask("What is 2+2?", sink=NullSink())
+bot.ask("Describe this image", images=[ImageRef(IMAGE_URL, detail="low", width=1, height=1)], sink=NullSink())
+print(json.dumps([m.to_dict() for m in bot.history]))
+"""
+
+KERNEL_TWO = """
+import json
+from jupyter_llmchat.chatbot import Chatbot
+
+loaded = Chatbot.load("trip", base_url=BASE_URL, api_key=API_KEY)
+print(json.dumps({"history": [m.to_dict() for m in loaded.history], "system": loaded.system,
+                  "model": loaded.model, "params": loaded.params}))
+"""
+
+
+def run_kernel(cells: list[str], cwd: Path) -> list[str]:
+    """Run ``cells`` in a new python3 kernel through nbclient; the stdout of each cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    return ["".join(out.get("text", "") for out in cell.outputs if out.get("name") == "stdout")
+            for cell in notebook.cells]
+
+
+def test_a_new_kernel_loads_what_the_old_one_wrote(tmp_path: Path, loopback, monkeypatch):
+    path = tmp_path / "data" / "store.sqlite3"
+    monkeypatch.setenv(STORE_ENV, str(path))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    setup = f"BASE_URL, API_KEY, IMAGE_URL = {loopback.base_url!r}, {KEY!r}, {IMAGE.url!r}"
+    loopback.queue(reply="4.")
+    loopback.queue(reply="A **single** pixel.")
+    first = run_kernel([setup, KERNEL_ONE], tmp_path)
+    written = json.loads(first[1])
+    assert [(m["role"], m["text"]) for m in written] == [
+        ("user", "What is 2+2?"), ("assistant", "4."), ("user", "Describe this image"),
+        ("assistant", "A **single** pixel.")]
+    requests_before = len(loopback.requests)
+
+    # A new kernel process loads the conversation, then re-runs the first notebook: all cache hits.
+    second = run_kernel([setup, KERNEL_TWO, KERNEL_ONE], tmp_path)
+    loaded = json.loads(second[1])
+    assert loaded == {"history": written, "system": "Be brief.", "model": "gpt-4o-mini",
+                      "params": {"temperature": 0}}
+    rerun = json.loads(second[2])
+    assert [{**m, "created": None} for m in rerun] == [{**m, "created": None} for m in written]
+    assert len(loopback.requests) == requests_before  # nothing was sent: the re-run cost nothing
+    raw = b"".join(file.read_bytes() for file in path.parent.iterdir())
+    assert b"A **single** pixel." in raw and KEY.encode() not in raw
