@@ -47,7 +47,7 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client closing a kept-alive connection (or a stream) is normal here, not a crash.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             return
         super().handle_error(request, client_address)
 
@@ -85,6 +85,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         state = self.server.state
         entry: LoggedRequest | None = None
+        self._status = None  # per request: one handler serves a whole keep-alive connection
         try:
             raw = self._read_body()
             url = urlsplit(self.path)
@@ -103,6 +104,15 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if entry is not None:
                 entry.outcome = "server_stopped" if state.stopping.is_set() else "client_closed"
+        except Exception as error:
+            # A bug here must show up as a clear 500 in the test, not as a silent disconnect.
+            if entry is not None:
+                entry.outcome = "error"
+            if self._status is None:
+                self._send_json(500, {"error": {"message": f"loopback server bug: {error!r}",
+                                                "type": "server_error", "param": None, "code": None}})
+            self.close_connection = True
+            raise  # and the traceback goes to stderr
 
     def _api(self, path: str, entry: LoggedRequest) -> None:
         models = self.server.state.models
