@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .reply import Reply, Usage
+from .store import warn_failed
 
 if TYPE_CHECKING:
     from .store import Store
@@ -50,11 +52,15 @@ class ResponseCache:
         if not self.cacheable(request):
             return None
         key = request_key(request)
-        rows = self.store.query("SELECT reply FROM cache WHERE key = ?", (key,))
-        if not rows:
-            return None
-        with self.store.transaction() as db:  # hit counts tell the user what the cache saved
-            db.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
+        try:
+            rows = self.store.query("SELECT reply FROM cache WHERE key = ?", (key,))
+            if not rows:
+                return None
+            with self.store.transaction() as db:  # hit counts tell the user what the cache saved
+                db.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
+        except sqlite3.Error as error:
+            warn_failed("read the response cache", error)
+            return None  # a miss: the question is sent as if there were no cache
         return _reply(json.loads(rows[0]["reply"]))
 
     def save(self, request: dict[str, Any], reply: Reply) -> None:
@@ -64,10 +70,13 @@ class ResponseCache:
         data = {"text": reply.text, "model": reply.model, "status": reply.status,
                 "finish_reason": reply.finish_reason,
                 "usage": asdict(reply.usage) if reply.usage else None, "logprobs": reply.logprobs}
-        with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO cache (key, model, reply, created, hits) VALUES (?, ?, ?, ?, 0)",
-                       (request_key(request), request.get("model", reply.model),
-                        json.dumps(data, ensure_ascii=False), time.time()))
+        try:
+            with self.store.transaction() as db:
+                db.execute("INSERT OR REPLACE INTO cache (key, model, reply, created, hits) VALUES (?, ?, ?, ?, 0)",
+                           (request_key(request), request.get("model", reply.model),
+                            json.dumps(data, ensure_ascii=False), time.time()))
+        except sqlite3.Error as error:
+            warn_failed("save the answer in the response cache", error)
 
     def clear(self) -> int:
         """Forget every cached answer; returns how many."""

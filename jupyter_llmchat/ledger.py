@@ -102,6 +102,20 @@ def usage_summary(store: "Store", by: tuple[str, ...] | str = ("session", "model
     return [UsageRow(keys={name: row.pop(name) for name in by}, **row) for row in rows]
 
 
+def usage_rows(store: "Store", *, session: str | None = None) -> list[dict[str, Any]]:
+    """Per (session, model) rows plus a "total" row, in the shape usage.py's tables take
+    (``usage.to_markdown(usage_rows(store))``): the persistent ledger behind ``%chat usage``."""
+    rows = usage_summary(store, ("session", "model"), session=session)
+    out = [_usage_dict(row, row.keys["session"], row.keys["model"]) for row in rows]
+    return out + [_usage_dict(total(rows), "total", "")] if rows else []
+
+
+def _usage_dict(row: UsageRow, session: str, model: str) -> dict[str, Any]:
+    return {"session": session, "model": model, "requests": row.requests, "prompt_tokens": row.prompt_tokens,
+            "cached_tokens": row.cached_tokens, "completion_tokens": row.completion_tokens,
+            "total_tokens": row.total_tokens, "cost_usd": None if row.unpriced else row.cost}
+
+
 def total(rows: list[UsageRow]) -> UsageRow:
     """The sum of ``rows``."""
     sums = {name: sum(getattr(row, name) for row in rows)

@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 STORE_ENV = "JUPYTER_LLMCHAT_STORE"
 MEMORY = ":memory:"
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 30_000  # another kernel holding the write lock: wait this long before failing
+BUSY_TIMEOUT = 30.0  # seconds to wait for another kernel's write lock before failing
 SETTINGS = ("max_history", "context_window", "prompt_token_limit")
 
 SCHEMA = """
@@ -97,6 +98,16 @@ class StoreError(ChatError):
     """The store cannot do what was asked (unknown session, bad file, bad import data)."""
 
 
+class StoreWarning(UserWarning):
+    """A write to the store failed while chatting: the conversation goes on in memory."""
+
+
+def warn_failed(what: str, error: Exception) -> None:
+    """Tell the user once per failure; a full disk must not cost them the answer on screen."""
+    warnings.warn(f"the store could not {what} ({type(error).__name__}: {error}); the conversation "
+                  "continues in memory, see Store.path", StoreWarning, stacklevel=3)
+
+
 def default_path() -> Path:
     """``$JUPYTER_LLMCHAT_STORE`` if set, else ``store.sqlite3`` in the user's data directory."""
     chosen = os.environ.get(STORE_ENV)
@@ -132,16 +143,17 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, cache: bool = False,
-                 cache_random: bool = False) -> None:
+                 cache_random: bool = False, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path: str = MEMORY if path == MEMORY else str(Path(path).expanduser() if path else default_path())
         self.cache_default = cache
         self.cache_random = cache_random
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._recorders: weakref.WeakKeyDictionary[Chatbot, Recorder] = weakref.WeakKeyDictionary()
         if self.path != MEMORY:
             _create_private(Path(self.path))
         try:
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             self._setup()
         except sqlite3.DatabaseError as error:
@@ -150,7 +162,6 @@ class Store:
 
     def _setup(self) -> None:
         db = self._db
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys = ON")
         if self.path != MEMORY:
             db.execute("PRAGMA journal_mode = WAL")
@@ -197,8 +208,12 @@ class Store:
 
     def close(self) -> None:
         """Stop recording and close the file (a checkpoint folds the WAL back into it)."""
-        for recorder in list(self._recorders.values()):
+        from .cache import ResponseCache
+
+        for bot, recorder in list(self._recorders.items()):
             recorder.detach()
+            if isinstance(bot.cache, ResponseCache) and bot.cache.store is self:
+                bot.cache = None  # a closed file cannot answer lookups
         with self._lock:
             self._db.close()
 
@@ -440,8 +455,8 @@ class Recorder:
             return {}
         settings = {"max_history": bot.conversation.max_history, "context_window": bot.context_window,
                     "prompt_token_limit": bot.prompt_token_limit}
-        return {"model": bot.model, "system": bot.system, "params": dict(bot.params),
-                "settings": settings}
+        params = {key: value for key, value in bot.params.items() if _is_json(value)}
+        return {"model": bot.model, "system": bot.system, "params": params, "settings": settings}
 
     def _ensure_conversation(self) -> int:
         if self.conversation_id is None:
@@ -452,6 +467,14 @@ class Recorder:
         return self.conversation_id
 
     def _on_event(self, event: str, message: Message | None) -> None:
+        try:
+            self._save_event(event, message)
+        except sqlite3.Error as error:
+            what = {"append": "save a message", "clear": "start a new conversation",
+                    "system": "save the system message"}.get(event, f"save {event!r}")
+            warn_failed(f"{what} of session {self.session!r}", error)
+
+    def _save_event(self, event: str, message: Message | None) -> None:
         if event == "append" and message is not None:
             conversation = self._ensure_conversation()
             self.store.add_message(conversation, message, state=self.state())
@@ -466,7 +489,10 @@ class Recorder:
                 self.store.update_conversation(self.conversation_id, system=message.text if message else None)
 
     def _on_reply(self, reply: "Reply") -> None:
-        self.store.record_reply(reply, session=self.session, conversation=self.conversation_id)
+        try:
+            self.store.record_reply(reply, session=self.session, conversation=self.conversation_id)
+        except sqlite3.Error as error:
+            warn_failed(f"add a ledger row for session {self.session!r}", error)
 
     def __repr__(self) -> str:
         return f"Recorder(session={self.session!r}, conversation={self.conversation_id})"
@@ -531,6 +557,15 @@ def _conversation(row: dict[str, Any]) -> SavedConversation:
 def _check_name(session: Any) -> None:
     if not isinstance(session, str) or not session.strip():
         raise StoreError(f"a session name must be non-empty text, got {session!r}")
+
+
+def _is_json(value: Any) -> bool:
+    """Only JSON values are saved: a restored parameter must be the value that was set."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _remove(items: list[Any], item: Any) -> None:

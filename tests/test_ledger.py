@@ -183,3 +183,17 @@ def test_html_table_escapes_names_and_draws_bars(store: Store):
     assert out.count("width:100%") == 1 and out.count("width:50%") == 1
     assert out.startswith("<table><thead><tr><th>session</th><th>requests</th>")
     assert "<tr><td>total</td>" in out and "$0.0030" in out
+
+
+def test_usage_rows_feed_the_usage_module_tables(ledger: Store):
+    from jupyter_llmchat import usage
+    from jupyter_llmchat.ledger import usage_rows
+
+    rows = usage_rows(ledger)
+    assert [tuple(row) for row in rows] == [usage.COLUMNS] * 4
+    assert [(r["session"], r["model"], r["requests"], r["total_tokens"], r["cost_usd"]) for r in rows] == [
+        ("alpha", "gpt-4o", 2, 3300, pytest.approx(0.00922)), ("alpha", "gpt-4o-mini", 1, 0, 0.0),
+        ("beta", "llama3", 1, 55, None), ("total", "", 4, 3355, None)]
+    table = usage.to_markdown(rows)
+    assert table.splitlines()[2] == "| alpha | gpt-4o | 2 | 3000 | 1024 | 300 | 3300 | $0.009220 |"
+    assert usage_rows(ledger, session="nobody") == []

@@ -310,6 +310,50 @@ def test_store_is_a_consistent_sqlite_file_others_can_read(tmp_path: Path, loopb
     assert not Path(f"{path}-wal").exists() or os.path.getsize(f"{path}-wal") == 0
 
 
+
+def test_a_locked_store_warns_and_the_answer_is_kept_in_memory(tmp_path: Path, loopback):
+    from jupyter_llmchat.store import StoreWarning
+
+    path = tmp_path / "store.sqlite3"
+    store = Store(path, busy_timeout=0.05)
+    bot = make_bot(loopback, temperature=0)
+    store.attach(bot, "locked", cache=True)
+    loopback.queue(reply="still shown")
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")  # another kernel holding the write lock too long
+        with pytest.warns(StoreWarning) as caught:
+            reply = bot.ask("hello?", sink=NullSink())
+        other.execute("ROLLBACK")
+    assert reply.text == "still shown" and [m.text for m in bot.history] == ["hello?", "still shown"]
+    assert [str(w.message) for w in caught] == [
+        f"the store could not {what} (OperationalError: database is locked); the conversation continues "
+        "in memory, see Store.path" for what in (
+            "save a message of session 'locked'", "save a message of session 'locked'",
+            "add a ledger row for session 'locked'", "save the answer in the response cache")]
+    loopback.queue(reply="saved again")
+    bot.ask("and now?", sink=NullSink())  # the lock is gone: recording resumes
+    assert [m.text for m in store.messages(store.conversation("locked").id)] == ["and now?", "saved again"]
+    store.close()
+
+
+def test_close_detaches_and_drops_its_cache(tmp_path: Path, loopback):
+    store = Store(tmp_path / "store.sqlite3")
+    bot = make_bot(loopback)
+    store.attach(bot, "closing", cache=True)
+    assert bot.cache is not None and store.recorder(bot) is not None
+    store.close()
+    assert bot.cache is None and bot.reply_listeners == [] and bot.conversation.listeners == []
+    loopback.queue(reply="works without the store")
+    assert bot.ask("hi", sink=NullSink()).text == "works without the store"
+
+
+def test_only_json_params_are_saved(store: Store, loopback):
+    bot = make_bot(loopback, temperature=0.2, extra_body={"opaque": object()})
+    store.attach(bot, "params")
+    bot.conversation.append(bot.conversation.make("user", "hi"))
+    assert store.conversation("params").params == {"temperature": 0.2}
+
+
 # -- other processes: kill -9, two writers at once, a new kernel ---------------------------------
 REPO = Path(__file__).resolve().parents[1]
 
