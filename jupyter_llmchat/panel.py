@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 DEFAULT_SESSION = "default"
 REPAINT_INTERVAL = 0.1  # seconds between repaints of a streaming answer (~10/s, like the renderer)
 NOTICES = {
-    "interrupted": "⏹ stopped: partial answer kept",
-    "failed": "⚠ the stream broke: partial answer kept",
+    "interrupted": "stopped: partial answer kept",
+    "failed": "the stream broke: partial answer kept",
     "truncated": "answer truncated: it reached max tokens",
     "filtered": "answer stopped by the provider's content filter",
 }
@@ -97,8 +97,9 @@ def bubble_html(role: str, text: str, *, status: str = "complete", label: str | 
         body = f'<div class="llmchat-text">{escape(text)}</div>'
     else:
         body = markdown_to_html(close_open_fence(text) if streaming else text)
-    classes = f"llmchat-bubble llmchat-{role} llmchat-{status}" + (" llmchat-streaming" if streaming else "")
-    notice = NOTICES.get(status)
+    # A streaming bubble has no status yet: "llmchat-complete" etc. only once the answer ended.
+    classes = f"llmchat-bubble llmchat-{role} " + ("llmchat-streaming" if streaming else f"llmchat-{status}")
+    notice = None if streaming else NOTICES.get(status)
     return (f'<div class="{classes}"><div class="llmchat-role">{escape(label or role)}</div>'
             f'<div class="llmchat-body">{body}</div>'
             + (f'<div class="llmchat-notice">{escape(notice)}</div>' if notice else "") + "</div>")
@@ -414,8 +415,9 @@ class ChatPanel:
         bubble = widgets.HTML(bubble_html("user", text, label="you"))
         if not images:
             return bubble
-        return widgets.VBox([bubble, widgets.HBox([_thumbnail(kind, data) for _, kind, data in images])],
-                            layout=widgets.Layout(margin="0 0 0 15%"))
+        thumbnails = widgets.HBox([_thumbnail(kind, data) for _, kind, data in images],
+                                  layout=widgets.Layout(margin="0 0 0 15%"))  # under the bubble
+        return widgets.VBox([bubble, thumbnails])
 
     def _show_thumbnails(self) -> None:
         old = self.thumbnails.children

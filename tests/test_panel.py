@@ -294,11 +294,14 @@ def test_bubble_html_exact() -> None:
     assert bubble_html("user", "a <b>\nline 2", label="you") == (
         '<div class="llmchat-bubble llmchat-user llmchat-complete"><div class="llmchat-role">you</div>'
         '<div class="llmchat-body"><div class="llmchat-text">a &lt;b&gt;\nline 2</div></div></div>')
-    assert bubble_html("assistant", "```py\nx", status="interrupted", label="m", streaming=True) == (
-        '<div class="llmchat-bubble llmchat-assistant llmchat-interrupted llmchat-streaming">'
+    assert bubble_html("assistant", "```py\nx", label="m", streaming=True) == (
+        '<div class="llmchat-bubble llmchat-assistant llmchat-streaming">'
         '<div class="llmchat-role">m</div><div class="llmchat-body">'
-        '<pre><code class="language-py">x\n</code></pre></div>'
-        '<div class="llmchat-notice">⏹ stopped: partial answer kept</div></div>')
+        '<pre><code class="language-py">x\n</code></pre></div></div>')
+    assert bubble_html("assistant", "*partial", status="interrupted", label="m") == (
+        '<div class="llmchat-bubble llmchat-assistant llmchat-interrupted">'
+        '<div class="llmchat-role">m</div><div class="llmchat-body"><p>*partial</p></div>'
+        '<div class="llmchat-notice">stopped: partial answer kept</div></div>')
 
 
 def test_status_text_exact() -> None:
@@ -306,7 +309,7 @@ def test_status_text_exact() -> None:
     assert status_text(reply) == "gpt-4o-mini · 1,200 in + 345 out tokens · $0.000387 · 2.3 s"
     stopped = Reply(text="x", model="llama3", status="interrupted", total_time=0.5)
     assert status_text(stopped) == ("llama3 · tokens not reported · cost unknown · 0.5 s · "
-                                    "⏹ stopped: partial answer kept")
+                                    "stopped: partial answer kept")
     failed = Reply(text="", model="m", status="failed", error="401: bad key", usage=Usage(0, 0), cost=0.0)
     assert status_text(failed) == "m · 0 in + 0 out tokens · $0.000000 · 0.0 s · request failed: 401: bad key"
     cached = Reply(text="x", model="m", usage=Usage(10, 2), cost=0.0234, total_time=0.0, from_cache=True)

@@ -62,7 +62,7 @@ class JupyterLab:
     layouts and the news/update prompts never leak into a run.
     """
 
-    def __init__(self, root_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root_dir: Path, *, env: dict[str, str | None] | None = None) -> None:
         self.root_dir = Path(root_dir)
         self.token = secrets.token_hex(16)
         self.port = _free_port()
@@ -99,7 +99,11 @@ class JupyterLab:
         env.update(self._write_config())
         # The kernel inherits this env: it must import jupyter_llmchat from this checkout.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-        env.update(self._extra_env)
+        for name, value in self._extra_env.items():  # None removes a variable (e.g. a real API key)
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         cmd = [
             sys.executable, "-m", "jupyter", "lab",
             "--no-browser",
@@ -208,9 +212,13 @@ class NotebookPage:
         )
         self.wait_kernel_idle(timeout_ms)
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, selector: str | None = None) -> Path:
+        """Save test-output/browser/<name>.png: the page, or the whole element ``selector``."""
         OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
         path = OUTPUT_DIR / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        if selector is None:
+            self.page.screenshot(path=str(path), full_page=True)
+        else:
+            self.page.locator(selector).first.screenshot(path=str(path))
         print(f"screenshot: {path}")
         return path
