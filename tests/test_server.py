@@ -284,6 +284,24 @@ def test_broken_images_are_a_clear_400(loopback, url, words):
     assert caught.value.body["param"] == "messages[0].content[0].image_url.url"
 
 
+def test_images_to_a_model_without_vision_are_rejected_like_openai(loopback):
+    messages = [{"role": "user", "content": "before"},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                             {"type": "image_url", "image_url": {"url": "https://e.x/a.png"}}]}]
+    client = sdk(loopback)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="gpt-3.5-turbo", messages=messages)
+    assert caught.value.body == {"message": "Invalid content type. image_url is only supported by certain "
+                                 "models.", "type": "invalid_request_error",
+                                 "param": "messages.[1].content.[1].type", "code": None}
+    # a model outside the table takes them, unless the fault says otherwise
+    assert client.chat.completions.create(model="loopback-demo", messages=messages).choices[0]
+    loopback.queue(fault="images_unsupported")
+    with pytest.raises(openai.BadRequestError) as again:
+        client.chat.completions.create(model="loopback-demo", messages=messages)
+    assert again.value.body == caught.value.body
+
+
 def test_malformed_requests_are_rejected_with_openai_wording(loopback):
     client = sdk(loopback)
     with pytest.raises(openai.BadRequestError, match="Missing required parameter: 'messages'"):

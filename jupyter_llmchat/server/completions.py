@@ -50,9 +50,10 @@ class RequestError(Exception):
                                      "param": self.param, "code": self.code}}).encode()
 
 
-def fault_error(script: Script, model: str) -> RequestError | None:
+def fault_error(script: Script, body: Any) -> RequestError | None:
     """The error response a status fault stands for, or None for stream faults / no fault."""
     fault = script.fault
+    model = str(body.get("model")) if isinstance(body, dict) else "?"
     if fault == "rate_limit":
         wait = 1.0 if script.retry_after is None else float(script.retry_after)
         return RequestError(
@@ -71,7 +72,25 @@ def fault_error(script: Script, model: str) -> RequestError | None:
         return context_length_error(window, window + 1)
     if fault == "model_not_found":
         return model_not_found(model)
+    if fault == "images_unsupported":
+        messages = body.get("messages") if isinstance(body, dict) else None
+        return images_unsupported(_first_image(messages) if isinstance(messages, list) else (0, 0))
     return None
+
+
+def images_unsupported(where: tuple[int, int]) -> RequestError:
+    """What OpenAI answers when a model without vision gets an image part (no error code)."""
+    return RequestError(400, "Invalid content type. image_url is only supported by certain models.",
+                        param=f"messages.[{where[0]}].content.[{where[1]}].type")
+
+
+def _first_image(messages: list[Any]) -> tuple[int, int]:
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                return i, j
+    return 0, 0
 
 
 def unauthorized() -> RequestError:
@@ -121,10 +140,18 @@ def validate_request(body: Any, served_models: Iterable[str], *, strict: bool = 
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise RequestError(400, f"Invalid '{name}': integer below minimum value. Expected a value "
                                f">= 1, but got {value!r} instead.", param=name, code="integer_below_min_value")
-    if strict and body.get("max_tokens") is not None and model_info(model).reasoning:
+    info = model_info(model)
+    if strict and info.known and not info.vision and _has_image(messages):
+        raise images_unsupported(_first_image(messages))
+    if strict and body.get("max_tokens") is not None and info.reasoning:
         raise RequestError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
                            "Use 'max_completion_tokens' instead.", param="max_tokens",
                            code="unsupported_parameter")
+
+
+def _has_image(messages: list[Any]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+               for m in messages)
 
 
 def _validate_part(part: Any, where: str) -> None:

@@ -155,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
             entry.outcome = "server_stopped"
             self.close_connection = True
             return
-        error = fault_error(script, body.get("model") if isinstance(body, dict) else "?")
+        error = fault_error(script, body)
         if error is not None:
             raise error
         validate_request(body, state.models, strict=state.strict)

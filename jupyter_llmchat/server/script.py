@@ -17,6 +17,7 @@ FAULTS: dict[str, str] = {
     "unauthorized": "401 invalid_api_key",
     "context_length": "400 context_length_exceeded",
     "model_not_found": "404 model_not_found",
+    "images_unsupported": "400 'Invalid content type. image_url is only supported by certain models.'",
     "disconnect": "send after_tokens content chunks, then drop the connection mid-body",
     "malformed": "send after_tokens content chunks, then a chunk that is not JSON",
     "slow_first_byte": "sleep delay seconds before the headers, then a normal reply",
