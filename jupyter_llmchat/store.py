@@ -23,7 +23,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -92,6 +92,14 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_time ON ledger (time);
 """
+
+
+# A conversation row with its message count; "updated" is its last change: settings or a message.
+_SELECT_CONVERSATION = (
+    "SELECT c.id, c.session, c.created, c.model, c.system, c.params, c.settings, "
+    "MAX(c.updated, COALESCE((SELECT MAX(created) FROM messages m WHERE m.conversation = c.id), 0)) "
+    "AS updated, (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.id) AS messages "
+    "FROM conversations c")
 
 
 class StoreError(ChatError):
@@ -245,7 +253,8 @@ class Store:
         """Append ``message`` in one transaction; ``state`` (model, system, params, settings) too."""
         with self.transaction() as db:
             _insert_message(db, conversation, message)
-            _update_state(db, conversation, state or {})
+            if state:
+                _update_state(db, conversation, state)
 
     def update_conversation(self, conversation: int, **state: Any) -> None:
         """Save a new system message, model, params or settings for ``conversation``."""
@@ -254,33 +263,28 @@ class Store:
 
     def sessions(self) -> list[SavedConversation]:
         """The newest conversation of every session, most recently updated first."""
-        rows = self.query(
-            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.id) AS messages "
-            "FROM conversations c WHERE c.id = (SELECT MAX(id) FROM conversations WHERE session = c.session) "
-            "ORDER BY c.updated DESC, c.id DESC")
+        rows = self.query(f"{_SELECT_CONVERSATION} WHERE c.id = (SELECT MAX(id) FROM conversations "
+                          "WHERE session = c.session) ORDER BY updated DESC, c.id DESC")
         return [_conversation(row) for row in rows]
 
     def conversations(self, session: str) -> list[SavedConversation]:
         """Every conversation saved under ``session``, oldest first (earlier runs and resets)."""
-        rows = self.query(
-            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.id) AS messages "
-            "FROM conversations c WHERE c.session = ? ORDER BY c.id", (session,))
+        rows = self.query(f"{_SELECT_CONVERSATION} WHERE c.session = ? ORDER BY c.id", (session,))
         return [_conversation(row) for row in rows]
 
     def conversation(self, session: str, conversation: int | None = None) -> SavedConversation:
         """The newest conversation of ``session`` (or the one with id ``conversation``)."""
         if conversation is None:
-            rows = self.query("SELECT * FROM conversations WHERE session = ? ORDER BY id DESC LIMIT 1",
+            rows = self.query(f"{_SELECT_CONVERSATION} WHERE c.session = ? ORDER BY c.id DESC LIMIT 1",
                               (session,))
         else:
-            rows = self.query("SELECT * FROM conversations WHERE session = ? AND id = ?",
+            rows = self.query(f"{_SELECT_CONVERSATION} WHERE c.session = ? AND c.id = ?",
                               (session, conversation))
         if not rows:
             known = ", ".join(c.session for c in self.sessions()) or "none yet"
             which = f"session {session!r}" + (f" conversation {conversation}" if conversation else "")
             raise StoreError(f"no saved {which} in {self.path} (saved sessions: {known})")
-        count = self.query("SELECT COUNT(*) AS n FROM messages WHERE conversation = ?", (rows[0]["id"],))
-        return _conversation({**rows[0], "messages": count[0]["n"]})
+        return _conversation(rows[0])
 
     def messages(self, conversation: int) -> list[Message]:
         """The messages of ``conversation`` in the order they were appended."""
@@ -434,6 +438,7 @@ class Recorder:
         self.store = store
         self.session = session
         self.conversation_id = conversation
+        self._saved: dict[str, Any] | None = None  # the settings last written, to skip rewriting them
         self._bot = weakref.ref(bot)  # the store must not keep notebooks' bots alive
         bot.conversation.listeners.append(self._on_event)
         bot.reply_listeners.append(self._on_reply)
@@ -464,6 +469,7 @@ class Recorder:
             self.conversation_id = self.store.new_conversation(
                 self.session, model=state["model"], system=state["system"], params=state["params"],
                 settings=state["settings"])
+            self._saved = state
         return self.conversation_id
 
     def _on_event(self, event: str, message: Message | None) -> None:
@@ -477,7 +483,9 @@ class Recorder:
     def _save_event(self, event: str, message: Message | None) -> None:
         if event == "append" and message is not None:
             conversation = self._ensure_conversation()
-            self.store.add_message(conversation, message, state=self.state())
+            state = self.state()
+            self.store.add_message(conversation, message, state=state if state != self._saved else None)
+            self._saved = state
         elif event == "clear":
             if self.conversation_id is not None:  # a reset starts a new conversation; the old stays
                 self.conversation_id = None
@@ -487,6 +495,7 @@ class Recorder:
                 self._ensure_conversation()
             else:
                 self.store.update_conversation(self.conversation_id, system=message.text if message else None)
+                self._saved = None
 
     def _on_reply(self, reply: "Reply") -> None:
         try:
@@ -519,13 +528,14 @@ def _dumps(value: Any) -> str:
 
 
 def _insert_message(db: sqlite3.Connection, conversation: int, message: Message) -> None:
-    data = message.to_dict()
+    # The fields of Message.to_dict(), without its deep copy: this runs for every message.
+    images = _dumps([asdict(image) for image in message.images]) if message.images else "[]"
+    usage = _dumps(asdict(message.usage)) if message.usage else None
     db.execute(
         "INSERT INTO messages (conversation, role, text, tokens, images, name, status, model, usage, created) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (conversation, message.role, message.text, message.tokens, _dumps(data["images"]), message.name,
-         message.status, message.model, _dumps(data["usage"]) if message.usage else None,
-         message.created))
+        (conversation, message.role, message.text, message.tokens, images, message.name, message.status,
+         message.model, usage, message.created))
 
 
 def _update_state(db: sqlite3.Connection, conversation: int, state: dict[str, Any]) -> None:
