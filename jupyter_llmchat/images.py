@@ -8,7 +8,9 @@ http(s) URL (sent as is: the provider fetches it), a ``data:image/...;base64`` U
 
 Local pixels are scaled down before they are encoded to what the model works on, so no one pays
 to upload pixels the provider throws away, and the ImageRef records the size actually sent so
-``tokens.image_tokens`` counts exactly what the provider bills:
+``tokens.image_tokens`` counts exactly what the provider bills. (When the scaled image encodes
+larger than the file, as sharp text in a PNG screenshot can, the file is sent instead: the
+provider scales it the same way, so it costs the same tokens.) What the model uses:
 
 * detail="low": fit in 512x512 (the low-resolution version the model sees);
 * tile models (gpt-4o, gpt-4.1, o-series, unknown/local models): fit in 2048x2048, then the short
@@ -263,8 +265,9 @@ def _from_bytes(raw: bytes, label: str, rule: ImageTokenRule, detail: str) -> Im
         image = Image.open(io.BytesIO(raw))
         width, height = image.size
         target = target_size(width, height, rule, detail)
-        keep = (image.format in MIME_BY_FORMAT and not getattr(image, "is_animated", False)
-                and target == (width, height) and len(raw) <= MAX_IMAGE_BYTES)
+        usable = (image.format in MIME_BY_FORMAT and not getattr(image, "is_animated", False)
+                  and len(raw) <= MAX_IMAGE_BYTES)  # the API takes the file as it is
+        keep = usable and target == (width, height)
         if image.format in ("JPEG", "MPO") and target != (width, height):
             image.draft(None, target)  # decode at 1/2, 1/4 or 1/8 scale: much faster for photos
         image.load()  # decodes: a truncated or corrupt file fails here, not at the provider
@@ -276,7 +279,10 @@ def _from_bytes(raw: bytes, label: str, rule: ImageTokenRule, detail: str) -> Im
                          "format Pillow knows") from None
     if keep:
         return _ref(raw, MIME_BY_FORMAT[image.format], width, height, label, detail)
-    return _from_pil(image, label, rule, detail, source_format=image.format)
+    ref = _from_pil(image, label, rule, detail, source_format=image.format)
+    if usable and len(raw) <= ref_bytes(ref):  # scaling did not make the upload smaller
+        return _ref(raw, MIME_BY_FORMAT[image.format], width, height, label, detail)
+    return ref
 
 
 def _from_pil(image: "PILImage.Image", label: str, rule: ImageTokenRule, detail: str,
@@ -290,7 +296,7 @@ def _from_pil(image: "PILImage.Image", label: str, rule: ImageTokenRule, detail:
     image = _normalize_mode(image)
     target = target_size(*image.size, rule, detail)
     if target != image.size:
-        image = image.resize(target, resample=_lanczos(), reducing_gap=3.0)
+        image = image.resize(target, resample=_bicubic(), reducing_gap=2.0)  # box-reduce, then bicubic
     buffer = io.BytesIO()
     if fmt in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
         image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
@@ -316,10 +322,10 @@ def _normalize_mode(image: "PILImage.Image") -> "PILImage.Image":
     return image.convert("RGBA" if alpha else "RGB")
 
 
-def _lanczos() -> Any:
+def _bicubic() -> Any:
     from PIL import Image
 
-    return Image.Resampling.LANCZOS
+    return Image.Resampling.BICUBIC
 
 
 def _ref(data: bytes, mime: str, width: int, height: int, label: str, detail: str) -> ImageRef:

@@ -202,7 +202,7 @@ def test_patch_model_gets_the_image_shrunk_to_the_patch_cap(loopback):
     ("scan.bmp", picture((640, 480)), {}, "image/png", (640, 480), "RGB"),
     ("layer.tiff", picture((900, 900), "RGBA"), {}, "image/png", (768, 768), "RGBA"),
     ("cmyk.jpg", picture((2000, 1000)).convert("CMYK"), {}, "image/jpeg", (1536, 768), "RGB"),
-    ("palette.png", picture((1600, 1600)).convert("P"), {}, "image/png", (768, 768), "RGB"),
+    ("palette.png", Image.effect_noise((1600, 1600), 60).convert("P"), {}, "image/png", (768, 768), "RGB"),
     ("depth.png", picture((1600, 800), "L").convert("I;16"), {}, "image/png", (1536, 768), "L"),
 ])
 def test_other_formats_and_modes_are_converted(tmp_path, name, image, options, mime, size, mode):
@@ -227,6 +227,21 @@ def test_exif_rotation_is_applied_when_a_photo_is_reencoded(tmp_path):
     path = save(picture((3000, 1000)), tmp_path / "phone.jpg", exif=exif)
     ref = prepare_image(str(path), model=GPT4O)
     assert decode(ref.url)[2].size == (682, 2048) == (ref.width, ref.height)
+
+
+def test_a_file_smaller_than_its_scaled_version_is_sent_as_it_is(tmp_path):
+    from PIL import ImageDraw
+
+    screen = Image.new("RGB", (3000, 2000), "white")
+    draw = ImageDraw.Draw(screen)
+    for row in range(0, 2000, 40):  # sharp text: scaling anti-aliases it, and the PNG grows
+        draw.text((20, row), "the quick brown fox jumps over the lazy dog " * 4, fill="black", font_size=24)
+    path = save(screen, tmp_path / "screen.png")
+    ref = prepare_image(str(path), model=GPT4O)
+    assert decode(ref.url)[1] == path.read_bytes() and (ref.width, ref.height) == (3000, 2000)
+    # The provider scales it to 1152x768 itself: the same tokens as if we had scaled it.
+    assert image_tokens(3000, 2000, "auto", GPT4O.image_tokens) == image_tokens(1152, 768, "auto",
+                                                                                GPT4O.image_tokens) == 1105
 
 
 def test_oversized_file_with_small_pixels_is_reencoded_without_its_metadata(tmp_path):
@@ -397,3 +412,51 @@ def test_a_model_without_vision_gets_its_error_explained(loopback):
         "image_url is only supported by certain models.); ask a vision model (e.g. model=\"gpt-4o-mini\") or "
         "leave the images out")
     assert bot.history == history
+
+
+# -- the notebook, run offline in a real kernel ------------------------------------------------------
+def test_images_notebook_runs_offline(loopback):
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "images.ipynb", as_version=4)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")}
+    env.update(OPENAI_BASE_URL=loopback.base_url, MPLBACKEND="module://matplotlib_inline.backend_inline",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])))
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(root / "notebooks")}}).execute(env=env)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    errors_shown = [(i, o) for i, cell in enumerate(code) for o in cell.outputs if o.output_type == "error"]
+    assert [(i, o.ename, o.evalue) for i, o in errors_shown] == [
+        (len(code) - 1, "ImageError", "image file not found: 'no-such-chart.png'")]
+
+    bodies = chat_bodies(loopback)
+    assert len(bodies) == 3  # the bad image sent nothing
+    chart, diagram, both = (image_parts(body) for body in bodies)
+    mime, _, figure = decode(chart[0]["url"])
+    # 6 x 3.5 in at 100 dpi, cropped to the drawn area plus 0.1 in of padding (bbox_inches="tight")
+    assert mime == "image/png" and 500 <= figure.width <= 620 and 300 <= figure.height <= 370
+    assert [decode(p["url"])[2].size for p in diagram] == [(1152, 768)]  # 3000x2000 scaled for gpt-4o-mini
+    assert [(decode(p["url"])[2].size, p["detail"]) for p in both] == [(figure.size, "auto"), ((512, 341), "low")]
+
+    text = {i: "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            for i, cell in enumerate(code)}
+    table = next(t for t in text.values() if "sent" in t and "tokens" in t)
+    assert table.splitlines() == [
+        "gpt-4o        high  sent 1152x768 image/png    1,105 tokens",  # 3 x 2 tiles: 85 + 6 * 170
+        "gpt-4o        low   sent 512x341 image/png       85 tokens",
+        f"gpt-4o-mini   high  sent 1152x768 image/png   {2833 + 6 * 5667:,} tokens",
+        "gpt-4o-mini   low   sent 512x341 image/png    2,833 tokens",
+        f"gpt-4.1-mini  high  sent 1536x1024 image/png    {math.ceil(48 * 32 * 1.62):,} tokens",  # 48x32 patches
+        f"gpt-4.1-mini  low   sent 512x341 image/png      {math.ceil(16 * 11 * 1.62):,} tokens",
+    ]
+    counted = next(t for t in text.values() if "prompt tokens:" in t).strip().splitlines()[-1]
+    sent_tokens, counted_tokens = counted.removeprefix("prompt tokens: ").rstrip(")").split(
+        " (counted before sending: ")
+    assert sent_tokens == counted_tokens
+    history = next(o.data["text/markdown"] for cell in code for o in cell.outputs
+                   if o.output_type == "display_data" and "### user" in o.data.get("text/markdown", ""))
+    assert history.count("<img ") == 2 and 'alt="figure"' in history
