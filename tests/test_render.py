@@ -225,3 +225,262 @@ def test_keyboard_interrupt_inside_write_leaves_a_consistent_state(fail_on: int)
     assert area.visible()[0] == {"text/markdown": written, "text/plain": written}
     assert area.visible()[1]["text/markdown"].startswith("**⚠ answer interrupted")
     assert len(area.visible()) == 2  # the answer, and one footer with the notice and the facts
+
+
+def test_footer_markdown_escapes_and_formats() -> None:
+    reply = Reply(text="x", model="my_model*v2", usage=Usage(1234, 56), total_time=12.34, cost=1.5)
+    assert footer_markdown(reply) == (
+        "<sub>my\\_model\\*v2 · 1,234 in · 56 out tokens · 12.3 s · $1.50</sub>",
+        "[my_model*v2 · 1,234 in · 56 out tokens · 12.3 s · $1.50]",
+    )
+    assert footer_markdown(reply, facts=False) is None
+
+
+def test_make_sink_outside_a_kernel_is_plain_text() -> None:
+    assert isinstance(make_sink(), PrintSink)
+    assert isinstance(make_sink(kind="display", footer=False), MarkdownDisplaySink)
+    with pytest.raises(ValueError, match="kind must be 'auto', 'display' or 'print'"):
+        make_sink(kind="html")  # type: ignore[arg-type]
+
+
+# -- real kernel ----------------------------------------------------------------------------------
+
+DISPLAY_TYPES = ("display_data", "update_display_data", "clear_output", "stream")
+
+
+@dataclass
+class Execution:
+    """One execute request's IOPub messages, in arrival order, and the wire size of each."""
+
+    msg_id: str
+    messages: list[dict[str, Any]]
+    sizes: list[int]
+    foreign: int  # display messages that arrived with another parent (must stay 0)
+
+    @property
+    def displays(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["msg_type"] in DISPLAY_TYPES]
+
+    def display_bytes(self) -> int:
+        return sum(s for m, s in zip(self.messages, self.sizes) if m["msg_type"] in DISPLAY_TYPES)
+
+    def outputs(self) -> list[dict[str, Any]]:
+        """The cell's outputs as a front end ends up with them (display ids updated in place)."""
+        outputs: list[dict[str, Any]] = []
+        where: dict[str, list[int]] = {}
+        for m in self.messages:
+            kind, content = m["msg_type"], m["content"]
+            display_id = content.get("transient", {}).get("display_id")
+            if kind == "display_data":
+                if display_id:
+                    where.setdefault(display_id, []).append(len(outputs))
+                outputs.append({"type": kind, "data": content["data"]})
+            elif kind == "update_display_data":
+                for i in where.get(display_id, []):
+                    outputs[i]["data"] = content["data"]
+            elif kind in ("stream", "error"):
+                outputs.append({"type": kind, "content": content})
+        return outputs
+
+    def markdown_outputs(self) -> list[str]:
+        return [o["data"]["text/markdown"] for o in self.outputs() if "text/markdown" in o.get("data", {})]
+
+    def stdout(self) -> str:
+        return "".join(m["content"]["text"] for m in self.messages if m["msg_type"] == "stream")
+
+    def peak_per_second(self) -> int:
+        """Most display messages in any 1-second window (kernel send times from the headers)."""
+        times = sorted(m["header"]["date"].timestamp() for m in self.displays)
+        best, j = 0, 0
+        for i, t in enumerate(times):
+            while times[j] < t - 1.0:
+                j += 1
+            best = max(best, i - j + 1)
+        return best
+
+
+class Kernel:
+    def __init__(self) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self.manager, self.client = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT))
+
+    def run(self, code: str, *, timeout: float = 180, interrupt_after: int | None = None) -> Execution:
+        """Execute ``code``; optionally interrupt the kernel once that many display messages arrived."""
+        msg_id = self.client.execute(code)
+        run = Execution(msg_id, [], [], 0)
+        interrupted = False
+        while True:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                run.foreign += msg["msg_type"] in DISPLAY_TYPES
+                continue
+            run.messages.append(msg)
+            run.sizes.append(sum(len(frame) for frame in self.client.session.serialize(msg)))
+            if interrupt_after is not None and not interrupted and len(run.displays) >= interrupt_after:
+                self.manager.interrupt_kernel()
+                interrupted = True
+            if msg["msg_type"] == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return run
+
+    def value(self, expression: str) -> Any:
+        out = self.run(f"import json as _json; print(_json.dumps({expression}))").stdout()
+        return json.loads(out)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    k = Kernel()
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def expected_reply(loopback: Any, question: str, tokens: int) -> str:
+    """The server's reply to ``question`` asked without streaming (the same text it streams)."""
+    loopback.queue(tokens=tokens)
+    client = openai.OpenAI(base_url=loopback.base_url, api_key="test-key", max_retries=0)
+    done = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+    client.close()
+    return done.choices[0].message.content
+
+
+def setup_bot(kernel: Kernel, loopback: Any) -> None:
+    kernel.run(
+        "from jupyter_llmchat import Chatbot\n"
+        "from jupyter_llmchat.render import MarkdownDisplaySink, make_sink\n"
+        "from jupyter_llmchat.reply import Reply\n"
+        f"bot = Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='test-key')\n"
+    )
+
+
+def ask(kernel: Kernel, loopback: Any, question: str, *, tokens: int, rate: float | None, **run: Any) -> Execution:
+    loopback.queue(tokens=tokens, rate=rate)
+    return kernel.run(f"sink = make_sink(); r = bot.ask({question!r}, sink=sink, history=False)", **run)
+
+
+def answer_output_bytes(run: Execution) -> int:
+    """Wire size of the final answer display (the last message that carries text/plain == answer)."""
+    finals = [s for m, s in zip(run.messages, run.sizes)
+              if m["msg_type"] in ("display_data", "update_display_data") and "text/plain" in m["content"]["data"]]
+    return finals[0]
+
+
+def test_kernel_make_sink_is_the_display_renderer(kernel: Kernel) -> None:
+    kernel.run("from jupyter_llmchat.render import make_sink")
+    assert kernel.value("type(make_sink()).__name__") == "MarkdownDisplaySink"
+
+
+def test_kernel_awkward_deltas_end_as_one_exact_markdown_output(kernel: Kernel) -> None:
+    """Deltas of 1-3 characters cut fences, tables and lists anywhere; many repaints and merges."""
+    code = (
+        "import random, time\n"
+        "from jupyter_llmchat.render import MarkdownDisplaySink\n"
+        "from jupyter_llmchat.reply import Reply\n"
+        f"answer = {TRICKY * 5!r}\n"
+        "sink = MarkdownDisplaySink(interval=0.002, max_outputs=5, freeze_cost=200)\n"
+        "sink.start('m')\n"
+        "rng, i = random.Random(3), 0\n"
+        "while i < len(answer):\n"
+        "    n = rng.randint(1, 3); sink.write(answer[i:i + n]); i += n; time.sleep(0.0005)\n"
+        "sink.finish(Reply(text=answer, model='m'))\n"
+    )
+    run = kernel.run(code)
+    assert run.foreign == 0
+    assert run.markdown_outputs() == [TRICKY * 5, "<sub>m</sub>"]
+    outputs = run.outputs()
+    assert len(outputs) <= 6 and all(o["data"] == {} for o in outputs[1:-1])
+    assert len(run.displays) > 20  # it really streamed in many pieces
+
+
+@pytest.mark.parametrize(("tokens", "rate", "max_ratio"), [(2000, None, 4), (500, 50.0, 25)])
+def test_kernel_chatbot_stream_is_exact_and_within_limits(
+    kernel: Kernel, loopback: Any, tokens: int, rate: float | None, max_ratio: int
+) -> None:
+    setup_bot(kernel, loopback)
+    question = f"Explain streaming in {tokens} tokens"
+    expected = expected_reply(loopback, question, tokens)
+    assert "```python" in expected and "| Name |" in expected and "\n- " in expected
+    run = ask(kernel, loopback, question, tokens=tokens, rate=rate)
+    assert run.foreign == 0  # every display message belongs to the cell that asked
+    markdown = run.markdown_outputs()
+    assert markdown[0] == expected and len(markdown) == 2 and markdown[1].startswith("<sub>gpt-4o-mini")
+    total, final = run.display_bytes(), answer_output_bytes(run)
+    assert total <= max_ratio * final, (total, final, len(run.displays))
+    assert run.peak_per_second() <= 20
+    assert kernel.value("r.status") == "complete"
+
+
+def test_kernel_interrupt_leaves_a_marked_partial_answer(kernel: Kernel, loopback: Any) -> None:
+    setup_bot(kernel, loopback)
+    question = "A long answer, please"
+    expected = expected_reply(loopback, question, 3000)
+    run = ask(kernel, loopback, question, tokens=3000, rate=50.0, interrupt_after=8)
+    status, partial = kernel.value("[r.status, r.text]")
+    assert status == "interrupted"
+    assert 0 < len(partial) < len(expected) and expected.startswith(partial)
+    markdown = run.markdown_outputs()
+    assert markdown[0] == partial
+    assert markdown[1].startswith("**⚠ answer interrupted: partial text kept**")
+    assert all(o["data"] == {} for o in run.outputs()[1:-1])
+
+
+def test_kernel_stalled_stream_is_shown_by_the_helper_thread(kernel: Kernel) -> None:
+    """Text left pending when deltas stop arriving is shown within an interval, routed to the cell."""
+    code = (
+        "import time\n"
+        "from jupyter_llmchat.render import MarkdownDisplaySink\n"
+        "from jupyter_llmchat.reply import Reply\n"
+        "sink = MarkdownDisplaySink(interval=0.1)\n"
+        "sink.start('m'); sink.write('First words'); sink.write(' and more')\n"
+        "time.sleep(1.5)\n"
+        "sink.finish(Reply(text='First words and more', model='m'))\n"
+    )
+    run = kernel.run(code)
+    assert run.foreign == 0
+    shown = [m["content"]["data"] for m in run.displays if m["msg_type"] == "update_display_data"]
+    assert {"text/markdown": "First words and more"} in shown  # before finish, without text/plain
+    assert run.markdown_outputs()[0] == "First words and more"
+
+
+def test_notebook_saved_by_nbclient_holds_exactly_the_answer(loopback: Any) -> None:
+    from kernel_notebook import run_cells
+
+    question = "Notebook export check"
+    expected = expected_reply(loopback, question, 600)
+    loopback.queue(tokens=600, rate=400.0)
+    result = run_cells([
+        "from jupyter_llmchat import Chatbot\nfrom jupyter_llmchat.render import make_sink\n"
+        f"bot = Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='test-key')",
+        f"_ = bot.ask({question!r}, sink=make_sink())",
+    ])
+    nbformat.validate(result.nb)
+    outputs = result.outputs(1)
+    answers = [o for o in outputs if o.get("data", {}).get("text/markdown") == expected]
+    assert len(answers) == 1 and answers[0].data["text/plain"] == expected
+    assert outputs[-1].data["text/markdown"].startswith("<sub>gpt-4o-mini")
+    assert all(o.output_type == "display_data" and o.data == {} for o in outputs if o not in answers and o is not outputs[-1])
+
+
+@pytest.mark.parametrize("launcher", [[sys.executable, "-c"], [sys.executable, "-m", "IPython", "--quick", "--no-banner", "-c"]])
+def test_terminal_and_plain_python_get_plain_text(loopback: Any, launcher: list[str]) -> None:
+    question = "Plain please"
+    expected = expected_reply(loopback, question, 120)
+    loopback.queue(tokens=120)
+    code = (
+        "from jupyter_llmchat import Chatbot\nfrom jupyter_llmchat.render import make_sink\n"
+        "sink = make_sink(); print(type(sink).__name__)\n"
+        f"_ = Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='k').ask({question!r}, sink=sink)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color"}
+    out = subprocess.run([*launcher, code], capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    assert out == "PrintSink\n" + expected + ("" if expected.endswith("\n") else "\n")
+    assert "\x1b" not in out
