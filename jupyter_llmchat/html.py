@@ -33,7 +33,6 @@ ALLOWED_ATTRIBUTES = {
 URL_SCHEMES = {"http", "https", "mailto"}
 _CLASS_OK = re.compile(r"^language-[A-Za-z0-9_+#.-]{1,40}$")
 _STYLE_OK = re.compile(r"^text-align: (left|right|center);$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
 
 
 class _ImagesToLinks(Treeprocessor):
@@ -78,20 +77,6 @@ def sanitize(fragment: str) -> str:
         set_tag_attribute_values={"a": {"target": "_blank"}},
         strip_comments=True,
     )
-
-
-def close_open_fence(text: str) -> str:
-    """Close a code fence left open mid-stream, so a partial answer renders as code, not prose."""
-    open_fence: str | None = None
-    for match in _FENCE.finditer(text):
-        fence = match.group(1)
-        if open_fence is None:
-            open_fence = fence
-        elif fence[0] == open_fence[0] and len(fence) >= len(open_fence):
-            open_fence = None
-    if open_fence is None:
-        return text
-    return text + ("" if text.endswith("\n") else "\n") + open_fence
 
 
 def markdown_to_html(text: str) -> str:

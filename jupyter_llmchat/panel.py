@@ -3,21 +3,24 @@
 Thin by design: the Chatbot owns the conversation (the panel redraws its bubbles from
 ``bot.history``), ``html.py`` makes model output safe to show, and the panel only wires
 widgets to ``ask``/``stop``/``reset``. Answers stream in a worker thread so Stop and other cells
-keep working; the streaming bubble is repainted at most ~10 times a second.
+keep working; the streaming bubble is repainted on time by the renderer's ``Repainter`` (about 8
+times a second, never per token), so long answers do not flood IOPub.
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import ipywidgets as widgets
 
 from .errors import ChatError
-from .html import close_open_fence, escape, markdown_to_html
+from .html import escape, markdown_to_html
+from .markdown_tail import close_open
+from .render import footer_parts
 from .reply import Reply
+from .throttle import DEFAULT_INTERVAL, Repainter
 
 if TYPE_CHECKING:
     from .chatbot import Chatbot
@@ -25,7 +28,6 @@ if TYPE_CHECKING:
     from .sessions import Sessions
 
 DEFAULT_SESSION = "default"
-REPAINT_INTERVAL = 0.1  # seconds between repaints of a streaming answer (~10/s, like the renderer)
 NOTICES = {
     "interrupted": "stopped: partial answer kept",
     "failed": "the stream broke: partial answer kept",
@@ -74,29 +76,13 @@ CSS = """<style>
 </style>"""
 
 
-class Throttle:
-    """``ready()`` is True at most once per ``interval`` (the first call always is)."""
-
-    def __init__(self, interval: float = REPAINT_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self.clock = clock
-        self._last: float | None = None
-
-    def ready(self) -> bool:
-        now = self.clock()
-        if self._last is None or now - self._last >= self.interval:
-            self._last = now
-            return True
-        return False
-
-
 def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None,
                 streaming: bool = False) -> str:
     """One chat bubble. User text is shown as typed; model text is untrusted Markdown, sanitized."""
     if role == "user":
         body = f'<div class="llmchat-text">{escape(text)}</div>'
     else:
-        body = markdown_to_html(close_open_fence(text) if streaming else text)
+        body = markdown_to_html(close_open(text) if streaming else text)
     # A streaming bubble has no status yet: "llmchat-complete" etc. only once the answer ended.
     classes = f"llmchat-bubble llmchat-{role} " + ("llmchat-streaming" if streaming else f"llmchat-{status}")
     notice = None if streaming else NOTICES.get(status)
@@ -106,29 +92,20 @@ def bubble_html(role: str, text: str, *, status: str = "complete", label: str | 
 
 
 def status_text(reply: Reply) -> str:
-    """The status line for the last answer: model, tokens, cost, time, and any notice."""
-    parts = [reply.model]
-    if reply.usage is not None:
-        parts.append(f"{reply.usage.prompt_tokens:,} in + {reply.usage.completion_tokens:,} out tokens")
-    else:
-        parts.append("tokens not reported")
-    if reply.cost is None:
-        parts.append("cost unknown")
-    else:
-        parts.append(f"${reply.cost:.6f}" if reply.cost < 0.01 else f"${reply.cost:.4f}")
-    parts.append(f"{reply.total_time:.1f} s")
-    if reply.from_cache:
-        parts.append("from cache")
+    """The status line for the last answer: the cell footer's facts (model, tokens, time, cost)
+    plus any notice, so the panel and ``%%chat`` report an answer the same way."""
+    parts = footer_parts(reply)
     notice = NOTICES.get(reply.status) if reply.status != "failed" else f"request failed: {reply.error}"
     return " · ".join(parts) + (f" · {notice}" if notice else "")
 
 
 class _PanelSink:
-    """Streams one answer into its bubble, repainting at most once per throttle interval."""
+    """Streams one answer into its bubble, repainting at most once per interval (and once more
+    after the writer stalls, so the text shown never lags by more than an interval)."""
 
-    def __init__(self, bubble: widgets.HTML, throttle: Throttle, on_start: Callable[[], None]) -> None:
+    def __init__(self, bubble: widgets.HTML, interval: float, on_start: Callable[[], None]) -> None:
         self.bubble = bubble
-        self.throttle = throttle
+        self.repainter = Repainter(lambda: self._paint(streaming=True), interval=interval)
         self.on_start = on_start
         self.parts: list[str] = []
         self.label = "assistant"
@@ -140,15 +117,17 @@ class _PanelSink:
         self.started = True
         self.label = model
         self.on_start()
+        self.repainter.start()
 
     def write(self, text: str) -> None:
         self.parts.append(text)
         self.writes += 1
-        if self.throttle.ready():
-            self._paint(streaming=True)
+        self.repainter.changed()
 
     def finish(self, reply: Reply) -> None:
-        self._paint(streaming=False, status=reply.status if reply.text else "complete")
+        self.repainter.stop()
+        with self.repainter.lock:  # a repaint in the helper thread must not land after this one
+            self._paint(streaming=False, status=reply.status if reply.text else "complete")
 
     def _paint(self, *, streaming: bool, status: str = "complete") -> None:
         self.paints += 1
@@ -166,7 +145,7 @@ class ChatPanel:
 
     def __init__(self, bot_or_sessions: "Chatbot | Sessions", *, session: str = DEFAULT_SESSION,
                  models: Sequence[str] = (), fetch_models: bool = True,
-                 interval: float = REPAINT_INTERVAL) -> None:
+                 interval: float = DEFAULT_INTERVAL) -> None:
         from .sessions import Sessions
 
         self.sessions: Sessions | None = bot_or_sessions if isinstance(bot_or_sessions, Sessions) else None
@@ -337,7 +316,7 @@ class ChatPanel:
             self.input.value = ""
             self.upload.value = ()
 
-        sink = _PanelSink(answer, Throttle(self.interval), on_start)
+        sink = _PanelSink(answer, self.interval, on_start)
         self.last_sink = sink
         self._set_status(f"asking {options['model']}…")
         thread = threading.Thread(target=self._ask, name="llmchat-panel", daemon=True,

@@ -153,7 +153,7 @@ def test_panel_streams_a_rendered_markdown_answer(panel_page: NotebookPage, serv
     expect(code).to_be_visible()
     assert code.inner_text() == 'def greet(name):\n    return f"hello {name}"\n'
     expect(page.locator(".llmchat-user").last).to_have_text(re.compile("Compare Python and Rust typing"))
-    expect(page.locator(".llmchat-status")).to_contain_text(re.compile(r"gpt-4o-mini · \d+ in \+ \d+ out tokens"))
+    expect(page.locator(".llmchat-status")).to_contain_text(re.compile(r"gpt-4o-mini · \d+ in · \d+ out tokens · "))
     assert server.requests[-1].body["messages"][-1] == {"role": "user",
                                                        "content": "Compare Python and Rust typing, with code"}
     assert server.requests[-1].body["messages"][0]["role"] == "system"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_llmchat.html import close_open_fence, escape, markdown_to_html, sanitize
+from jupyter_llmchat.html import escape, markdown_to_html, sanitize
+from jupyter_llmchat.markdown_tail import close_open
 
 LINK = 'target="_blank" rel="noopener noreferrer nofollow"'
 
@@ -83,16 +84,8 @@ def test_sanitize_strips_anything_not_allow_listed(fragment: str, expected: str)
     assert sanitize(fragment) == expected
 
 
-def test_close_open_fence() -> None:
-    assert close_open_fence("```python\nprint(1)\n") == "```python\nprint(1)\n```"
-    assert close_open_fence("```python\nprint(1)") == "```python\nprint(1)\n```"
-    assert close_open_fence("```\na\n```\ntext") == "```\na\n```\ntext"
-    assert close_open_fence("~~~~\n```\nstill code") == "~~~~\n```\nstill code\n~~~~"
-    assert close_open_fence("plain") == "plain"
-
-
 def test_partial_stream_renders_as_code() -> None:
-    assert markdown_to_html(close_open_fence("```python\nx = 1")) == (
+    assert markdown_to_html(close_open("```python\nx = 1")) == (
         '<pre><code class="language-python">x = 1\n</code></pre>'
     )
 
