@@ -177,3 +177,36 @@ def test_clear_and_len(store: Store, loopback):
     bot.ask("2", history=False, sink=NullSink())
     assert len(bot.cache) == 2
     assert bot.cache.clear() == 2 and len(bot.cache) == 0
+
+
+class Publisher:
+    """Keeps what a notebook would show, by display id (the render module's DisplayPublisher)."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, dict[str, str]] = {}
+
+    def show(self, display_id: str, data: dict[str, str], *, update: bool) -> None:
+        self.shown[display_id] = data
+
+
+def final_outputs(publisher: Publisher) -> list[str]:
+    return [data.get("text/markdown", "") for data in publisher.shown.values() if data.get("text/markdown")]
+
+
+def test_a_hit_renders_the_same_markdown_with_a_from_cache_footer(store: Store, loopback):
+    from jupyter_llmchat.render import MarkdownDisplaySink
+
+    text = "## Result\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nDone.\n"
+    loopback.queue(reply=text)
+    bot = make_bot(loopback, temperature=0)
+    store.attach(bot, "shown", cache=True)
+    live, replay = Publisher(), Publisher()
+    original = bot.ask("table please", history=False, sink=MarkdownDisplaySink(publisher=live))
+    bot.ask("table please", history=False, sink=MarkdownDisplaySink(publisher=replay))
+    assert chat_requests(loopback) == 1
+    live_outputs, replay_outputs = final_outputs(live), final_outputs(replay)
+    assert live_outputs[0] == replay_outputs[0] == text  # the same answer, shown the same way
+    assert "from cache" not in live_outputs[-1] and "$" in live_outputs[-1]
+    usage = original.usage
+    assert replay_outputs[-1] == (f"<sub>gpt-4o-mini · {usage.prompt_tokens} in · {usage.completion_tokens} "
+                                  "out tokens · from cache</sub>")
