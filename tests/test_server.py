@@ -22,8 +22,7 @@ import pytest
 from openai import OpenAI
 
 from jupyter_llmchat.models import model_info
-from jupyter_llmchat.server import (DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer,
-                                    start_demo_server)
+from jupyter_llmchat.server import DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer, start_demo_server
 from jupyter_llmchat.tokens import get_encoding
 
 KEY = "sk-test-loopback-secret-0123456789"
@@ -372,7 +371,8 @@ def test_status_faults(loopback, fault, error_type, status, code):
     assert KEY not in caught.value.message and "\n" not in caught.value.message
     assert chat_logs(loopback)[-1].outcome == f"fault:{fault}"
     if fault == "context_length":
-        assert caught.value.body["message"].startswith("This model's maximum context length is 128000 tokens.")
+        assert caught.value.body["message"].startswith(
+            "This model's maximum context length is 128000 tokens.")
 
 
 def test_disconnect_mid_stream_truncates_the_chunked_body(loopback):
@@ -581,7 +581,8 @@ def test_start_demo_server_is_one_lazy_singleton():
     demo = start_demo_server()
     assert start_demo_server() is demo
     assert demo.default_rate == DEMO_RATE
-    text = sdk(demo).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0].message.content
+    response = sdk(demo).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    text = response.choices[0].message.content
     assert text.startswith(DISCLOSURE)
 
 

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 from ..models import model_info
 from ..tokens import count_prompt_tokens
-from .completions import (MALFORMED_EVENT, ChunkEncoder, RequestError, completion_body,
-                          context_length_error, fault_error, plan_reply, unauthorized, validate_request)
+from .completions import MALFORMED_EVENT, ChunkEncoder, completion_body, plan_reply
 from .script import Script
 from .state import LoggedRequest, ServerState
+from .validation import RequestError, context_length_error, fault_error, unauthorized, validate_request
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
@@ -150,7 +150,9 @@ class Handler(BaseHTTPRequestHandler):
         script = self._script(body)
         if script.fault:
             entry.outcome = f"fault:{script.fault}"
-        delay = script.delay if script.delay is not None else (1.0 if script.fault == "slow_first_byte" else 0)
+        delay = script.delay
+        if delay is None:
+            delay = 1.0 if script.fault == "slow_first_byte" else 0.0
         if delay and state.stopping.wait(delay):
             entry.outcome = "server_stopped"
             self.close_connection = True
@@ -279,9 +281,9 @@ class Handler(BaseHTTPRequestHandler):
                 state.reset()
                 self._send_json(200, {"reset": True})
             else:
-                self._send_json(404, _error(f"Unknown control endpoint {self.command} {path}; use POST "
-                                            "/_loopback/queue, GET /_loopback/requests, POST /_loopback/reset.",
-                                            "unknown_url"))
+                self._send_json(404, _error(
+                    f"Unknown control endpoint {self.command} {path}; use POST /_loopback/queue, "
+                    "GET /_loopback/requests, POST /_loopback/reset.", "unknown_url"))
         except (TypeError, ValueError) as error:
             self._send_json(400, _error(f"Invalid loopback script: {error}", "invalid_script"))
 

@@ -1,0 +1,172 @@
+"""Reject what the OpenAI API rejects, with its status codes and wording, and build fault errors.
+
+``RequestError`` is an error response; ``validate_request`` checks a chat completion body
+(model served, messages, content parts, image URLs, parameter ranges); ``fault_error`` turns a
+scripted status fault into the response OpenAI would send.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Iterable
+
+from ..models import model_info
+from .script import Script
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+class RequestError(Exception):
+    """An OpenAI-style error response: status, one-line message, type, code, param, headers."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return json.dumps({"error": {"message": self.message, "type": self.type,
+                                     "param": self.param, "code": self.code}}).encode()
+
+
+def fault_error(script: Script, body: Any) -> RequestError | None:
+    """The error response a status fault stands for, or None for stream faults / no fault."""
+    fault = script.fault
+    model = str(body.get("model")) if isinstance(body, dict) else "?"
+    if fault == "rate_limit":
+        wait = 1.0 if script.retry_after is None else float(script.retry_after)
+        return RequestError(
+            429, f"Rate limit reached for {model} in organization org-loopback on requests per min "
+            f"(RPM): Limit 3, Used 3, Requested 1. Please try again in {wait:g}s.",
+            type="requests", code="rate_limit_exceeded",
+            headers={"retry-after": str(max(int(-(-wait // 1)), 0)),
+                     "retry-after-ms": str(int(wait * 1000))})
+    if fault == "server_error":
+        return RequestError(500, "The server had an error while processing your request. Sorry about that!",
+                            type="server_error")
+    if fault == "unauthorized":
+        return unauthorized()
+    if fault == "context_length":
+        window = model_info(model).context_window
+        return context_length_error(window, window + 1)
+    if fault == "model_not_found":
+        return model_not_found(model)
+    if fault == "images_unsupported":
+        messages = body.get("messages") if isinstance(body, dict) else None
+        return images_unsupported(_first_image(messages) if isinstance(messages, list) else (0, 0))
+    return None
+
+
+def images_unsupported(where: tuple[int, int]) -> RequestError:
+    """What OpenAI answers when a model without vision gets an image part (no error code)."""
+    return RequestError(400, "Invalid content type. image_url is only supported by certain models.",
+                        param=f"messages.[{where[0]}].content.[{where[1]}].type")
+
+
+def _first_image(messages: list[Any]) -> tuple[int, int]:
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                return i, j
+    return 0, 0
+
+
+def unauthorized() -> RequestError:
+    # Never echo any part of the key back: the house rule is that keys are never printed.
+    return RequestError(401, "Incorrect API key provided. You can find your API key at "
+                        "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+
+
+def model_not_found(model: str) -> RequestError:
+    return RequestError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                        code="model_not_found")
+
+
+def context_length_error(window: int, prompt_tokens: int) -> RequestError:
+    return RequestError(400, f"This model's maximum context length is {window} tokens. However, your "
+                        f"messages resulted in {prompt_tokens} tokens. Please reduce the length of "
+                        "the messages.", param="messages", code="context_length_exceeded")
+
+
+def validate_request(body: Any, served_models: Iterable[str], *, strict: bool = True) -> None:
+    """Reject what OpenAI rejects, with its wording: missing fields, bad roles, broken images."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError(400, "you must provide a model parameter", param="model")
+    if model not in served_models:
+        raise model_not_found(model)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "Missing required parameter: 'messages'.", param="messages",
+                           code="missing_required_parameter")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise RequestError(400, f"Invalid value for 'messages[{i}].role': expected one of "
+                               f"{', '.join(ROLES)}.", param=f"messages[{i}].role", code="invalid_value")
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                _validate_part(part, f"messages[{i}].content[{j}]")
+        elif content is not None and not isinstance(content, str):
+            raise RequestError(400, f"Invalid type for 'messages[{i}].content': expected a string or "
+                               "an array of content parts.", param=f"messages[{i}].content",
+                               code="invalid_type")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise RequestError(400, f"Invalid '{name}': integer below minimum value. Expected a value "
+                               f">= 1, but got {value!r} instead.", param=name,
+                               code="integer_below_min_value")
+    info = model_info(model)
+    if strict and info.known and not info.vision and _has_image(messages):
+        raise images_unsupported(_first_image(messages))
+    if strict and body.get("max_tokens") is not None and info.reasoning:
+        raise RequestError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                           "Use 'max_completion_tokens' instead.", param="max_tokens",
+                           code="unsupported_parameter")
+
+
+def _has_image(messages: list[Any]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+               for m in messages)
+
+
+def _validate_part(part: Any, where: str) -> None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise RequestError(400, f"Invalid type for '{where}.text': expected a string.",
+                               param=f"{where}.text", code="invalid_type")
+        return
+    if kind != "image_url":
+        raise RequestError(400, f"Invalid value for '{where}.type': expected 'text' or 'image_url'.",
+                           param=f"{where}.type", code="invalid_value")
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str) or not url:
+        raise RequestError(400, f"Missing required parameter: '{where}.image_url.url'.",
+                           param=f"{where}.image_url.url", code="missing_required_parameter")
+    if image.get("detail", "auto") not in ("auto", "low", "high"):
+        raise RequestError(400, f"Invalid value for '{where}.image_url.detail': expected 'auto', 'low' "
+                           "or 'high'.", param=f"{where}.image_url.detail", code="invalid_value")
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        try:
+            if not header.endswith(";base64") or not payload:
+                raise ValueError
+            base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(400, f"Invalid image data URL in '{where}.image_url.url': expected "
+                               "data:image/<type>;base64,<valid base64>.",
+                               param=f"{where}.image_url.url", code="invalid_image_url") from None
+    elif not url.startswith(("http://", "https://")):
+        raise RequestError(400, f"Invalid image URL in '{where}.image_url.url': expected an http(s) "
+                           "URL or a base64 data URL.", param=f"{where}.image_url.url",
+                           code="invalid_image_url")
