@@ -251,6 +251,11 @@ class ChatMagics(Magics):
         literal braces. A placeholder that cannot be evaluated stops the cell before anything is sent.
         """
         args = parse_argstring(self.chat, line)
+        # IPython splits magic lines keeping quotes ("--system 'Be terse.'"): drop them as a shell would
+        for name in ("model", "system", "session"):
+            if getattr(args, name) is not None:
+                setattr(args, name, _unquote(getattr(args, name)))
+        args.image = [_unquote(source) for source in args.image]
         fmt = args.format or self.setting("format")[0]
         if args.json and args.format in ("code", "text"):
             raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")

@@ -1,0 +1,277 @@
+"""%%chat / %chat in a real kernel (nbclient) against the loopback server.
+
+Kernels are slow to start, so each test runs one notebook that checks many things; replies are
+scripted from this process (``loopback.queue``) in the order the notebook asks.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kernel_notebook import Run, run_cells
+
+KEY = "sk-test-secret-key-0123456789abcdef"
+
+
+class Cells:
+    """Cell sources with names, so assertions read ``run.stdout(c["ask"])`` instead of indexes."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.index: dict[str, int] = {}
+        self.raises: set[int] = set()
+
+    def add(self, name: str, source: str, *, raises: bool = False) -> int:
+        """Add a cell; ``raises``: it is expected to fail (the notebook goes on)."""
+        assert name not in self.index, name
+        self.index[name] = len(self.sources)
+        if raises:
+            self.raises.add(self.index[name])
+        self.sources.append(textwrap.dedent(source).strip("\n"))
+        return self.index[name]
+
+    def __getitem__(self, name: str) -> int:
+        return self.index[name]
+
+    def count(self, name: str) -> int:
+        """The execution count the cell will get (every cell runs once, in order)."""
+        return self.index[name] + 1
+
+
+def answer(run: Run, index: int) -> str:
+    """The answer a cell showed: its Markdown display, else its plain streamed text."""
+    shown = run.displays(index, "text/markdown")
+    return shown[0] if shown else run.stdout(index).rstrip("\n")
+
+
+def chat_bodies(loopback) -> list[dict]:
+    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
+
+
+def last_user(body: dict) -> object:
+    return body["messages"][-1]["content"]
+
+
+# -- the main tour: every %%chat option, expansion, sessions, history, --error, bad input ---------------
+def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path) -> None:
+    replies = ["Answer one", "Answer two", "Other session", "One-off", "Fresh start", '{"a": 1, "b": [1, 2]}',
+               "Here you go:\n\n```python\nprint('hi')\n```\n\nEnjoy.", "Plain *text*", "Divided by zero.",
+               "Line-magic explanation.", "Saw the images.", "Forty-two it is."]
+    for reply in replies:
+        loopback.queue(reply=reply)
+    from PIL import Image
+
+    Image.new("RGB", (40, 20), "blue").save(tmp_path / "blue.png")
+    (tmp_path / "junk.json").write_text("{not json", encoding="utf-8")
+
+    c = Cells()
+    c.add("load", f"""
+        %load_ext jupyter_llmchat
+        %config ChatMagics.base_url = "{loopback.base_url}"
+        %config ChatMagics.footer = False
+        x = 42; name = "Ada"; data = {{"k": [1, 2]}}
+        """)
+    c.add("ask", """
+        %%chat -m gpt-4o -t 0.5 --top-p 0.9 --seed 7 --max-tokens 50
+        Hello {name}, what is {x + 1}? {data["k"]!r} {x:05d} {{literal}} {{ not_expanded }}
+        """)
+    c.add("chat_var", "print(repr(_chat))")
+    c.add("system", """
+        %%chat --system "Be terse."
+        Second question
+        """)
+    c.add("other", """
+        %%chat -s other
+        Separate conversation
+        """)
+    c.add("oneoff", """
+        %%chat --no-history
+        A one-off question
+        """)
+    c.add("counts1", """
+        from jupyter_llmchat.magics import current
+        m = current()
+        print({name: len(bot.conversation) for name, bot in m.sessions.items()})
+        """)
+    c.add("new", """
+        %%chat --new -s other
+        Fresh question
+        """)
+    c.add("json", """
+        %%chat --json --no-history
+        Give me JSON
+        """)
+    c.add("code", """
+        %%chat -f code --no-history
+        Write code
+        """)
+    c.add("text", """
+        %%chat -f text --no-history
+        Plain please
+        """)
+    c.add("boom", "result = 1 / 0", raises=True)
+    c.add("why", """
+        %%chat --error --no-history
+        Why?
+        """)
+    c.add("why_line", "%chat --error --no-history")
+    c.add("img_var", """
+        from PIL import Image
+        red = Image.new("RGB", (64, 32), "red")
+        """)
+    c.add("images", """
+        %%chat -i red -i blue.png -s pics
+        What colours?
+        """)
+    c.add("value", "21 * 2")
+    c.add("inout", f"""
+        %%chat --no-history
+        Cell {{In[{c.count("value")}]!r}} gave {{Out[{c.count("value")}]}}
+        """)
+    # bad input: each is one line, nothing is sent, no conversation changes
+    c.add("bad_name", "%%chat\nWhat about {undefined_thing}?", raises=True)
+    c.add("bad_brace", "%%chat\nA lone } brace", raises=True)
+    c.add("bad_expr", "%%chat\n{1/0}", raises=True)
+    c.add("bad_temp", "%%chat -t 3\nhot", raises=True)
+    c.add("bad_float", "%%chat -t warm\nhot", raises=True)
+    c.add("bad_option", "%%chat --frobnicate\nx", raises=True)
+    c.add("bad_image", "%%chat -i missing.png\nlook", raises=True)
+    c.add("bad_image_new", "%%chat --new -i missing.png\nlook", raises=True)
+    c.add("bad_combo", "%%chat --json -f code\nx", raises=True)
+    c.add("bad_session", "%chat reset nosuch", raises=True)
+    c.add("bad_command", "%chat frobnicate", raises=True)
+    c.add("bad_load", "%chat load junk.json", raises=True)
+    c.add("bad_missing", "%chat load nowhere.json", raises=True)
+    c.add("bad_line_ask", "%chat -m gpt-4o", raises=True)
+    c.add("counts2", "print({name: len(bot.conversation) for name, bot in m.sessions.items()})")
+    c.add("history", "%chat history pics")
+    c.add("sessions", "%chat sessions")
+    c.add("usage", "%chat usage")
+    c.add("save", "%chat save saved.json -s pics")
+    c.add("help", "%%chat?")
+    c.add("bare", "%chat")
+    run = run_cells(c.sources, raises=c.raises, cwd=tmp_path)
+    bodies = chat_bodies(loopback)
+    assert len(bodies) == 12  # one request per good ask, none for the bad ones
+
+    # options reach the request exactly; {} expansion follows f-string rules; {{ }} are literal
+    assert answer(run, c["ask"]) == "Answer one"
+    first = bodies[0]
+    assert (first["model"], first["temperature"], first["top_p"], first["seed"], first["max_tokens"]) == \
+        ("gpt-4o", 0.5, 0.9, 7, 50)
+    assert first["messages"] == [{"role": "user", "content":
+                                  "Hello Ada, what is 43? [1, 2] 00042 {literal} { not_expanded }"}]
+    assert run.stdout(c["chat_var"]) == "'Answer one'\n"
+
+    # --system for one question, with the history before it; later questions drop it again
+    assert bodies[1]["messages"] == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": first["messages"][0]["content"]},
+        {"role": "assistant", "content": "Answer one"},
+        {"role": "user", "content": "Second question"}]
+    assert bodies[1]["model"] == "gpt-4o-mini" and "temperature" not in bodies[1]
+    # sessions are kept apart; --no-history neither reads nor writes
+    assert bodies[2]["messages"] == [{"role": "user", "content": "Separate conversation"}]
+    assert bodies[3]["messages"] == [{"role": "user", "content": "A one-off question"}]
+    assert run.stdout(c["counts1"]) == "{'default': 4, 'other': 2}\n"
+    # --new starts the session afresh
+    assert bodies[4]["messages"] == [{"role": "user", "content": "Fresh question"}]
+
+    # --json: JSON mode requested, the answer shown as indented JSON
+    assert bodies[5]["response_format"] == {"type": "json_object"}
+    pretty = json.dumps({"a": 1, "b": [1, 2]}, indent=2)
+    assert run.displays(c["json"]) == [f"```json\n{pretty}\n```"]
+    assert run.displays(c["json"], "text/plain") == [pretty]
+    # -f code: the code block shown as code and put into the next cell
+    assert run.displays(c["code"]) == ["```python\nprint('hi')\n```"]
+    assert [p for p in run.payloads[c["code"]] if p["source"] == "set_next_input"] == [
+        {"source": "set_next_input", "text": "print('hi')", "replace": False}]
+    # -f text: plain streamed text, exactly the answer
+    assert run.stdout(c["text"]) == "Plain *text*\n"
+
+    # --error appends the failing cell and its traceback (no IPython frames, no colour codes)
+    boom = c.count("boom")
+    expected_error = (
+        f"Why?\n\nThe code that failed (In[{boom}]):\n\n```python\nresult = 1 / 0\n```\n\n"
+        f"The error:\n\n```pytb\nTraceback (most recent call last):\n  Cell In[{boom}], line 1, in <module>\n"
+        "    result = 1 / 0\nZeroDivisionError: division by zero\n```")
+    assert last_user(bodies[8]) == expected_error
+    assert last_user(bodies[9]) == expected_error.replace("Why?", "Why did this fail, and how do I fix it?")
+    assert answer(run, c["why_line"]) == "Line-magic explanation."
+
+    # images: a variable and a path, as data URLs after the question text
+    parts = last_user(bodies[10])
+    assert parts[0] == {"type": "text", "text": "What colours?"}
+    assert [p["type"] for p in parts[1:]] == ["image_url", "image_url"]
+    assert all(p["image_url"]["url"].startswith("data:image/") for p in parts[1:])
+    # In[n] / Out[n]
+    assert last_user(bodies[11]) == "Cell '21 * 2' gave 42"
+
+    # bad input: one line each, saying what is wrong and how to fix it
+    assert run.error_line(c["bad_name"]) == (
+        "ExpansionError: {undefined_thing} at line 1, column 12: name 'undefined_thing' is not defined; "
+        "define it in a cell first, or write {{ and }} for literal braces, or use %%chat --raw "
+        "(nothing was sent)")
+    assert run.error_line(c["bad_brace"]) == (
+        "ExpansionError: single '}' at line 1, column 8; write {{ and }} for literal braces, or use "
+        "%%chat --raw (nothing was sent)")
+    assert run.error_line(c["bad_expr"]) == (
+        "ExpansionError: {1/0} at line 1, column 1 failed: ZeroDivisionError: division by zero "
+        "(nothing was sent)")
+    assert run.error_line(c["bad_temp"]) == "UsageError: --temperature must be between 0 and 2, got 3.0"
+    assert run.error_line(c["bad_float"]) == (
+        "UsageError: argument -t/--temperature: invalid float value: 'warm'")
+    assert run.error_line(c["bad_option"]) == "UsageError: unrecognized arguments: --frobnicate"
+    assert run.error_line(c["bad_image"]).startswith("ImageError: ")
+    assert "missing.png" in run.error_line(c["bad_image"])
+    assert run.error_line(c["bad_image"]).endswith("(nothing was sent)")
+    assert run.error_line(c["bad_image_new"]) == run.error_line(c["bad_image"])
+    assert run.error_line(c["bad_combo"]) == "UsageError: --json shows the answer as JSON; drop -f code or --json"
+    assert run.error_line(c["bad_session"]) == (
+        "UsageError: unknown session 'nosuch' (sessions: default, other, pics); start it by asking with "
+        "-s nosuch")
+    assert run.error_line(c["bad_command"]).startswith("UsageError: unknown %chat command 'frobnicate'; ")
+    assert run.error_line(c["bad_load"]) == (
+        "TranscriptError: 'junk.json' is not a transcript: invalid JSON at line 1 "
+        "(Expecting property name enclosed in double quotes)")
+    assert run.error_line(c["bad_missing"]) == (
+        "TranscriptError: no transcript at 'nowhere.json': check the path (%chat save PATH writes one)")
+    assert run.error_line(c["bad_line_ask"]).startswith("UsageError: to ask a question use the cell magic")
+    for name in c.index:
+        if name.startswith("bad_"):
+            assert run.status(c[name]) == "error", name
+    # ... and nothing changed: same conversations as before the bad cells
+    assert run.stdout(c["counts2"]) == "{'default': 4, 'other': 2, 'pics': 2}\n"
+
+    # %chat history: the transcript as Markdown, image thumbnails in it
+    history = run.displays(c["history"])[0]
+    assert history.startswith("**model:** `gpt-4o-mini` · **messages:** 2\n\n### user\n\nWhat colours?")
+    assert history.count("<img ") == 2 and "### assistant · gpt-4o-mini\n\nSaw the images." in history
+    plain_history = run.displays(c["history"], "text/plain")[0]
+    assert "[image: blue.png 40x20]" in plain_history
+    # %chat sessions / usage tables
+    sessions = run.displays(c["sessions"])[0].splitlines()
+    assert sessions[0] == "| session | model | messages | history tokens | system |"
+    assert [row.split(" | ")[:3] for row in sessions[2:]] == [
+        ["| default", "gpt-4o-mini", "4"], ["| other", "gpt-4o-mini", "2"], ["| pics", "gpt-4o-mini", "2"]]
+    usage = run.displays(c["usage"])[0].splitlines()
+    assert usage[0] == ("| session | model | requests | prompt_tokens | cached_tokens | completion_tokens | "
+                        "total_tokens | cost_usd |")
+    requests = {tuple(cell.strip() for cell in row.strip("|").split("|")[:3]) for row in usage[2:]}
+    assert requests == {("default", "gpt-4o", "1"), ("default", "gpt-4o-mini", "8"), ("other", "gpt-4o-mini", "2"),
+                        ("pics", "gpt-4o-mini", "1"), ("**total**", "", "**12**")}
+    # %chat save writes the transcript with the images inside
+    saved = json.loads((tmp_path / "saved.json").read_text(encoding="utf-8"))
+    assert saved["format"] == "jupyter_llmchat.transcript" and saved["model"] == "gpt-4o-mini"
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert len(saved["messages"][0]["images"]) == 2
+    assert saved["messages"][0]["images"][0]["url"].startswith("data:image/")
+    # %%chat? shows the argument help; bare %chat lists the commands
+    page = "".join(p["data"]["text/plain"] for p in run.payloads[c["help"]] if p["source"] == "page")
+    for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format", "--error"):
+        assert option in page
+    assert run.stdout(c["bare"]).startswith("%%chat [options]   ask the question in the cell body")
