@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from . import errors
 from .client import ChatClient, ChatStream
@@ -293,12 +293,9 @@ class Chatbot:
         conversation.append(answer)
 
 
-def load_images(sources: Iterable[Any], *, model: ModelInfo) -> list[ImageRef]:
+def load_images(sources: Any, *, model: ModelInfo) -> list[ImageRef]:
     """ImageRefs for ``sources`` (paths, URLs, bytes, PIL images, figures); see images.py."""
-    sources = list(sources)
-    if not sources:
-        return []
-    # ImageRefs go through too: a saved ref is checked (scheme, size, vision model) like any source.
+    # One source alone or a list; ImageRefs too (a saved ref is checked like any source).
     from .images import prepare_images  # Pillow is imported there only when pixels are decoded
 
     return prepare_images(sources, model=model)

@@ -31,19 +31,18 @@ import base64
 import binascii
 import html
 import io
-import math
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import ImageError
 from .messages import ImageRef
 from .models import ImageTokenRule, ModelInfo
-from .tokens import data_url_size, scaled_for_high_detail
+from .tokens import data_url_size, scaled_for_high_detail, scaled_for_patches
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -54,7 +53,6 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024  # per image, decoded
 MAX_REQUEST_IMAGE_BYTES = 50 * 1024 * 1024  # all images of one request, decoded
 MAX_IMAGES = 500  # per request
 LOW_DETAIL_SIZE = 512
-PATCH_SIZE, PATCH_CAP = 32, 1536
 MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
@@ -70,9 +68,15 @@ class ImageSource:
     detail: Detail | None = None  # None: the detail given to prepare_images
 
 
-def prepare_images(sources: Iterable[Any], *, model: ModelInfo, detail: str = "auto") -> list[ImageRef]:
-    """ImageRefs for ``sources``, scaled for ``model``; raises ImageError before anything is sent."""
-    sources = list(sources)
+def prepare_images(sources: Any, *, model: ModelInfo, detail: str = "auto") -> list[ImageRef]:
+    """ImageRefs for ``sources``, scaled for ``model``; raises ImageError before anything is sent.
+
+    ``sources`` is a list of sources, or one source alone (``images="chart.png"`` is one image, not
+    nine one-letter file names); None is no images.
+    """
+    if sources is None:
+        return []
+    sources = [sources] if _is_single(sources) else list(sources)
     if not sources:
         return []
     if model.known and not model.vision:
@@ -107,8 +111,9 @@ def prepare_image(source: Any, *, model: ModelInfo, detail: str = "auto") -> Ima
         return _from_bytes(_figure_png(figure), "figure", rule, detail)
     if _is_ipython_image(source):
         return _from_ipython_image(source, rule, detail)
-    raise ImageError(f"cannot use an object of type {type(source).__name__} as an image: give a file path, an http(s) URL, "
-                     "bytes, a PIL image, a matplotlib figure or an IPython Image")
+    hint = " (for an array of pixels: PIL.Image.fromarray(array))" if hasattr(source, "__array_interface__") else ""
+    raise ImageError(f"cannot use an object of type {type(source).__name__} as an image{hint}: give a file path, "
+                     "an http(s) URL, bytes, a PIL image, a matplotlib figure or an IPython Image")
 
 
 def target_size(width: int, height: int, rule: ImageTokenRule | None, detail: str) -> tuple[int, int]:
@@ -120,20 +125,6 @@ def target_size(width: int, height: int, rule: ImageTokenRule | None, detail: st
     else:
         w, h = scaled_for_high_detail(width, height)
     return max(w, 1), max(h, 1)
-
-
-def scaled_for_patches(width: int, height: int, patch: int = PATCH_SIZE, cap: int = PATCH_CAP) -> tuple[int, int]:
-    """The size patch models shrink an image to so it covers at most ``cap`` 32-px patches.
-
-    OpenAI's rule: shrink by sqrt(32*32*cap / (w*h)), then a little more so that one side fills a
-    whole number of patches. Rounding down never adds a patch, so the result costs what it claims.
-    """
-    if math.ceil(width / patch) * math.ceil(height / patch) <= cap:
-        return width, height
-    ratio = math.sqrt(patch * patch * cap / (width * height))
-    ratio *= min(math.floor(width * ratio / patch) / (width * ratio / patch) if width * ratio >= patch else 1,
-                 math.floor(height * ratio / patch) / (height * ratio / patch) if height * ratio >= patch else 1)
-    return max(int(width * ratio + 1e-9), 1), max(int(height * ratio + 1e-9), 1)
 
 
 def ref_bytes(ref: ImageRef) -> int:
@@ -157,6 +148,12 @@ def thumbnail_html(ref: ImageRef, size: int = 96) -> str:
 
 
 # -- sources ---------------------------------------------------------------------------------------
+def _is_single(sources: Any) -> bool:
+    """True for one source passed where a list was expected (strings, bytes and arrays iterate)."""
+    return (isinstance(sources, (str, bytes, bytearray, memoryview, PathLike, ImageRef, ImageSource))
+            or hasattr(sources, "__array_interface__") or not hasattr(sources, "__iter__"))
+
+
 def _unwrap(source: Any, detail: str) -> tuple[Any, str | None]:
     """The source and its detail (None: an ImageRef keeps its own) from a wrapper or a pair."""
     explicit: str | None = None

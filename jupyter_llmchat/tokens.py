@@ -156,15 +156,23 @@ def scaled_for_high_detail(width: int, height: int) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def scaled_for_patches(width: int, height: int, patch: int = 32, cap: int = 1536) -> tuple[int, int]:
+    """The size patch models shrink an image to so it covers at most ``cap`` 32-px patches.
+
+    OpenAI's rule: shrink by sqrt(32*32*cap / (w*h)), then a little more so that one side fills a
+    whole number of patches. Rounding down never adds a patch, so the result costs what it claims.
+    """
+    if math.ceil(width / patch) * math.ceil(height / patch) <= cap:
+        return width, height
+    ratio = math.sqrt(patch * patch * cap / (width * height))
+    ratio *= min(math.floor(width * ratio / patch) / (width * ratio / patch) if width * ratio >= patch else 1,
+                 math.floor(height * ratio / patch) / (height * ratio / patch) if height * ratio >= patch else 1)
+    return max(int(width * ratio + 1e-9), 1), max(int(height * ratio + 1e-9), 1)
+
+
 def _patch_count(width: int, height: int, patch: int = 32, cap: int = 1536) -> int:
     """32-px patches covering the image, after the shrink OpenAI applies above ``cap`` patches."""
-    patches = math.ceil(width / patch) * math.ceil(height / patch)
-    if patches <= cap:
-        return patches
-    ratio = math.sqrt(patch * patch * cap / (width * height))
-    ratio *= min(math.floor(width * ratio / patch) / (width * ratio / patch),
-                 math.floor(height * ratio / patch) / (height * ratio / patch))
-    w, h = width * ratio, height * ratio
+    w, h = scaled_for_patches(width, height, patch, cap)
     return min(math.ceil(w / patch) * math.ceil(h / patch), cap)
 
 

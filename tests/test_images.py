@@ -14,12 +14,11 @@ from PIL import Image, PngImagePlugin
 
 from jupyter_llmchat import errors
 from jupyter_llmchat.chatbot import Chatbot
-from jupyter_llmchat.images import (ImageSource, prepare_image, prepare_images, scaled_for_patches,
-                                    target_size, thumbnail_html)
+from jupyter_llmchat.images import ImageSource, prepare_image, prepare_images, target_size, thumbnail_html
 from jupyter_llmchat.messages import ImageRef, Message
 from jupyter_llmchat.models import model_info
 from jupyter_llmchat.reply import NullSink
-from jupyter_llmchat.tokens import _patch_count, count_prompt_tokens, image_tokens
+from jupyter_llmchat.tokens import _patch_count, count_prompt_tokens, image_tokens, scaled_for_patches
 
 KEY = "sk-test-images-0000"
 GPT4O = model_info("gpt-4o")
@@ -460,3 +459,17 @@ def test_images_notebook_runs_offline(loopback):
     history = next(o.data["text/markdown"] for cell in code for o in cell.outputs
                    if o.output_type == "display_data" and "### user" in o.data.get("text/markdown", ""))
     assert history.count("<img ") == 2 and 'alt="figure"' in history
+
+
+def test_one_source_alone_is_one_image_and_none_is_no_images(loopback, tmp_path):
+    path = save(picture((300, 200)), tmp_path / "one.png")
+    bot = make_bot(loopback)
+    bot.ask("?", images=str(path), sink=NullSink())
+    bot.ask("?", images=None, sink=NullSink())
+    first, second = chat_bodies(loopback)
+    assert len(image_parts(first)) == 1 and second["messages"][-1]["content"] == "?"
+    with pytest.raises(errors.ImageError, match=r"^cannot use an object of type ndarray as an image \(for an "
+                                                r"array of pixels: PIL.Image.fromarray\(array\)\): give a file"):
+        import numpy
+
+        bot.ask("?", images=numpy.zeros((4, 4, 3), dtype="uint8"), sink=NullSink())
