@@ -364,6 +364,16 @@ class ChatPanel:
         self._sync()
         self._set_status("new chat")
 
+    def close(self) -> None:
+        """Stop listening to the session and close the widgets; the conversation itself is kept."""
+        if self.busy:
+            self.stop()
+            self.wait()
+        if self._listening is not None and self._on_reply in self._listening.reply_listeners:
+            self._listening.reply_listeners.remove(self._on_reply)
+        self._listening = None
+        _close_tree(self.widget)
+
     # -- drawing -------------------------------------------------------------------------------
     def _sync(self) -> None:
         """Make the bubbles match the session's history, reusing the widgets already drawn."""
@@ -412,6 +422,12 @@ class ChatPanel:
     def _set_status(self, text: str, *, error: bool = False) -> None:
         css = "llmchat-error" if error else "llmchat-info"
         self.status.value = f'<span class="{css}">{escape(text)}</span>'
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
 
 
 def _thumbnail(mime: str, data: bytes) -> widgets.Image:

@@ -60,7 +60,9 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lab(lab_root: Path, server: LoopbackServer) -> Iterator[JupyterLab]:
     if MISSING is not None:
         pytest.fail(f"CI=true but the browser test cannot run: {MISSING}")
-    env = {"LLMCHAT_PANEL_BASE_URL": server.base_url, "OPENAI_API_KEY": None, "OPENAI_BASE_URL": None}
+    # The panel notebook reads LLMCHAT_PANEL_BASE_URL, the magics OPENAI_BASE_URL; no real key leaks in.
+    env = {"LLMCHAT_PANEL_BASE_URL": server.base_url, "OPENAI_BASE_URL": server.base_url,
+           "OPENAI_API_KEY": None}
     with JupyterLab(lab_root, env=env) as jupyter:
         yield jupyter
 
@@ -255,3 +257,31 @@ def test_new_chat_clears_the_panel(panel_page: NotebookPage, server: LoopbackSer
     expect(answer).to_have_text(re.compile("Fresh start."))
     assert [m["role"] for m in server.requests[-1].body["messages"]] == ["system", "user"]
     panel_page.screenshot("panel-new-chat")
+
+
+def test_chat_panel_magic_shares_the_session_with_chat_cells(lab_root: Path, notebook_page: NotebookPage,
+                                                             server: LoopbackServer) -> None:
+    """``%chat panel work`` and ``%%chat -s work`` continue one conversation, both ways."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab_root / "magic-panel.ipynb", "%load_ext jupyter_llmchat\n%chat panel work",
+                   "%%chat -s work\nWhat is the capital of France?")
+    server.queue(reply="Paris, asked from a cell.")
+    notebook_page.open("magic-panel.ipynb")
+    notebook_page.run_all()
+    page = notebook_page.page
+    bubbles = page.locator(".llmchat-panel .llmchat-bubble")
+    expect(bubbles).to_have_count(2)  # the %%chat cell's turn shows up in the panel
+    expect(bubbles.nth(0)).to_contain_text("What is the capital of France?")
+    expect(bubbles.nth(1)).to_contain_text("Paris, asked from a cell.")
+    expect(page.locator(".llmchat-panel")).to_contain_text("session work")
+
+    server.queue(reply="Still Paris, from the panel.")
+    answer = ask(page, "Are you sure?")
+    wait_done(answer)
+    expect(answer).to_contain_text("Still Paris, from the panel.")
+    assert server.requests[-1].body["messages"] == [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris, asked from a cell."},
+        {"role": "user", "content": "Are you sure?"}]
+    notebook_page.screenshot("magic-panel")

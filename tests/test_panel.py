@@ -207,6 +207,20 @@ def test_panel_and_magics_share_a_session(loopback: LoopbackServer) -> None:
     assert [m.text for m in sessions.get("work").history][-1] == "From the panel."
 
 
+def test_close_stops_listening_and_keeps_the_conversation(loopback: LoopbackServer) -> None:
+    panel = make_panel(loopback)
+    bot = panel.bot
+    loopback.queue(reply="kept", times=2)
+    panel.send("before close")
+    panel.wait()
+    assert bot.reply_listeners == [panel._on_reply]
+    panel.close()
+    assert bot.reply_listeners == []
+    assert panel.widget.comm is None and panel.messages.comm is None
+    bot.ask("after close", sink=NullSink())
+    assert [m.text for m in bot.history] == ["before close", "kept", "after close", "kept"]
+
+
 def test_show_panel_returns_a_panel_on_the_named_session(loopback: LoopbackServer) -> None:
     sessions = Sessions(lambda name: Chatbot("gpt-4o-mini", base_url=loopback.base_url))
     panel = show_panel(sessions, "notes", fetch_models=False)
