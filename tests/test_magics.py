@@ -275,3 +275,107 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format", "--error"):
         assert option in page
     assert run.stdout(c["bare"]).startswith("%%chat [options]   ask the question in the cell body")
+
+
+# -- configuration precedence, the key kept hidden, and a transcript carried to a new kernel -------------
+def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_path: Path) -> None:
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(
+        'c.ChatMagics.model = "gpt-4"\nc.ChatMagics.system = "From the config file."\n', encoding="utf-8")
+    env = {"IPYTHONDIR": str(tmp_path / "ipython"), "LLMCHAT_MODEL": "gpt-4.1-mini", "OPENAI_API_KEY": KEY,
+           "OPENAI_BASE_URL": loopback.base_url}
+    for reply in ("r1", "r2", "r3", "r4"):
+        loopback.queue(reply=reply)
+
+    c = Cells()
+    c.add("load", """
+        %load_ext jupyter_llmchat
+        %config ChatMagics.model = "gpt-3.5-turbo"
+        %config ChatMagics.temperature = 0.3
+        """)
+    c.add("q1", "%%chat\nfirst")
+    c.add("config", "%chat config")
+    c.add("q2", "%%chat -m gpt-4.1-nano -t 0.9\nsecond")
+    c.add("set_model", "%chat model gpt-4.1")
+    c.add("bad_config", "%config ChatMagics.temperature = 5")
+    c.add("q3", "%%chat\nthird")
+    c.add("show_model", "%chat model")
+    c.add("clear_system", '%chat system ""\n%chat system')
+    c.add("env_bad", 'import os\nos.environ["LLMCHAT_TEMPERATURE"] = "hot"')
+    c.add("q_env_bad", "%%chat\nnot sent", raises=True)
+    c.add("env_range", 'os.environ["LLMCHAT_TEMPERATURE"] = "7"')
+    c.add("q_env_range", "%%chat\nnot sent", raises=True)
+    c.add("env_ok", 'os.environ["LLMCHAT_TEMPERATURE"] = "1.5"')
+    c.add("q4", "%%chat\nfourth")
+    c.add("reprs", """
+        from jupyter_llmchat.magics import current
+        m = current()
+        print(repr(m), repr(m.client()), repr(m.sessions.get()))
+        """)
+    c.add("history", "%chat history")
+    c.add("save", "%chat save transcript.json")
+    run = run_cells(c.sources, raises=c.raises, env=env, cwd=tmp_path)
+    bodies = chat_bodies(loopback)
+
+    # defaults < %config / ipython_kernel_config.py < environment < %chat model < cell options
+    assert [(b["model"], b.get("temperature")) for b in bodies] == [
+        ("gpt-4.1-mini", 0.3), ("gpt-4.1-nano", 0.9), ("gpt-4.1", 0.3), ("gpt-4.1", 1.5)]
+    assert bodies[0]["messages"][0] == {"role": "system", "content": "From the config file."}
+    assert bodies[3]["messages"][0]["role"] == "user"  # %chat system "" cleared it
+    rows = {line.split(" | ")[0].strip("| "): [cell.strip() for cell in line.strip("|").split("|")]
+            for line in run.displays(c["config"])[0].splitlines()[2:]}
+    assert rows["model"] == ["model", "'gpt-4.1-mini'", "env LLMCHAT_MODEL", "LLMCHAT_MODEL"]
+    assert rows["temperature"] == ["temperature", "0.3", "%config", "LLMCHAT_TEMPERATURE"]
+    assert rows["system"] == ["system", "'From the config file.'", "%config", "LLMCHAT_SYSTEM"]
+    assert rows["max_tokens"] == ["max_tokens", "None", "default", "LLMCHAT_MAX_TOKENS"]
+    assert rows["api_key"] == ["api_key", "set (hidden)", "env OPENAI_API_KEY", "OPENAI_API_KEY"]
+    assert rows["base_url"][2] == "env OPENAI_BASE_URL" and rows["endpoint"][1] == loopback.base_url
+    assert "should not be greater than 2.0" in run.stderr(c["bad_config"])  # %config refuses, keeps 0.3
+    assert run.stdout(c["set_model"]) == "model for all sessions: 'gpt-4.1'\n"
+    assert run.stdout(c["show_model"]) == "gpt-4.1\n"
+    assert run.stdout(c["clear_system"]) == "system cleared for all sessions\n(no system message)\n"
+    assert run.error_line(c["q_env_bad"]) == (
+        "UsageError: environment variable LLMCHAT_TEMPERATURE='hot' is not a valid temperature: fix or unset it")
+    assert run.error_line(c["q_env_range"]) == (
+        "UsageError: environment variable LLMCHAT_TEMPERATURE must be between 0 and 2, got 7.0")
+    assert len(bodies) == 4
+    # the key reached the server, and nothing else: no output, repr or transcript shows it
+    assert KEY not in run.all_text()
+    assert KEY not in (tmp_path / "transcript.json").read_text(encoding="utf-8")
+    assert run.stdout(c["reprs"]).count(f"ChatClient(base_url='{loopback.base_url}', key_source='api_key=')") == 2
+
+    # a new kernel, with no key and no base URL: the transcript loads, the offline demo answers
+    d = Cells()
+    d.add("load", "%load_ext jupyter_llmchat\n%chat load transcript.json")
+    d.add("history", "%chat history")
+    d.add("ask", "%%chat\nfifth")
+    d.add("sent", """
+        from jupyter_llmchat.server import start_demo_server
+        body = start_demo_server().requests[-1].body
+        print([m["content"] for m in body["messages"]], body["model"])
+        """)
+    d.add("again", "%%chat --no-history\nsixth")
+    d.add("unload", "%unload_ext jupyter_llmchat\nprint('_chat' in globals())")
+    d.add("gone", "%chat", raises=True)
+    d.add("reload", "%load_ext jupyter_llmchat\n%chat sessions")
+    d.add("config_help", "%config ChatMagics")
+    drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+            *[k for k in __import__("os").environ if k.startswith("LLMCHAT_")])
+    again = run_cells(d.sources, raises=d.raises, cwd=tmp_path, drop_env=drop,
+                      env={"IPYTHONDIR": str(tmp_path / "empty-ipython")})
+    assert again.stdout(d["load"]) == "loaded 8 messages into session 'default' (model gpt-4.1)\n"
+    assert again.displays(d["history"]) == run.displays(c["history"])
+    notice = again.stdout(d["ask"]).splitlines()[0]
+    assert notice.startswith("Offline demo: no API key or base URL is set, so answers come from the built-in "
+                             "demo server at http://127.0.0.1:")
+    assert notice.endswith("not from a model. Set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server) "
+                           "to talk to a real model.")
+    assert again.stdout(d["sent"]) == (
+        "['first', 'r1', 'second', 'r2', 'third', 'r3', 'fourth', 'r4', 'fifth'] gpt-4.1\n")
+    assert "Offline demo" not in again.stdout(d["again"])  # said once
+    assert again.stdout(d["unload"]) == "False\n"
+    assert again.error_line(d["gone"]) == "UsageError: Line magic function `%chat` not found."
+    reloaded = again.displays(d["reload"])[0].splitlines()
+    assert reloaded[2].startswith("| default | gpt-4o-mini | 0 | 0 |")  # unloading dropped the sessions
+    assert "ChatMagics.temperature=<Float>" in again.stdout(d["config_help"])
