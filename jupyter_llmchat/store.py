@@ -23,6 +23,7 @@ import time
 import warnings
 import weakref
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -158,14 +159,20 @@ class Store:
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._recorders: weakref.WeakKeyDictionary[Chatbot, Recorder] = weakref.WeakKeyDictionary()
-        if self.path != MEMORY:
-            _create_private(Path(self.path))
+        if Path(self.path).is_dir():
+            raise StoreError(f"cannot open the store {self.path}: it is a directory; give a file path "
+                             f"such as {Path(self.path) / 'store.sqlite3'}")
         try:
+            if self.path != MEMORY:
+                _create_private(Path(self.path))
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             self._setup()
-        except sqlite3.DatabaseError as error:
-            raise StoreError(f"cannot open the store {self.path}: {error}; pass another path or "
+        except (OSError, sqlite3.DatabaseError) as error:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise StoreError(f"cannot open the store {self.path}: {reason}; pass another path or "
                              f"move the file away") from None
 
     def _setup(self) -> None:
@@ -183,29 +190,20 @@ class Store:
             db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
     # -- plumbing ------------------------------------------------------------------------------
-    class _Transaction:
-        def __init__(self, store: "Store") -> None:
-            self.store = store
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.store._lock.acquire()
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any error (or interrupt)."""
+        with self._lock:
+            db = self._db
+            # IMMEDIATE takes the write lock now, so two kernels queue instead of deadlocking.
+            db.execute("BEGIN IMMEDIATE")
             try:
-                # IMMEDIATE takes the write lock now, so two kernels queue instead of deadlocking.
-                self.store._db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
             except BaseException:
-                self.store._lock.release()
+                if db.in_transaction:  # also when COMMIT itself failed (disk full, I/O error)
+                    db.execute("ROLLBACK")
                 raise
-            return self.store._db
-
-        def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
-            try:
-                self.store._db.execute("COMMIT" if kind is None else "ROLLBACK")
-            finally:
-                self.store._lock.release()
-
-    def transaction(self) -> "Store._Transaction":
-        """One write transaction: committed on success, rolled back on any error."""
-        return Store._Transaction(self)
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query, as dicts."""

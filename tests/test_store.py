@@ -215,7 +215,7 @@ def test_unknown_session_is_a_one_line_error_naming_what_exists(store: Store, lo
         store.attach(bot, "  ")
 
 
-def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path):
+def test_a_path_that_is_not_a_database_is_a_one_line_error(tmp_path: Path):
     path = tmp_path / "notes.txt"
     path.write_text("these are my notes, not a database\n" * 100)
     with pytest.raises(StoreError) as caught:
@@ -223,6 +223,10 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path):
     assert str(caught.value) == (f"cannot open the store {path}: file is not a database; pass another "
                                  "path or move the file away")
     assert path.read_text().startswith("these are my notes")  # nothing lost
+    with pytest.raises(StoreError) as caught:
+        Store(tmp_path)
+    assert str(caught.value) == (f"cannot open the store {tmp_path}: it is a directory; give a file path "
+                                 f"such as {tmp_path / 'store.sqlite3'}")
 
 
 def test_the_api_key_is_nowhere_in_the_database_files(tmp_path: Path, loopback):
