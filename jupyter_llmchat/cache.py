@@ -40,7 +40,7 @@ def deterministic(request: dict[str, Any]) -> bool:
 class ResponseCache:
     """Implements ``chatbot.ResponseCache`` on a Store's ``cache`` table."""
 
-    def __init__(self, store: "Store", *, cache_random: bool = False) -> None:
+    def __init__(self, store: Store, *, cache_random: bool = False) -> None:
         self.store = store
         self.cache_random = cache_random
 

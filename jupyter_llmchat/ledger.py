@@ -32,7 +32,7 @@ def price(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens:
     return cost
 
 
-def ledger_row(reply: "Reply", *, session: str | None = None, conversation: int | None = None,
+def ledger_row(reply: Reply, *, session: str | None = None, conversation: int | None = None,
                at: float | None = None) -> dict[str, Any]:
     """The ledger row for one finished reply."""
     requested = (reply.request or {}).get("model")
@@ -70,7 +70,7 @@ class UsageRow:
         return self.prompt_tokens + self.completion_tokens
 
 
-def usage_summary(store: "Store", by: tuple[str, ...] | str = ("session", "model", "day"), *,
+def usage_summary(store: Store, by: tuple[str, ...] | str = ("session", "model", "day"), *,
                   since: float | None = None, session: str | None = None) -> list[UsageRow]:
     """Ledger totals grouped by any of ``session``, ``model``, ``day``; ``()`` for one total row."""
     by = (by,) if isinstance(by, str) else tuple(by)
@@ -102,7 +102,7 @@ def usage_summary(store: "Store", by: tuple[str, ...] | str = ("session", "model
     return [UsageRow(keys={name: row.pop(name) for name in by}, **row) for row in rows]
 
 
-def usage_rows(store: "Store", *, session: str | None = None) -> list[dict[str, Any]]:
+def usage_rows(store: Store, *, session: str | None = None) -> list[dict[str, Any]]:
     """Per (session, model) rows plus a "total" row, in the shape usage.py's tables take
     (``usage.to_markdown(usage_rows(store))``): the persistent ledger behind ``%chat usage``."""
     rows = usage_summary(store, ("session", "model"), session=session)

@@ -23,10 +23,11 @@ import time
 import warnings
 import weakref
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import ChatError
 from .messages import Message
@@ -223,10 +224,10 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -295,8 +296,8 @@ class Store:
             return db.execute("DELETE FROM conversations WHERE session = ?", (session,)).rowcount
 
     # -- bots ----------------------------------------------------------------------------------
-    def attach(self, bot: "Chatbot", session: str, *, cache: bool | None = None,
-               cache_random: bool | None = None, conversation: int | None = None) -> "Recorder":
+    def attach(self, bot: Chatbot, session: str, *, cache: bool | None = None,
+               cache_random: bool | None = None, conversation: int | None = None) -> Recorder:
         """Record ``bot`` under ``session`` from now on: each message, system change and reply.
 
         A fresh bot starts a new conversation at its first message, so the previous one stays
@@ -316,11 +317,11 @@ class Store:
             bot.cache = None
         return recorder
 
-    def recorder(self, bot: "Chatbot") -> "Recorder | None":
+    def recorder(self, bot: Chatbot) -> Recorder | None:
         """The recorder writing ``bot`` to this store, if any."""
         return self._recorders.get(bot)
 
-    def restore(self, session: str, bot: "Chatbot", *, conversation: int | None = None) -> SavedConversation:
+    def restore(self, session: str, bot: Chatbot, *, conversation: int | None = None) -> SavedConversation:
         """Put the saved conversation into ``bot`` exactly (model, params, settings, system,
         messages with images, status and usage), without sending anything."""
         saved = self.conversation(session, conversation)
@@ -336,14 +337,14 @@ class Store:
         bot.conversation.messages = deque(messages, maxlen=saved.settings.get("max_history"))
         return saved
 
-    def load(self, session: str, bot: "Chatbot", *, conversation: int | None = None,
-             cache: bool | None = None) -> "Recorder":
+    def load(self, session: str, bot: Chatbot, *, conversation: int | None = None,
+             cache: bool | None = None) -> Recorder:
         """Restore ``session`` into ``bot`` and keep recording it into the same conversation."""
         saved = self.restore(session, bot, conversation=conversation)
         return self.attach(bot, session, cache=cache, conversation=saved.id)
 
     def chatbot(self, session: str, *, conversation: int | None = None, cache: bool | None = None,
-                **options: Any) -> "Chatbot":
+                **options: Any) -> Chatbot:
         """A new Chatbot holding the saved ``session``, still recording. ``options`` are Chatbot
         arguments the store does not keep (api_key, base_url, client, timeout, ...)."""
         from .chatbot import Chatbot
@@ -355,13 +356,13 @@ class Store:
         return bot
 
     # -- cache and ledger ----------------------------------------------------------------------
-    def response_cache(self, *, cache_random: bool | None = None) -> "ResponseCache":
+    def response_cache(self, *, cache_random: bool | None = None) -> ResponseCache:
         """A response cache kept in this store (see cache.py)."""
         from .cache import ResponseCache
 
         return ResponseCache(self, cache_random=self.cache_random if cache_random is None else cache_random)
 
-    def record_reply(self, reply: "Reply", *, session: str | None = None,
+    def record_reply(self, reply: Reply, *, session: str | None = None,
                      conversation: int | None = None) -> None:
         """Add one ledger row for ``reply`` (see ledger.py)."""
         from .ledger import ledger_row
@@ -372,7 +373,7 @@ class Store:
                        tuple(row.values()))
 
     def usage_summary(self, by: tuple[str, ...] | str = ("session", "model", "day"), *,
-                      since: float | None = None, session: str | None = None) -> "list[UsageRow]":
+                      since: float | None = None, session: str | None = None) -> list[UsageRow]:
         """Ledger totals grouped ``by`` any of session, model, day (local dates)."""
         from .ledger import usage_summary
 
@@ -432,7 +433,7 @@ class Store:
 class Recorder:
     """Writes one Chatbot into the store: listens to its conversation and its replies."""
 
-    def __init__(self, store: Store, bot: "Chatbot", session: str, conversation: int | None) -> None:
+    def __init__(self, store: Store, bot: Chatbot, session: str, conversation: int | None) -> None:
         self.store = store
         self.session = session
         self.conversation_id = conversation
@@ -495,7 +496,7 @@ class Recorder:
                 self.store.update_conversation(self.conversation_id, system=message.text if message else None)
                 self._saved = None
 
-    def _on_reply(self, reply: "Reply") -> None:
+    def _on_reply(self, reply: Reply) -> None:
         try:
             self.store.record_reply(reply, session=self.session, conversation=self.conversation_id)
         except sqlite3.Error as error:
@@ -505,7 +506,7 @@ class Recorder:
         return f"Recorder(session={self.session!r}, conversation={self.conversation_id})"
 
 
-def open_store(store: "Store | str | os.PathLike[str] | None" = None) -> Store:
+def open_store(store: Store | str | os.PathLike[str] | None = None) -> Store:
     """``store`` itself if it is a Store, else a Store at that path (None: the default path)."""
     return store if isinstance(store, Store) else Store(store)
 

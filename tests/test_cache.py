@@ -96,9 +96,8 @@ def test_anything_different_misses(store: Store, loopback, change: str):
     base = make_bot(loopback, temperature=0, system="S")
     store.attach(base, "base", cache=True)
     base.ask("q", history=False, sink=NullSink())
-    kwargs = {"question": dict(question="q!"), "model": dict(model="gpt-4.1-mini"),
-              "param": dict(seed=3), "system": dict(system="T"), "image": dict(images=[image]),
-              "history": {}}[change]
+    kwargs = {"question": {"question": "q!"}, "model": {"model": "gpt-4.1-mini"}, "param": {"seed": 3},
+              "system": {"system": "T"}, "image": {"images": [image]}, "history": {}}[change]
     other = make_bot(loopback, temperature=0, system="S")
     store.attach(other, "other", cache=True)
     if change == "history":

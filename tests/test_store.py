@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_llmchat.chatbot import Chatbot
 from jupyter_llmchat.messages import ImageRef
-from jupyter_llmchat.reply import NullSink, Reply
+from jupyter_llmchat.reply import NullSink
 from jupyter_llmchat.store import MEMORY, STORE_ENV, Store, StoreError, default_path
 
 KEY = "sk-test-NEVER-STORE-8d1e77a3"
