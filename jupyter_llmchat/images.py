@@ -17,6 +17,10 @@ provider scales it the same way, so it costs the same tokens.) What the model us
   side down to 768;
 * patch models (gpt-4.1-mini/nano, o4-mini, gpt-5-mini/nano): shrink to at most 1536 32-px patches.
 
+Formats the API does not take (BMP, TIFF, ...) become PNG; animated GIF/WEBP/PNG become their first
+frame; 16-bit and CMYK pixels become 8-bit grey or RGB; a JPEG's EXIF rotation is applied when it
+is re-encoded.
+
 URL images are never fetched, so their size is unknown: ``tokens.UNKNOWN_IMAGE_SIZE`` (2048x768,
 the largest tile grid any image can take) is budgeted, so trimming never under-counts them.
 
@@ -136,7 +140,8 @@ def ref_bytes(ref: ImageRef) -> int:
 
 
 def thumbnail_html(ref: ImageRef, size: int = 96) -> str:
-    """A small ``<img>`` for transcripts: data images shrunk to ``size`` px, URLs shown as links."""
+    """A small ``<img>`` for transcripts: data images shrunk to ``size`` px (2x for dense screens),
+    URL images loaded by the browser from their URL; the title says source, size and detail."""
     label = ref.source or ("image" if ref.url.startswith("data:") else ref.url)
     facts = [label] + ([f"{ref.width}\u00d7{ref.height}"] if ref.width and ref.height else [])
     facts.append(f"detail {ref.detail}")
