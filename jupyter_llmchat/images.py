@@ -191,7 +191,10 @@ def _from_string(source: str | PathLike, rule: ImageTokenRule, detail: str) -> I
                              "URL or a data:image/...;base64 URL")
     path = Path(text if text is not None else source).expanduser()
     if not path.exists():
-        raise ImageError(f"image file not found: {str(path)!r}")
+        # "%%chat -i fig2" with no fig2 defined arrives here as the plain string "fig2".
+        named = text is not None and all(part.isidentifier() for part in text.split("."))
+        hint = "; if it names a variable, that variable is not defined" if named and not path.suffix else ""
+        raise ImageError(f"image file not found: {str(path)!r}{hint}")
     if not path.is_file():
         raise ImageError(f"not an image file: {str(path)!r} is a directory")
     return _from_bytes(path.read_bytes(), str(path), rule, detail)

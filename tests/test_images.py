@@ -316,6 +316,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[object, str, str]]:
     return [
         (str(missing), "gpt-4o", f"image file not found: '{missing}'"),
         (str(tmp_path), "gpt-4o", f"not an image file: '{tmp_path}' is a directory"),
+        ("fig2", "gpt-4o", "image file not found: 'fig2'; if it names a variable, that variable is not defined"),
+        ("results.fig", "gpt-4o", "image file not found: 'results.fig'"),
         (str(text_file), "gpt-4o", f"not an image: '{text_file}' cannot be read as PNG, JPEG, GIF, WEBP or "
                                    "another format Pillow knows"),
         (str(truncated), "gpt-4o", f"not an image: '{truncated}' cannot be read as PNG, JPEG, GIF, WEBP or "
