@@ -24,11 +24,12 @@ CODE_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \
 class FormattedSink:
     """ReplySink that ends with a formatted display (``kind`` is "json" or "code")."""
 
-    def __init__(self, kind: str, *, in_kernel: bool = True) -> None:
+    def __init__(self, kind: str, *, in_kernel: bool = True, footer: bool = True) -> None:
         if kind not in ("json", "code"):
             raise ValueError(f"kind must be 'json' or 'code', got {kind!r}")
         self.kind = kind
         self.in_kernel = in_kernel
+        self.footer = footer
         self.parts: list[str] = []
         self._handle: Any = None
         self._last = 0.0
@@ -48,15 +49,23 @@ class FormattedSink:
             self._handle.update({"text/plain": "".join(self.parts)}, raw=True)
 
     def finish(self, reply: Reply) -> None:
+        from .render import footer_markdown
+
         bundle, note = format_answer(reply.text, self.kind)
-        if reply.notice and reply.status != "failed":
-            note = f"{note}; {reply.notice}" if note else reply.notice
         if self._handle is not None:
             self._handle.update(bundle, raw=True)
         elif reply.text:
             print(bundle["text/plain"])
         if note:
             print(f"[{note}]", file=sys.stdout)
+        footer = footer_markdown(reply, facts=self.footer)  # the renderer's footer: same look
+        if footer is not None:
+            if self._handle is not None:
+                from IPython.display import display
+
+                display({"text/markdown": footer[0], "text/plain": footer[1]}, raw=True)
+            else:
+                print(footer[1])
 
 
 def format_answer(text: str, kind: str) -> tuple[dict[str, Any], str | None]:

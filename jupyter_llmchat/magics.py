@@ -342,18 +342,17 @@ class ChatMagics(Magics):
         return value
 
     def _sink(self, fmt: str) -> ReplySink:
-        in_kernel = getattr(self.shell, "kernel", None) is not None
-        if fmt == "text" or (fmt == "markdown" and not in_kernel):
+        """Live Markdown in a notebook, plain text in a terminal or with -f text."""
+        from .render import in_notebook_kernel, make_sink
+
+        footer = self.setting("footer")[0]
+        if fmt == "text":
             return PrintSink()
         if fmt in ("json", "code"):
             from .formatted import FormattedSink
 
-            return FormattedSink(fmt, in_kernel=in_kernel)
-        try:
-            from .render import make_sink
-        except ImportError:
-            return PrintSink()
-        return make_sink(footer=self.setting("footer")[0])
+            return FormattedSink(fmt, in_kernel=in_notebook_kernel(), footer=footer)
+        return make_sink(footer=footer)
 
     def _note_demo(self) -> None:
         if self.demo_url and not self._demo_noted:

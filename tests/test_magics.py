@@ -7,12 +7,15 @@ scripted from this process (``loopback.queue``) in the order the notebook asks.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from kernel_notebook import Run, run_cells
+from kernel_notebook import ROOT, Run, run_cells
 
 KEY = "sk-test-secret-key-0123456789abcdef"
 
@@ -322,6 +325,8 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     assert [(b["model"], b.get("temperature")) for b in bodies] == [
         ("gpt-4.1-mini", 0.3), ("gpt-4.1-nano", 0.9), ("gpt-4.1", 0.3), ("gpt-4.1", 1.5)]
     assert bodies[0]["messages"][0] == {"role": "system", "content": "From the config file."}
+    shown = run.displays(c["q1"])  # footer on by default: the answer, then a separate small footer
+    assert shown[0] == "r1" and shown[1].startswith("<sub>gpt-4.1-mini · ") and "out tokens" in shown[1]
     assert bodies[3]["messages"][0]["role"] == "user"  # %chat system "" cleared it
     rows = {line.split(" | ")[0].strip("| "): [cell.strip() for cell in line.strip("|").split("|")]
             for line in run.displays(c["config"])[0].splitlines()[2:]}
@@ -361,7 +366,7 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     d.add("reload", "%load_ext jupyter_llmchat\n%chat sessions")
     d.add("config_help", "%config ChatMagics")
     drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
-            *[k for k in __import__("os").environ if k.startswith("LLMCHAT_")])
+            *[k for k in os.environ if k.startswith("LLMCHAT_")])
     again = run_cells(d.sources, raises=d.raises, cwd=tmp_path, drop_env=drop,
                       env={"IPYTHONDIR": str(tmp_path / "empty-ipython")})
     assert again.stdout(d["load"]) == "loaded 8 messages into session 'default' (model gpt-4.1)\n"
@@ -379,3 +384,22 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     reloaded = again.displays(d["reload"])[0].splitlines()
     assert reloaded[2].startswith("| default | gpt-4o-mini | 0 | 0 |")  # unloading dropped the sessions
     assert "ChatMagics.temperature=<Float>" in again.stdout(d["config_help"])
+
+
+# -- terminal IPython: plain streamed text, no display machinery -----------------------------------------
+def test_terminal_ipython_plain_text(loopback, tmp_path: Path) -> None:
+    loopback.queue(reply="Hello from **the** terminal")
+    loopback.queue(reply="Sure:\n```python\nprint(2)\n```")
+    loopback.queue(reply='{"a": 1}')
+    cells = ["%load_ext jupyter_llmchat", "%config ChatMagics.footer = False", "%%chat\nhi there",
+             "%%chat -f code\ncode please", "%%chat --json\njson please",
+             "print(type(get_ipython()).__name__, repr(_chat))"]
+    code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), OPENAI_BASE_URL=loopback.base_url, IPYTHONDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.stderr == ""
+    assert done.stdout == ('Hello from **the** terminal\nprint(2)\n{\n  "a": 1\n}\n'
+                           'TerminalInteractiveShell \'{"a": 1}\'\n')
+    assert "\x1b" not in done.stdout
