@@ -17,7 +17,7 @@ import ipywidgets as widgets
 
 from .errors import ChatError
 from .html import escape, markdown_to_html
-from .markdown_tail import close_open
+from .markdown_tail import close_open, find_boundaries
 from .render import footer_parts
 from .reply import Reply
 from .throttle import DEFAULT_INTERVAL, Repainter
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from .sessions import Sessions
 
 DEFAULT_SESSION = "default"
+# Characters of live Markdown a streaming bubble resends per repaint before its finished blocks
+# are frozen (sent once). Small enough to bound each repaint, large enough to freeze rarely.
+FREEZE_AT = 2000
 NOTICES = {
     "interrupted": "stopped: partial answer kept",
     "failed": "the stream broke: partial answer kept",
@@ -70,23 +73,25 @@ CSS = """<style>
 .llmchat-bubble th, .llmchat-bubble td { border: 1px solid #bbb; padding: 2px 8px; }
 .llmchat-interrupted, .llmchat-failed { border: 1px dashed #d9822b; }
 .llmchat-notice { font-size: 12px; font-style: italic; color: #b35c00; margin-top: 4px; }
-.llmchat-streaming .llmchat-body::after { content: "▍"; color: #888; }
+.llmchat-streaming > .llmchat-body:last-child .widget-html-content > :last-child::after {
+  content: "▍"; color: #888; }
+.llmchat-bubble > .widget-html { margin: 0; }
+.llmchat-bubble > .widget-html > .widget-html-content { line-height: 1.45; }
 .llmchat-status { font-size: 12px; color: #555; }
 .llmchat-error { color: #b00020; }
 </style>"""
 
 
-def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None,
-                streaming: bool = False) -> str:
-    """One chat bubble. User text is shown as typed; model text is untrusted Markdown, sanitized."""
+def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None) -> str:
+    """One finished chat bubble. User text is shown as typed; model text is untrusted Markdown,
+    rendered sanitized; a partial answer carries its notice."""
     if role == "user":
         body = f'<div class="llmchat-text">{escape(text)}</div>'
     else:
-        body = markdown_to_html(close_open(text) if streaming else text)
-    # A streaming bubble has no status yet: "llmchat-complete" etc. only once the answer ended.
-    classes = f"llmchat-bubble llmchat-{role} " + ("llmchat-streaming" if streaming else f"llmchat-{status}")
-    notice = None if streaming else NOTICES.get(status)
-    return (f'<div class="{classes}"><div class="llmchat-role">{escape(label or role)}</div>'
+        body = markdown_to_html(text)
+    notice = NOTICES.get(status)
+    return (f'<div class="llmchat-bubble llmchat-{role} llmchat-{status}">'
+            f'<div class="llmchat-role">{escape(label or role)}</div>'
             f'<div class="llmchat-body">{body}</div>'
             + (f'<div class="llmchat-notice">{escape(notice)}</div>' if notice else "") + "</div>")
 
@@ -99,23 +104,77 @@ def status_text(reply: Reply) -> str:
     return " · ".join(parts) + (f" · {notice}" if notice else "")
 
 
+class StreamingBubble:
+    """The bubble of an answer while it streams: a label, frozen pieces, and a live tail.
+
+    Only the live tail is re-rendered and resent on a repaint. Once it holds ``freeze_at``
+    characters, its finished top-level blocks (a hard cut from ``markdown_tail``, where
+    rendering the parts apart renders the same) move into a frozen piece that is sent once, so
+    a long answer costs IOPub bytes in proportion to its length, not its square.
+    """
+
+    def __init__(self, label: str, *, freeze_at: int = FREEZE_AT) -> None:
+        self.freeze_at = freeze_at
+        self.label = widgets.HTML(f'<div class="llmchat-role">{escape(label)}</div>')
+        self.live = _body_widget("")
+        self.widget = widgets.VBox([self.label, self.live])
+        for css in ("llmchat-bubble", "llmchat-assistant", "llmchat-streaming"):
+            self.widget.add_class(css)
+        self.frozen: list[str] = []  # the Markdown of each frozen piece, in order
+        self.live_start = 0  # where the live tail starts in the answer
+        self.sent = 0  # characters of HTML sent so far (live repaints plus frozen pieces)
+        self.largest = 0  # the largest live repaint, in characters of HTML
+
+    def set_label(self, label: str) -> None:
+        self.label.value = f'<div class="llmchat-role">{escape(label)}</div>'
+
+    def paint(self, text: str) -> None:
+        """Show ``text`` (the answer so far), incomplete Markdown closed for display."""
+        tail = text[self.live_start:]
+        if len(tail) >= self.freeze_at:
+            cut = find_boundaries(tail).hard
+            if cut > 0:
+                piece = _body_widget(markdown_to_html(tail[:cut]))
+                self.widget.children = (*self.widget.children[:-1], piece, self.live)
+                self.frozen.append(tail[:cut])
+                self.sent += len(piece.value)
+                self.live_start += cut
+                tail = tail[cut:]
+        self._show(markdown_to_html(close_open(tail)))
+
+    def finish(self, text: str, status: str) -> None:
+        """Show the exact answer's tail and the final status (and notice, if partial)."""
+        self._show(markdown_to_html(text[self.live_start:]))
+        self.widget.remove_class("llmchat-streaming")
+        self.widget.add_class(f"llmchat-{status}")
+        notice = NOTICES.get(status)
+        if notice:
+            self.widget.children = (*self.widget.children,
+                                    widgets.HTML(f'<div class="llmchat-notice">{escape(notice)}</div>'))
+
+    def _show(self, html: str) -> None:
+        if self.live.value != html:
+            self.live.value = html
+            self.sent += len(html)
+            self.largest = max(self.largest, len(html))
+
+
 class _PanelSink:
     """Streams one answer into its bubble, repainting at most once per interval (and once more
     after the writer stalls, so the text shown never lags by more than an interval)."""
 
-    def __init__(self, bubble: widgets.HTML, interval: float, on_start: Callable[[], None]) -> None:
+    def __init__(self, bubble: StreamingBubble, interval: float, on_start: Callable[[], None]) -> None:
         self.bubble = bubble
-        self.repainter = Repainter(lambda: self._paint(streaming=True), interval=interval)
+        self.repainter = Repainter(self._paint, interval=interval)
         self.on_start = on_start
         self.parts: list[str] = []
-        self.label = "assistant"
         self.started = False
         self.writes = 0
         self.paints = 0
 
     def start(self, model: str) -> None:
         self.started = True
-        self.label = model
+        self.bubble.set_label(model)
         self.on_start()
         self.repainter.start()
 
@@ -127,12 +186,11 @@ class _PanelSink:
     def finish(self, reply: Reply) -> None:
         self.repainter.stop()
         with self.repainter.lock:  # a repaint in the helper thread must not land after this one
-            self._paint(streaming=False, status=reply.status if reply.text else "complete")
+            self.bubble.finish("".join(self.parts), reply.status if reply.text else "complete")
 
-    def _paint(self, *, streaming: bool, status: str = "complete") -> None:
+    def _paint(self) -> None:
         self.paints += 1
-        self.bubble.value = bubble_html("assistant", "".join(self.parts), status=status, label=self.label,
-                                        streaming=streaming)
+        self.bubble.paint("".join(self.parts))
 
 
 class ChatPanel:
@@ -308,9 +366,10 @@ class ChatPanel:
         bot = self.bot
         options = self.overrides()
         draft = (self.input.value, self.upload.value)
-        answer = widgets.HTML(bubble_html("assistant", "", label=options["model"], streaming=True))
+        answer = StreamingBubble(options["model"])
         with self._lock:
-            self.messages.children = (*self.messages.children, self._user_bubble(text, attachments), answer)
+            self.messages.children = (*self.messages.children, self._user_bubble(text, attachments),
+                                      answer.widget)
 
         def on_start() -> None:  # the request is on its way: clear the input for the next question
             self.input.value = ""
@@ -391,7 +450,7 @@ class ChatPanel:
             old = [w for w in self.messages.children if all(w is not c for c in children)]
             self.messages.children = tuple(children)
             for widget in old:
-                widget.close()
+                _close_tree(widget)  # the streaming bubble and pending user bubble, now redrawn
 
     def _message_bubble(self, message: "Message") -> widgets.Widget:
         if message.role == "user":
@@ -422,6 +481,12 @@ class ChatPanel:
     def _set_status(self, text: str, *, error: bool = False) -> None:
         css = "llmchat-error" if error else "llmchat-info"
         self.status.value = f'<span class="{css}">{escape(text)}</span>'
+
+
+def _body_widget(html: str) -> widgets.HTML:
+    body = widgets.HTML(html)
+    body.add_class("llmchat-body")
+    return body
 
 
 def _close_tree(widget: widgets.Widget) -> None:

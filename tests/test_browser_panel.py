@@ -171,6 +171,7 @@ def test_shift_enter_sends_and_stop_keeps_the_partial_answer(panel_page: Noteboo
     answer = ask(page, "Write a very long essay", shift_enter=True)
     expect(answer.locator(".llmchat-body p").first).to_be_visible()  # partial text has arrived
     expect(answer).to_have_class(re.compile(r"\bllmchat-streaming\b"))
+    panel_page.screenshot("panel-streaming")
 
     # The kernel stays responsive while the answer streams in its worker thread.
     status = page.evaluate("""async () => {
@@ -185,7 +186,7 @@ def test_shift_enter_sends_and_stop_keeps_the_partial_answer(panel_page: Noteboo
     stopped = page.locator(".llmchat-panel .llmchat-assistant").last
     expect(stopped).to_have_class(re.compile(r"\bllmchat-interrupted\b"))
     expect(stopped.locator(".llmchat-notice")).to_have_text("stopped: partial answer kept")
-    assert len(stopped.locator(".llmchat-body").inner_text()) > 0
+    assert len(stopped.locator(".llmchat-body").first.inner_text()) > 0
     expect(page.locator(".llmchat-status")).to_contain_text("stopped: partial answer kept")
     expect(page.locator("button.llmchat-send")).to_be_enabled()
     expect(page.locator("button.llmchat-stop")).to_be_disabled()

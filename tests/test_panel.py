@@ -13,7 +13,7 @@ from PIL import Image
 
 from jupyter_llmchat import Chatbot
 from jupyter_llmchat.html import markdown_to_html
-from jupyter_llmchat.panel import NOTICES, ChatPanel, bubble_html, show_panel, status_text
+from jupyter_llmchat.panel import NOTICES, ChatPanel, StreamingBubble, bubble_html, show_panel, status_text
 from jupyter_llmchat.reply import NullSink, Reply, Usage
 from jupyter_llmchat.server import LoopbackServer
 from jupyter_llmchat.sessions import Sessions
@@ -298,10 +298,6 @@ def test_bubble_html_exact() -> None:
     assert bubble_html("user", "a <b>\nline 2", label="you") == (
         '<div class="llmchat-bubble llmchat-user llmchat-complete"><div class="llmchat-role">you</div>'
         '<div class="llmchat-body"><div class="llmchat-text">a &lt;b&gt;\nline 2</div></div></div>')
-    assert bubble_html("assistant", "```py\nx", label="m", streaming=True) == (
-        '<div class="llmchat-bubble llmchat-assistant llmchat-streaming">'
-        '<div class="llmchat-role">m</div><div class="llmchat-body">'
-        '<pre><code class="language-py">x\n</code></pre></div></div>')
     assert bubble_html("assistant", "*partial", status="interrupted", label="m") == (
         '<div class="llmchat-bubble llmchat-assistant llmchat-interrupted">'
         '<div class="llmchat-role">m</div><div class="llmchat-body"><p>*partial</p></div>'
@@ -342,3 +338,39 @@ def test_other_endings_are_marked(loopback: LoopbackServer, status: str) -> None
     assert panel.messages.children[-1].value == bubble_html("assistant", "cut here", status=status,
                                                             label="gpt-4o-mini")
     assert f"llmchat-{status}" in panel.messages.children[-1].value
+
+
+def test_streaming_bubble_freezes_finished_blocks_and_resends_only_the_tail() -> None:
+    bubble = StreamingBubble("gpt-4o-mini", freeze_at=20)
+    bubble.paint("# Title\n\nFirst")  # 14 characters: nothing frozen yet
+    assert bubble.frozen == [] and bubble.live.value == "<h1>Title</h1>\n<p>First</p>"
+    bubble.paint("# Title\n\nFirst paragraph here.\n\nSecond one")
+    assert bubble.frozen == ["# Title\n\n"]
+    label, piece, live = bubble.widget.children
+    assert label.value == '<div class="llmchat-role">gpt-4o-mini</div>'
+    assert piece.value == "<h1>Title</h1>"
+    assert live.value == "<p>First paragraph here.</p>\n<p>Second one</p>"
+    assert "llmchat-streaming" in bubble.widget._dom_classes
+    bubble.paint("# Title\n\nFirst paragraph here.\n\nSecond one ```py\n")
+    bubble.finish("# Title\n\nFirst paragraph here.\n\nSecond one", "interrupted")
+    assert bubble.frozen == ["# Title\n\n", "First paragraph here.\n\n"]
+    assert [child.value for child in bubble.widget.children] == [
+        '<div class="llmchat-role">gpt-4o-mini</div>', "<h1>Title</h1>", "<p>First paragraph here.</p>",
+        "<p>Second one</p>", '<div class="llmchat-notice">stopped: partial answer kept</div>']
+    assert bubble.widget._dom_classes == ("llmchat-bubble", "llmchat-assistant", "llmchat-interrupted")
+
+
+def test_long_answers_resend_a_bounded_tail(loopback: LoopbackServer) -> None:
+    panel = make_panel(loopback)
+    loopback.queue(tokens=4000, rate=1000.0)
+    panel.send("a long answer")
+    panel.wait()
+    sink = panel.last_sink
+    assert sink is not None
+    text = "".join(sink.parts)
+    bubble = sink.bubble
+    assert len(bubble.frozen) >= 3
+    assert "".join(bubble.frozen) == text[:bubble.live_start]
+    # each repaint resends only the live tail, never the whole answer
+    assert bubble.largest < len(markdown_to_html(text)) / 4
+    assert panel.messages.children[-1].value == bubble_html("assistant", text, label="gpt-4o-mini")
