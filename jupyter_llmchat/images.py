@@ -61,6 +61,12 @@ MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", 
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
 _SCHEME = re.compile(r"^(data):|^([a-z][a-z0-9+.-]+)://", re.IGNORECASE)  # C:\x, a:b.png: paths
+_CONVERT_FIRST = {  # files people try that Pillow cannot read: what to do instead
+    ".svg": " (SVG is vector art: export it as PNG first)",
+    ".pdf": " (a PDF: render the page to PNG first)",
+    ".heic": " (HEIC: export it as JPEG, or pip install pillow-heif and register its opener)",
+    ".heif": " (HEIF: export it as JPEG, or pip install pillow-heif and register its opener)",
+}
 _DEFAULT_RULE = ImageTokenRule("tile", base=85, per_tile=170)  # tokens.image_tokens' rule for None
 
 
@@ -280,8 +286,9 @@ def _from_bytes(raw: bytes, label: str, rule: ImageTokenRule, detail: str) -> Im
         raise ImageError(f"image too large to decode safely: {_label(label)} has more than "
                          f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        fix = _CONVERT_FIRST.get(Path(label).suffix.lower(), "")
         raise ImageError(f"not an image: {_label(label)} cannot be read as PNG, JPEG, GIF, WEBP or another "
-                         "format Pillow knows") from None
+                         f"format Pillow knows{fix}") from None
     if keep:
         return _ref(raw, MIME_BY_FORMAT[image.format], width, height, label, detail)
     ref = _from_pil(image, label, rule, detail, source_format=image.format)

@@ -313,6 +313,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[object, str, str]]:
     whole = encoded(Image.effect_noise((400, 300), 40), "PNG")
     truncated.write_bytes(whole[:len(whole) // 2])  # a download that stopped halfway
     missing = tmp_path / "missing.png"
+    vector = tmp_path / "logo.svg"
+    vector.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
     return [
         (str(missing), "gpt-4o", f"image file not found: '{missing}'"),
         (str(tmp_path), "gpt-4o", f"not an image file: '{tmp_path}' is a directory"),
@@ -322,6 +324,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[object, str, str]]:
                                    "another format Pillow knows"),
         (str(truncated), "gpt-4o", f"not an image: '{truncated}' cannot be read as PNG, JPEG, GIF, WEBP or "
                                    "another format Pillow knows"),
+        (str(vector), "gpt-4o", f"not an image: '{vector}' cannot be read as PNG, JPEG, GIF, WEBP or another "
+                                "format Pillow knows (SVG is vector art: export it as PNG first)"),
         (b"", "gpt-4o", "not an image: bytes is empty"),
         ("file:///tmp/x.png", "gpt-4o", "unsupported URL scheme file:// in 'file:///tmp/x.png': give the path "
                                         "itself ('/tmp/x.png'), an http(s) URL or a data:image/...;base64 URL"),
