@@ -315,6 +315,45 @@ def test_malformed_requests_are_rejected_with_openai_wording(loopback):
     conn.close()
 
 
+@pytest.mark.parametrize("params, words", [
+    ({"temperature": 3}, "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+                         "but got 3"),
+    ({"top_p": -0.5}, "Invalid 'top_p': decimal below minimum value. Expected a value >= 0, but got -0.5"),
+    ({"max_tokens": 0}, "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, "
+                        "but got 0"),
+    ({"top_logprobs": 2}, "'logprobs' must be set to true when 'top_logprobs' is used"),
+    ({"n": 2}, "answers one choice per request: send n=1"),
+    ({"response_format": {"type": "yaml"}}, "Invalid value for 'response_format.type'"),
+])
+def test_out_of_range_parameters_are_400_like_openai(loopback, params, words):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, **params)
+    assert words in caught.value.body["message"]
+    assert caught.value.body["param"].startswith(next(iter(params)))
+    assert chat_logs(loopback)[-1].status == 400
+
+
+def test_json_mode_default_replies_parse(loopback):
+    client = sdk(loopback)
+    messages = [{"role": "user", "content": "Reply in JSON: what is 2+2?"}]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                           response_format={"type": "json_object"})
+    assert json.loads(reply.choices[0].message.content) == {
+        "source": "jupyter_llmchat offline demo server, not a model", "question": messages[0]["content"]}
+    schema = {"type": "object", "additionalProperties": False, "required": ["answer", "steps", "unit"],
+              "properties": {"answer": {"type": "integer"},
+                             "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+                             "unit": {"anyOf": [{"type": "string", "enum": ["none", "apples"]},
+                                                {"type": "null"}]}},
+              "$defs": {"step": {"type": "object", "properties": {"text": {"type": "string"},
+                                                                  "ok": {"type": "boolean"}}}}}
+    chunks = stream(client, messages, response_format={
+        "type": "json_schema", "json_schema": {"name": "sum", "schema": schema, "strict": True}})
+    assert json.loads(streamed_text(chunks)) == {
+        "answer": 0, "steps": [{"text": "jupyter_llmchat offline demo server, not a model", "ok": False}],
+        "unit": "none"}
+
+
 def test_prompt_beyond_the_context_window_is_400_with_the_count(loopback):
     messages = [{"role": "user", "content": " hello" * 9000}]
     with pytest.raises(openai.BadRequestError) as caught:

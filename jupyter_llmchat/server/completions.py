@@ -20,6 +20,7 @@ from ..models import model_info
 from .encoding import encoder, token_bytes
 from .markdown import disclosure, generate_markdown
 from .script import Script
+from .structured import json_reply
 
 SYSTEM_FINGERPRINT = "fp_loopback"
 _ALTERNATIVES = [b" the", b" a", b",", b".", b" and", b"\n", b" of", b" to", b" is", b" in",
@@ -80,10 +81,14 @@ def plan_reply(body: dict[str, Any], script: Script, *, prompt_tokens: int, cach
     model = body["model"]
     encoding = model_info(model).encoding
     question = last_question(body["messages"])
+    response_format = body.get("response_format")
+    structured = json_reply(response_format, question) if isinstance(response_format, dict) else None
     if script.reply is not None:
         text = script.reply
     elif script.tokens is not None:
         text = _generated(question, script.tokens, encoding, opening=False)
+    elif structured is not None:
+        text = structured
     else:
         text = _generated(question, default_tokens, encoding, opening=True)
     tokens = token_bytes(text, encoding)

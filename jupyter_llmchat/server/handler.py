@@ -58,6 +58,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: LoopbackHTTPServer
     _status: int | None = None
+    _entry: LoggedRequest | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -85,7 +86,8 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         state = self.server.state
         entry: LoggedRequest | None = None
-        self._status = None  # per request: one handler serves a whole keep-alive connection
+        # per request: one handler serves a whole keep-alive connection
+        self._status, self._entry = None, None
         try:
             raw = self._read_body()
             url = urlsplit(self.path)
@@ -96,8 +98,8 @@ class Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/_loopback/"):
                 self._control(url.path, raw)
                 return
-            entry = LoggedRequest(self.command, url.path, self._masked_headers(), _parse_json(raw),
-                                  time.time(), query=url.query)
+            entry = self._entry = LoggedRequest(self.command, url.path, self._masked_headers(),
+                                                _parse_json(raw), time.time(), query=url.query)
             state.record(entry)
             self._api(url.path, entry)
         except (ConnectionError, TimeoutError):
@@ -124,19 +126,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._chat(entry, azure.group(1) if azure else None)
                 return
             if self.command == "GET" and path == "/v1/models":
+                entry.outcome = "complete"
                 self._send_json(200, {"object": "list", "data": [_model_card(m) for m in models]})
             elif self.command == "GET" and path.startswith("/v1/models/"):
                 model = path[len("/v1/models/"):]
                 if model not in models:
                     raise RequestError(404, f"The model '{model}' does not exist", code="model_not_found")
+                entry.outcome = "complete"
                 self._send_json(200, _model_card(model))
             else:
                 raise RequestError(404, f"Invalid URL ({self.command} {path})", code="unknown_url")
-            entry.outcome = "complete"
         except RequestError as error:
+            entry.outcome = entry.outcome or "error"  # before the response: a client may look at once
             self._send_error(error)
-            entry.outcome = entry.outcome or "error"
-        entry.status = self._status
 
     def _chat(self, entry: LoggedRequest, deployment: str | None) -> None:
         state = self.server.state
@@ -179,7 +181,6 @@ class Handler(BaseHTTPRequestHandler):
             return
         payload = b"{not json" if script.fault == "malformed" else completion_body(plan)
         self._send_head(200, "application/json", length=len(payload))
-        entry.status = 200
         if script.fault == "disconnect":  # half the body, then the connection drops
             self.wfile.write(payload[: len(payload) // 2])
             self._drop()
@@ -202,7 +203,6 @@ class Handler(BaseHTTPRequestHandler):
         if script.fault in ("disconnect", "malformed"):
             events = events[: script.after_tokens or 0]
         self._send_head(200, "text/event-stream; charset=utf-8", chunked=True)
-        entry.status = 200
         self._write_chunk(encoder.first())
         if rate is None:
             self._write_blocks(events)
@@ -312,6 +312,8 @@ class Handler(BaseHTTPRequestHandler):
     def _send_head(self, status: int, content_type: str, *, length: int = 0, chunked: bool = False,
                    headers: dict[str, str] | None = None) -> None:
         self._status = status
+        if self._entry is not None:  # logged before a byte is sent, so a client never sees it unset
+            self._entry.status = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         if chunked:

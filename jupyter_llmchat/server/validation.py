@@ -118,12 +118,16 @@ def validate_request(body: Any, served_models: Iterable[str], *, strict: bool = 
             raise RequestError(400, f"Invalid type for 'messages[{i}].content': expected a string or "
                                "an array of content parts.", param=f"messages[{i}].content",
                                code="invalid_type")
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise RequestError(400, f"Invalid '{name}': integer below minimum value. Expected a value "
-                               f">= 1, but got {value!r} instead.", param=name,
-                               code="integer_below_min_value")
+    _check_params(body)
+    if body.get("n") not in (None, 1):
+        raise RequestError(400, "The loopback server answers one choice per request: send n=1 (or leave "
+                           "it out).", param="n", code="unsupported_value")
+    if body.get("top_logprobs") is not None and not body.get("logprobs"):
+        raise RequestError(400, "Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
+                           "'top_logprobs' is used.", param="top_logprobs", code="invalid_value")
+    response_format = body.get("response_format")
+    if response_format is not None:
+        _check_response_format(response_format)
     info = model_info(model)
     if strict and info.known and not info.vision and _has_image(messages):
         raise images_unsupported(_first_image(messages))
@@ -131,6 +135,45 @@ def validate_request(body: Any, served_models: Iterable[str], *, strict: bool = 
         raise RequestError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
                            "Use 'max_completion_tokens' instead.", param="max_tokens",
                            code="unsupported_parameter")
+
+
+# name -> (minimum, maximum or None, integer?), with OpenAI's documented ranges
+_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "temperature": (0, 2, False), "top_p": (0, 1, False), "frequency_penalty": (-2, 2, False),
+    "presence_penalty": (-2, 2, False), "top_logprobs": (0, 20, True), "max_tokens": (1, None, True),
+    "max_completion_tokens": (1, None, True), "n": (1, 128, True), "seed": (-2**63, 2**63 - 1, True),
+}
+
+
+def _check_params(body: dict[str, Any]) -> None:
+    for name, (low, high, integer) in _RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        kind, expected = ("integer", "an integer") if integer else ("decimal", "a number")
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise RequestError(400, f"Invalid type for '{name}': expected {expected}, but got "
+                               f"{type(value).__name__} instead.", param=name, code="invalid_type")
+        if value < low:
+            raise RequestError(400, f"Invalid '{name}': {kind} below minimum value. Expected a value >= "
+                               f"{low:g}, but got {value!r} instead.", param=name,
+                               code=f"{kind}_below_min_value")
+        if high is not None and value > high:
+            raise RequestError(400, f"Invalid '{name}': {kind} above maximum value. Expected a value <= "
+                               f"{high:g}, but got {value!r} instead.", param=name,
+                               code=f"{kind}_above_max_value")
+
+
+def _check_response_format(response_format: Any) -> None:
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise RequestError(400, "Invalid value for 'response_format.type': expected 'text', 'json_object' "
+                           "or 'json_schema'.", param="response_format.type", code="invalid_value")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise RequestError(400, "Missing required parameter: 'response_format.json_schema.name'.",
+                               param="response_format.json_schema.name", code="missing_required_parameter")
 
 
 def _has_image(messages: list[Any]) -> bool:
