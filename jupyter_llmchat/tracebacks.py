@@ -47,7 +47,8 @@ def format_last_error(shell: Any, value: BaseException) -> tuple[str, tuple[int,
             label = _cell_label(shell, frame.filename)
             if label is not None:
                 number = int(label[3:-1])
-                last_cell = (number, _cell_source(shell, number, frame.filename))
+                if part is exc:  # the cell shown is the innermost one of the error raised last
+                    last_cell = (number, _cell_source(shell, number, frame.filename))
                 frame = traceback.FrameSummary(label, frame.lineno, frame.name, line=frame.line)
             renamed.append(frame)
         part.stack = traceback.StackSummary.from_list(renamed)
