@@ -485,3 +485,14 @@ def test_one_source_alone_is_one_image_and_none_is_no_images(loopback, tmp_path)
         import numpy
 
         bot.ask("?", images=numpy.zeros((4, 4, 3), dtype="uint8"), sink=NullSink())
+
+
+def test_axes_send_their_figure_and_a_pil_image_alone_is_one_image():
+    import matplotlib.figure
+
+    figure = matplotlib.figure.Figure(figsize=(3, 2))
+    axes = figure.add_subplot()
+    axes.bar(["a", "b"], [3, 5])
+    assert prepare_image(axes, model=GPT4O).url == prepare_image(figure, model=GPT4O).url
+    refs = prepare_images(picture((40, 30)), model=GPT4O)
+    assert [(r.width, r.height, r.source) for r in refs] == [(40, 30, "PIL image")]
