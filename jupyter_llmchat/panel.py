@@ -215,12 +215,13 @@ class ChatPanel:
         self._thread: threading.Thread | None = None
         self._listening: Chatbot | None = None
         self._bubbles: dict[int, tuple[Message, widgets.Widget]] = {}
-        self._updating = False  # set while the panel itself writes widget values
+        self._updating = False  # set while the panel itself writes the system box
+        self._choosing = False  # set while the panel itself fills the model dropdown
         self.last_reply: Reply | None = None
         self.last_sink: _PanelSink | None = None
+        self.models_ready = threading.Event()  # set once refresh_models() has filled the dropdown
         self._build()
         self.refresh()
-        self.models_ready = threading.Event()
         if fetch_models:
             threading.Thread(target=self.refresh_models, name="llmchat-models", daemon=True).start()
         else:
@@ -259,6 +260,7 @@ class ChatPanel:
         self.new_button.on_click(lambda _: self.new_chat())
         self.upload.observe(lambda _: self._show_thumbnails(), names="value")
         self.system.observe(self._on_system, names="value")
+        self.model.observe(self._on_model, names="value")
 
         self.widget = widgets.VBox([
             widgets.HTML(CSS), self.title, self.messages, self.thumbnails, self.input,
@@ -298,14 +300,25 @@ class ChatPanel:
                             if self.sessions is not None else "<b>llmchat</b>")
         self._updating = True
         try:
-            self._set_model_options(self.model.options or (), bot.model)
-            self.system.value = bot.system or ""
             self.temperature.value = float(bot.params.get("temperature", 1.0))
             self._temperature_default = self.temperature.value
             self.max_tokens.value = 0
         finally:
             self._updating = False
+        self._show_settings()
         self._sync()
+
+    def _show_settings(self) -> None:
+        """Show the session's model and system prompt (``%chat model``/``system`` may change them)."""
+        bot = self.bot
+        self._updating = True
+        try:
+            if self.model.value != bot.model:
+                self._set_model_options(self.model.options, bot.model)
+            if self.system.value != (bot.system or ""):
+                self.system.value = bot.system or ""
+        finally:
+            self._updating = False
 
     def refresh_models(self) -> list[str]:
         """Offer the endpoint's models (GET /models); configured names when it does not answer."""
@@ -320,13 +333,18 @@ class ChatPanel:
 
     def _set_model_options(self, names: Sequence[str], current: str) -> None:
         options = list(dict.fromkeys([*names, *self.configured_models, current]))
-        updating, self._updating = self._updating, True
-        try:
-            with self._lock:
+        with self._lock:
+            self._choosing = True  # the panel sets these itself: not a user's choice of model
+            try:
                 self.model.options = options
                 self.model.value = current
-        finally:
-            self._updating = updating
+            finally:
+                self._choosing = False
+
+    def _on_model(self, change: dict[str, Any]) -> None:
+        """Picking a model sets the session's model, as ``%chat model NAME -s SESSION`` would."""
+        if not self._choosing and change["new"]:
+            self.bot.model = change["new"]
 
     def _on_system(self, change: dict[str, Any]) -> None:
         if not self._updating:
@@ -338,11 +356,12 @@ class ChatPanel:
         self._set_status(status_text(reply), error=reply.status == "failed")
         if threading.current_thread() is not self._thread:
             self._sync()  # asked elsewhere (%%chat): show the new turn here too
+            self._show_settings()
 
     # -- actions -------------------------------------------------------------------------------
     def overrides(self) -> dict[str, Any]:
         """Per-question parameters from the controls; only what differs from the session's own."""
-        options: dict[str, Any] = {"model": self.model.value or self.bot.model}
+        options: dict[str, Any] = {}
         if self.temperature.value != self._temperature_default:
             options["temperature"] = self.temperature.value
         if self.max_tokens.value > 0:
@@ -364,9 +383,10 @@ class ChatPanel:
             self._set_status("type a question first", error=True)
             return None
         bot = self.bot
+        self._show_settings()
         options = self.overrides()
         draft = (self.input.value, self.upload.value)
-        answer = StreamingBubble(options["model"])
+        answer = StreamingBubble(bot.model)
         with self._lock:
             self.messages.children = (*self.messages.children, self._user_bubble(text, attachments),
                                       answer.widget)
@@ -377,7 +397,7 @@ class ChatPanel:
 
         sink = _PanelSink(answer, self.interval, on_start)
         self.last_sink = sink
-        self._set_status(f"asking {options['model']}…")
+        self._set_status(f"asking {bot.model}…")
         thread = threading.Thread(target=self._ask, name="llmchat-panel", daemon=True,
                                   args=(bot, text, [data for _, _, data in attachments], options, sink, draft))
         self._thread = thread

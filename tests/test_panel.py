@@ -114,13 +114,27 @@ def test_model_dropdown_lists_endpoint_models_and_switches_model(loopback: Loopb
     assert names == sorted(loopback.models) + ["my-local-model"]
     assert panel.model.value == "gpt-4o-mini"
 
-    panel.model.value = "gpt-4.1-mini"
+    panel.model.value = "gpt-4.1-mini"  # the session's model, as %chat model would set it
+    assert panel.bot.model == "gpt-4.1-mini"
     loopback.queue(reply="from 4.1 mini")
     panel.send("Which model?")
     panel.wait()
     assert loopback.requests[-1].body["model"] == "gpt-4.1-mini"
     assert panel.bot.history[-1].model == "gpt-4.1-mini"
     assert panel.messages.children[-1].value == bubble_html("assistant", "from 4.1 mini", label="gpt-4.1-mini")
+
+
+def test_model_and_system_set_elsewhere_show_in_the_panel(loopback: LoopbackServer) -> None:
+    panel = make_panel(loopback)
+    panel.bot.model = "o4-mini"  # e.g. %chat model o4-mini, or bot.model = ... in a cell
+    panel.bot.system = "Answer in French."
+    loopback.queue(reply="Bonjour")
+    panel.send("Hello")
+    panel.wait()
+    assert (panel.model.value, panel.system.value) == ("o4-mini", "Answer in French.")
+    body = loopback.requests[-1].body
+    assert body["model"] == "o4-mini"
+    assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
 
 
 def test_model_dropdown_falls_back_to_configured_names_when_endpoint_is_down() -> None:
