@@ -442,6 +442,19 @@ def test_malformed_chunk_after_some_tokens(loopback):
     assert received == ["", " alpha", " beta"]
 
 
+def test_stream_error_event_after_some_tokens(loopback):
+    loopback.queue(reply=" alpha beta gamma", fault="stream_error", after_tokens=1, times=2)
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                                            stream=True):
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["", " alpha"]
+    assert caught.value.message == "The server had an error while processing your request. Sorry about that!"
+    with pytest.raises(openai.InternalServerError):  # not streamed: a plain 500
+        sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+
+
 def test_slow_first_byte_trips_the_client_read_timeout_then_serves_normally(loopback):
     loopback.queue(fault="slow_first_byte", delay=3.0)
     with pytest.raises(openai.APITimeoutError):

@@ -191,4 +191,7 @@ class ChunkEncoder:
 
 
 MALFORMED_EVENT = b"data: {not json\n\n"
+# What OpenAI sends when a stream fails server-side after it started.
+ERROR_EVENT = (b'data: {"error":{"message":"The server had an error while processing your request. Sorry '
+               b'about that!","type":"server_error","param":null,"code":null}}\n\n')
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

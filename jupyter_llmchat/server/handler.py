@@ -22,14 +22,22 @@ from urllib.parse import urlsplit
 
 from ..models import model_info
 from ..tokens import count_prompt_tokens
-from .completions import MALFORMED_EVENT, ChunkEncoder, completion_body, plan_reply
+from .completions import ERROR_EVENT, MALFORMED_EVENT, ChunkEncoder, completion_body, plan_reply
 from .script import Script
 from .state import LoggedRequest, ServerState
-from .validation import RequestError, context_length_error, fault_error, unauthorized, validate_request
+from .validation import (
+    RequestError,
+    context_length_error,
+    fault_error,
+    server_error,
+    unauthorized,
+    validate_request,
+)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 _MASKED_HEADERS = {"authorization": "Bearer ***", "api-key": "***", "x-api-key": "***"}
+_MID_STREAM_FAULTS = ("disconnect", "malformed", "stream_error")
 _WRITE_BLOCK = 1 << 16  # bytes per socket write at full speed
 
 
@@ -179,6 +187,8 @@ class Handler(BaseHTTPRequestHandler):
             encoder = ChunkEncoder(plan, include_usage=bool(options.get("include_usage")))
             self._stream(encoder, script, rate, entry)
             return
+        if script.fault == "stream_error":
+            raise server_error()  # a stream that would fail is a plain 500 when not streamed
         payload = b"{not json" if script.fault == "malformed" else completion_body(plan)
         self._send_head(200, "application/json", length=len(payload))
         if script.fault == "disconnect":  # half the body, then the connection drops
@@ -200,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
     def _stream(self, encoder: ChunkEncoder, script: Script, rate: float | None,
                 entry: LoggedRequest) -> None:
         events = encoder.content()
-        if script.fault in ("disconnect", "malformed"):
+        if script.fault in _MID_STREAM_FAULTS:
             events = events[: script.after_tokens or 0]
         self._send_head(200, "text/event-stream; charset=utf-8", chunked=True)
         self._write_chunk(encoder.first())
@@ -213,8 +223,10 @@ class Handler(BaseHTTPRequestHandler):
         if script.fault == "disconnect":
             self._drop()  # no terminating chunk: the client sees an incomplete chunked body
             return
-        if script.fault == "malformed":
-            self._write_chunk(MALFORMED_EVENT)
+        if script.fault in ("malformed", "stream_error"):
+            self._write_chunk(MALFORMED_EVENT if script.fault == "malformed" else ERROR_EVENT)
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self._write_chunk(encoder.last())
         self.wfile.write(b"0\r\n\r\n")
 

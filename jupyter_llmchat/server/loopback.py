@@ -125,7 +125,7 @@ class LoopbackServer:
         ``reply``: exact text; ``tokens``: generated Markdown of exactly that many tokens;
         ``rate``: tokens/s; ``delay``: seconds before the headers; ``fault``: one of ``FAULTS``
         (``retry_after`` for rate_limit, ``after_tokens`` content chunks before disconnect or
-        malformed); ``finish_reason``: forced, e.g. "content_filter".
+        malformed or stream_error); ``finish_reason``: forced, e.g. "content_filter".
         """
         self._state.push([Script(reply=reply, tokens=tokens, rate=rate, fault=fault,
                                  retry_after=retry_after, after_tokens=after_tokens, delay=delay,

@@ -20,6 +20,7 @@ FAULTS: dict[str, str] = {
     "images_unsupported": "400 'Invalid content type. image_url is only supported by certain models.'",
     "disconnect": "send after_tokens content chunks, then drop the connection mid-body",
     "malformed": "send after_tokens content chunks, then a chunk that is not JSON",
+    "stream_error": "send after_tokens content chunks, then an SSE error event (a 500 if not streamed)",
     "slow_first_byte": "sleep delay seconds before the headers, then a normal reply",
 }
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
@@ -34,7 +35,7 @@ class Script:
     rate: float | None = None  # tokens per second; None streams at full speed
     fault: str | None = None
     retry_after: float | None = None  # seconds, for fault="rate_limit" (default 1)
-    after_tokens: int | None = None  # content chunks sent before "disconnect"/"malformed" (default 0)
+    after_tokens: int | None = None  # content chunks sent before a mid-stream fault (default 0)
     delay: float | None = None  # seconds, for fault="slow_first_byte" (default 1)
     finish_reason: str | None = None  # forced finish_reason, e.g. "content_filter"
     times: int = 1  # how many consecutive requests this script answers

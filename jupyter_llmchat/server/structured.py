@@ -48,4 +48,4 @@ def _instance(schema: Any, root: dict[str, Any], depth: int) -> Any:
         return {name: _instance(sub, root, depth + 1) for name, sub in properties.items()}
     if kind == "array":
         return [_instance(schema.get("items"), root, depth + 1)] * min(int(schema.get("minItems", 1)), 3)
-    return {"string": SOURCE, "integer": 0, "number": 0, "boolean": False}.get(kind)
+    return {"string": SOURCE, "integer": 0, "number": 0, "boolean": False}.get(str(kind))

@@ -46,8 +46,7 @@ def fault_error(script: Script, body: Any) -> RequestError | None:
             headers={"retry-after": str(max(int(-(-wait // 1)), 0)),
                      "retry-after-ms": str(int(wait * 1000))})
     if fault == "server_error":
-        return RequestError(500, "The server had an error while processing your request. Sorry about that!",
-                            type="server_error")
+        return server_error()
     if fault == "unauthorized":
         return unauthorized()
     if fault == "context_length":
@@ -74,6 +73,11 @@ def _first_image(messages: list[Any]) -> tuple[int, int]:
             if isinstance(part, dict) and part.get("type") == "image_url":
                 return i, j
     return 0, 0
+
+
+def server_error() -> RequestError:
+    return RequestError(500, "The server had an error while processing your request. Sorry about that!",
+                        type="server_error")
 
 
 def unauthorized() -> RequestError:
