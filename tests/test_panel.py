@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from jupyter_llmchat import Chatbot
-from jupyter_llmchat.html import markdown_to_html
+from jupyter_llmchat.html import escape, markdown_to_html
 from jupyter_llmchat.panel import NOTICES, ChatPanel, StreamingBubble, bubble_html, show_panel, status_text
 from jupyter_llmchat.reply import NullSink, Reply, Usage
 from jupyter_llmchat.server import LoopbackServer
@@ -265,6 +265,21 @@ def test_bad_input_is_one_line_and_loses_nothing(loopback: LoopbackServer) -> No
     assert panel.input.value == "Describe it" and len(panel.upload.value) == 1
     assert panel.status.value.startswith('<span class="llmchat-error">') and "\n" not in panel.status.value
     assert panel.messages.children == ()
+
+
+def test_missing_key_is_one_line_and_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    panel = ChatPanel(Chatbot("gpt-4o-mini"), models=["gpt-4o"], fetch_models=False)
+    assert panel.refresh_models() == ["gpt-4o", "gpt-4o-mini"]
+    panel.input.value = "Hello?"
+    panel.send()
+    panel.wait()
+    assert panel.input.value == "Hello?" and panel.messages.children == () and panel.bot.history == []
+    assert panel.last_reply is not None and panel.last_reply.status == "failed"
+    status = panel.status.value
+    assert status == f'<span class="llmchat-error">{escape(status_text(panel.last_reply))}</span>'
+    assert " · request failed: no API key and no base URL: set OPENAI_API_KEY" in status and "\n" not in status
 
 
 def test_empty_question_is_refused_without_a_request(loopback: LoopbackServer) -> None:
