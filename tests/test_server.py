@@ -354,6 +354,16 @@ def test_json_mode_default_replies_parse(loopback):
         "unit": "none"}
 
 
+def test_an_invalid_request_does_not_use_up_the_script(loopback):
+    loopback.queue(reply="for the valid one")
+    client = sdk(loopback)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, temperature=5)
+    assert loopback.pending == 1
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+        0].message.content == "for the valid one"
+
+
 def test_prompt_beyond_the_context_window_is_400_with_the_count(loopback):
     messages = [{"role": "user", "content": " hello" * 9000}]
     with pytest.raises(openai.BadRequestError) as caught:

@@ -157,6 +157,13 @@ class Handler(BaseHTTPRequestHandler):
                                "a JSON payload.)")
         if deployment and isinstance(body, dict) and not body.get("model"):
             body = {**body, "model": deployment}
+        # An invalid request is rejected before it takes a script, so the script stays for the next one.
+        validate_request(body, state.models, strict=state.strict)
+        model = body["model"]
+        prompt_tokens = count_prompt_tokens(body["messages"], model)
+        window = model_info(model).context_window
+        if prompt_tokens > window:
+            raise context_length_error(window, prompt_tokens)
         script = self._script(body)
         if script.fault:
             entry.outcome = f"fault:{script.fault}"
@@ -170,12 +177,6 @@ class Handler(BaseHTTPRequestHandler):
         error = fault_error(script, body)
         if error is not None:
             raise error
-        validate_request(body, state.models, strict=state.strict)
-        model = body["model"]
-        prompt_tokens = count_prompt_tokens(body["messages"], model)
-        window = model_info(model).context_window
-        if prompt_tokens > window:
-            raise context_length_error(window, prompt_tokens)
         cached = state.cache.cached_tokens(model, body["messages"], prompt_tokens)
         plan = plan_reply(body, script, prompt_tokens=prompt_tokens, cached_tokens=cached,
                           default_tokens=state.default_tokens)

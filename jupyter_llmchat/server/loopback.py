@@ -120,7 +120,9 @@ class LoopbackServer:
     def queue(self, *, reply: str | None = None, tokens: int | None = None, rate: float | None = None,
               fault: str | None = None, retry_after: float | None = None, after_tokens: int | None = None,
               delay: float | None = None, finish_reason: str | None = None, times: int = 1) -> None:
-        """Script the next ``times`` chat completion requests (FIFO after earlier scripts).
+        """Script the next ``times`` valid chat completion requests (FIFO after earlier scripts).
+
+        A request the server rejects (bad parameters, unknown model, wrong key) leaves the queue as is.
 
         ``reply``: exact text; ``tokens``: generated Markdown of exactly that many tokens;
         ``rate``: tokens/s; ``delay``: seconds before the headers; ``fault``: one of ``FAULTS``
