@@ -403,3 +403,32 @@ def test_terminal_ipython_plain_text(loopback, tmp_path: Path) -> None:
     assert done.stdout == ('Hello from **the** terminal\nprint(2)\n{\n  "a": 1\n}\n'
                            'TerminalInteractiveShell \'{"a": 1}\'\n')
     assert "\x1b" not in done.stdout
+
+
+# -- the quickstart notebook runs offline, top to bottom ----------------------------------------------
+def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    raises = {i for i, cell in enumerate(code) if "raises-exception" in cell.metadata.get("tags", [])}
+    drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+            *[k for k in os.environ if k.startswith("LLMCHAT_")])
+    run = run_cells([cell.source for cell in code], raises=raises, drop_env=drop, cwd=tmp_path,
+                    env={"IPYTHONDIR": str(tmp_path / "ipython"), "MPLBACKEND": "Agg"})
+    assert [i for i in range(len(code)) if run.replies[i]["status"] != "ok"] == sorted(raises)
+    asks = [i for i, cell in enumerate(code) if cell.source.startswith("%%chat")]
+    assert len(asks) == 8
+    opening = "This reply comes from the jupyter_llmchat offline demo server, not from a model"
+    for i in asks:
+        if "--json" in code[i].source:
+            assert '"source": "jupyter_llmchat offline demo server, not a model"' in run.displays(i)[0]
+        elif "-f text" in code[i].source:
+            assert run.stdout(i).startswith(opening)
+        else:
+            assert run.displays(i)[0].startswith(opening), code[i].source
+    assert sum(run.stdout(i).count("Offline demo: no API key") for i in range(len(code))) == 1
+    expanded = next(i for i in asks if "{readings}" in code[i].source)
+    assert "The readings are [3.1, 2.7, 4.4, 3.9]; their mean is 3.53." in run.displays(expanded)[0]
+    history = next(i for i, cell in enumerate(code) if cell.source == "%chat history charts")
+    assert run.displays(history)[0].count("<img ") == 1
