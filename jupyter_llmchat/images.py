@@ -104,10 +104,10 @@ def prepare_images(sources: Any, *, model: ModelInfo, detail: str = "auto") -> l
 
 def prepare_image(source: Any, *, model: ModelInfo, detail: str = "auto") -> ImageRef:
     """One ImageRef for ``source`` (see the module docstring for what a source can be)."""
-    source, detail = _unwrap(source, detail)
+    source, chosen = _unwrap(source, detail)
     if isinstance(source, ImageRef):
-        return _checked_ref(source if detail is None else replace(source, detail=detail))
-    detail = detail or "auto"
+        return _checked_ref(source if chosen is None else replace(source, detail=chosen))
+    detail = chosen or "auto"
     rule = model.image_tokens or _DEFAULT_RULE
     if isinstance(source, (str, PathLike)):
         return _from_string(source, rule, detail)
@@ -180,7 +180,7 @@ def _unwrap(source: Any, detail: str) -> tuple[Any, str | None]:
     return source, chosen
 
 
-def _from_string(source: str | PathLike, rule: ImageTokenRule, detail: str) -> ImageRef:
+def _from_string(source: "str | PathLike[str]", rule: ImageTokenRule, detail: str) -> ImageRef:
     text = source if isinstance(source, str) else None
     if text is not None:
         text = text.strip()
@@ -289,11 +289,12 @@ def _from_bytes(raw: bytes, label: str, rule: ImageTokenRule, detail: str) -> Im
         fix = _CONVERT_FIRST.get(Path(label).suffix.lower(), "")
         raise ImageError(f"not an image: {_label(label)} cannot be read as PNG, JPEG, GIF, WEBP or another "
                          f"format Pillow knows{fix}") from None
+    mime = MIME_BY_FORMAT.get(image.format or "", "")
     if keep:
-        return _ref(raw, MIME_BY_FORMAT[image.format], width, height, label, detail)
+        return _ref(raw, mime, width, height, label, detail)
     ref = _from_pil(image, label, rule, detail, source_format=image.format)
     if usable and len(raw) <= ref_bytes(ref):  # scaling did not make the upload smaller
-        return _ref(raw, MIME_BY_FORMAT[image.format], width, height, label, detail)
+        return _ref(raw, mime, width, height, label, detail)
     return ref
 
 
