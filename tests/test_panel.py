@@ -13,8 +13,9 @@ from PIL import Image
 
 from jupyter_llmchat import Chatbot
 from jupyter_llmchat.html import escape, markdown_to_html
-from jupyter_llmchat.panel import NOTICES, ChatPanel, StreamingBubble, bubble_html, show_panel, status_text
-from jupyter_llmchat.reply import NullSink, Reply, Usage
+from jupyter_llmchat.bubbles import NOTICES, bubble_html, status_text
+from jupyter_llmchat.panel import ChatPanel, show_panel
+from jupyter_llmchat.reply import NullSink
 from jupyter_llmchat.server import LoopbackServer
 from jupyter_llmchat.sessions import Sessions
 
@@ -323,27 +324,6 @@ def test_streaming_repaints_are_throttled(loopback: LoopbackServer) -> None:
     assert sink.paints < sink.writes / 10
 
 
-def test_bubble_html_exact() -> None:
-    assert bubble_html("user", "a <b>\nline 2", label="you") == (
-        '<div class="llmchat-bubble llmchat-user llmchat-complete"><div class="llmchat-role">you</div>'
-        '<div class="llmchat-body"><div class="llmchat-text">a &lt;b&gt;\nline 2</div></div></div>')
-    assert bubble_html("assistant", "*partial", status="interrupted", label="m") == (
-        '<div class="llmchat-bubble llmchat-assistant llmchat-interrupted">'
-        '<div class="llmchat-role">m</div><div class="llmchat-body"><p>*partial</p></div>'
-        '<div class="llmchat-notice">stopped: partial answer kept</div></div>')
-
-
-def test_status_text_exact() -> None:
-    reply = Reply(text="x", model="gpt-4o-mini", usage=Usage(1200, 345), cost=0.000387, total_time=2.345)
-    assert status_text(reply) == "gpt-4o-mini · 1,200 in · 345 out tokens · 2.3 s · $0.00039"
-    stopped = Reply(text="x", model="llama3", status="interrupted", total_time=0.5)
-    assert status_text(stopped) == "llama3 · 0.5 s · stopped: partial answer kept"
-    failed = Reply(text="", model="m", status="failed", error="401: bad key", usage=Usage(0, 0), cost=0.0)
-    assert status_text(failed) == "m · 0 in · 0 out tokens · $0 · request failed: 401: bad key"
-    cached = Reply(text="x", model="m", usage=Usage(10, 2), cost=0.0234, total_time=0.0, from_cache=True)
-    assert status_text(cached) == "m · 10 in · 2 out tokens · from cache"
-
-
 def test_stop_is_thread_safe_from_another_thread(loopback: LoopbackServer) -> None:
     panel = make_panel(loopback)
     loopback.queue(tokens=2000, rate=20.0)
@@ -367,26 +347,6 @@ def test_other_endings_are_marked(loopback: LoopbackServer, status: str) -> None
     assert panel.messages.children[-1].value == bubble_html("assistant", "cut here", status=status,
                                                             label="gpt-4o-mini")
     assert f"llmchat-{status}" in panel.messages.children[-1].value
-
-
-def test_streaming_bubble_freezes_finished_blocks_and_resends_only_the_tail() -> None:
-    bubble = StreamingBubble("gpt-4o-mini", freeze_at=20)
-    bubble.paint("# Title\n\nFirst")  # 14 characters: nothing frozen yet
-    assert bubble.frozen == [] and bubble.live.value == "<h1>Title</h1>\n<p>First</p>"
-    bubble.paint("# Title\n\nFirst paragraph here.\n\nSecond one")
-    assert bubble.frozen == ["# Title\n\n"]
-    label, piece, live = bubble.widget.children
-    assert label.value == '<div class="llmchat-role">gpt-4o-mini</div>'
-    assert piece.value == "<h1>Title</h1>"
-    assert live.value == "<p>First paragraph here.</p>\n<p>Second one</p>"
-    assert "llmchat-streaming" in bubble.widget._dom_classes
-    bubble.paint("# Title\n\nFirst paragraph here.\n\nSecond one ```py\n")
-    bubble.finish("# Title\n\nFirst paragraph here.\n\nSecond one", "interrupted")
-    assert bubble.frozen == ["# Title\n\n", "First paragraph here.\n\n"]
-    assert [child.value for child in bubble.widget.children] == [
-        '<div class="llmchat-role">gpt-4o-mini</div>', "<h1>Title</h1>", "<p>First paragraph here.</p>",
-        "<p>Second one</p>", '<div class="llmchat-notice">stopped: partial answer kept</div>']
-    assert bubble.widget._dom_classes == ("llmchat-bubble", "llmchat-assistant", "llmchat-interrupted")
 
 
 def test_long_answers_resend_a_bounded_tail(loopback: LoopbackServer) -> None:
