@@ -12,9 +12,9 @@ import hashlib
 import random
 from typing import Callable
 
-DISCLOSURE = ("This reply comes from the jupyter_llmchat offline demo server, not from a model: "
-              "no API key or base URL is configured, so the text below is generated placeholder "
-              "Markdown.")
+DISCLOSURE = ("This reply comes from the jupyter_llmchat offline demo server, not from a model: the "
+              "text below is generated placeholder Markdown. To talk to a real model, set "
+              "OPENAI_API_KEY or point base_url at an OpenAI-compatible endpoint.")
 
 _TOPICS = ["tokenization", "streaming", "context windows", "prompt caching", "rate limits",
            "retries", "notebooks", "rendering", "conversation history", "cost tracking"]
@@ -56,7 +56,7 @@ def generate_markdown(question: str, min_tokens: int, count: Callable[[str], int
         for block in _section(rng, section):
             blocks.append(block)
             total += count(block) + 1  # +1 for the blank line between blocks
-            if total >= min_tokens:
+            if total >= min_tokens and not block.startswith("#"):  # never end on a heading
                 text = "\n\n".join(blocks) + "\n"
                 # per-block sums can differ slightly from the whole; top up if short
                 if count(text) >= min_tokens:
