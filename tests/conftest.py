@@ -1,7 +1,8 @@
 """Shared pytest fixtures.
 
 ``loopback``: the real loopback OpenAI-compatible server (one per test session, on 127.0.0.1),
-reset before each test so its script queue, request log and prompt cache start empty.
+reset around each test so its script queue, request log and prompt cache start empty and its
+default reply settings are the defaults.
 """
 
 from __future__ import annotations
@@ -24,3 +25,4 @@ def loopback(loopback_server: LoopbackServer) -> Iterator[LoopbackServer]:
     loopback_server.reset()
     yield loopback_server
     loopback_server.reset()
+    loopback_server.default_tokens, loopback_server.default_rate = 150, None  # a test may change them

@@ -613,13 +613,10 @@ def test_stop_closes_kept_alive_connections():
 
 
 def test_defaults_can_be_changed_while_running(loopback):
-    loopback.default_tokens = 400
-    try:
-        text = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
-            0].message.content
-        assert len(encode(text)) >= 400
-    finally:
-        loopback.default_tokens = 150
+    loopback.default_tokens = 400  # the fixture puts it back
+    text = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+        0].message.content
+    assert len(encode(text)) >= 400
     with pytest.raises(ValueError, match="default_rate must be > 0"):
         loopback.default_rate = 0
     with pytest.raises(ValueError, match="default_tokens must be an integer >= 1"):
