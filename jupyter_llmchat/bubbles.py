@@ -7,7 +7,7 @@ sent once), so a long answer costs IOPub bytes in proportion to its length.
 
 from __future__ import annotations
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from .html import escape, markdown_to_html
 from .markdown_tail import close_open, find_boundaries

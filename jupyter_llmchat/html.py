@@ -15,9 +15,9 @@ import html
 import re
 import xml.etree.ElementTree as etree
 
-import markdown
+import markdown  # type: ignore[import-untyped]
 import nh3
-from markdown.treeprocessors import Treeprocessor
+from markdown.treeprocessors import Treeprocessor  # type: ignore[import-untyped]
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li", "a",
@@ -35,7 +35,7 @@ _CLASS_OK = re.compile(r"^language-[A-Za-z0-9_+#.-]{1,40}$")
 _STYLE_OK = re.compile(r"^text-align: (left|right|center);$")
 
 
-class _ImagesToLinks(Treeprocessor):
+class _ImagesToLinks(Treeprocessor):  # type: ignore[misc]
     """Replace <img> with a link to the image, labelled with its alt text."""
 
     def run(self, root: etree.Element) -> None:

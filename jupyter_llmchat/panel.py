@@ -13,7 +13,7 @@ import base64
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from .bubbles import CSS, StreamingBubble, bubble_html, status_text
 from .errors import ChatError
@@ -95,8 +95,12 @@ class ChatPanel:
                  interval: float = DEFAULT_INTERVAL) -> None:
         from .sessions import Sessions
 
-        self.sessions: Sessions | None = bot_or_sessions if isinstance(bot_or_sessions, Sessions) else None
-        self._bot: Chatbot | None = None if self.sessions is not None else bot_or_sessions  # type: ignore[assignment]
+        self.sessions: Sessions | None = None
+        self._bot: Chatbot | None = None
+        if isinstance(bot_or_sessions, Sessions):
+            self.sessions = bot_or_sessions
+        else:
+            self._bot = bot_or_sessions
         self.session = session
         self.interval = interval
         self.configured_models = list(models)
@@ -160,10 +164,10 @@ class ChatPanel:
         self.widget.add_class("llmchat-panel")
 
     def _ipython_display_(self) -> None:
-        from IPython.display import Javascript, display
+        from IPython.display import Javascript, display  # type: ignore[attr-defined]
 
-        display(self.widget)
-        display(Javascript(SHORTCUT_JS))
+        display(self.widget)  # type: ignore[no-untyped-call]
+        display(Javascript(SHORTCUT_JS))  # type: ignore[no-untyped-call]
 
     # -- the session ---------------------------------------------------------------------------
     @property
@@ -418,5 +422,5 @@ def show_panel(sessions: "Sessions", name: str = DEFAULT_SESSION, **options: Any
     from IPython.display import display
 
     panel = ChatPanel(sessions, session=name, **options)
-    display(panel)
+    display(panel)  # type: ignore[no-untyped-call]
     return panel
