@@ -514,6 +514,13 @@ def test_request_log_masks_the_key_and_keeps_the_body(loopback):
     assert entry.body == {"model": "gpt-4o-mini", "messages": QUESTION, "temperature": 0.3, "seed": 7}
     assert (entry.status, entry.outcome) == (200, "complete")
     assert KEY not in repr(loopback.requests) and KEY not in repr(loopback)
+    conn = http.client.HTTPConnection("127.0.0.1", loopback.port, timeout=10)
+    conn.request("GET", "/v1/models", headers={"Authorization": "Basic dXNlcjpwYXNz", "X-Api-Key": KEY,
+                                               "Cookie": "session=abc"})
+    conn.getresponse().read()
+    conn.close()
+    headers = loopback.requests[-1].headers
+    assert (headers["Authorization"], headers["X-Api-Key"], headers["Cookie"]) == ("Basic ***", "***", "***")
     assert abs(entry.time - time.time()) < 60
 
 

@@ -36,7 +36,7 @@ from .validation import (
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
-_MASKED_HEADERS = {"authorization": "Bearer ***", "api-key": "***", "x-api-key": "***"}
+_SECRET_HEADERS = ("authorization", "proxy-authorization", "api-key", "x-api-key", "cookie")
 _MID_STREAM_FAULTS = ("disconnect", "malformed", "stream_error")
 _WRITE_BLOCK = 1 << 16  # bytes per socket write at full speed
 
@@ -320,7 +320,9 @@ class Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), expected.encode())
 
     def _masked_headers(self) -> dict[str, str]:
-        return {name: _MASKED_HEADERS.get(name.lower(), value) for name, value in self.headers.items()}
+        """Headers as sent, secrets replaced: "Bearer ***" keeps the scheme, never any of the key."""
+        return {name: _mask(value) if name.lower() in _SECRET_HEADERS else value
+                for name, value in self.headers.items()}
 
     def _send_head(self, status: int, content_type: str, *, length: int = 0, chunked: bool = False,
                    headers: dict[str, str] | None = None) -> None:
@@ -348,6 +350,11 @@ class Handler(BaseHTTPRequestHandler):
         payload = error.body()
         self._send_head(error.status, "application/json", length=len(payload), headers=error.headers)
         self.wfile.write(payload)
+
+
+def _mask(value: str) -> str:
+    scheme, _, secret = value.partition(" ")
+    return f"{scheme} ***" if secret and scheme.isalpha() else "***"
 
 
 def _error(message: str, code: str) -> dict[str, Any]:
