@@ -40,6 +40,7 @@ ENV_VARS = {
 }
 REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
 CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries")
+SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt_token_limit", "context_window")
 # Raised before anything is sent: the message says so, since "nothing lost" is the promise.
 PRE_SEND_ERRORS = (ExpansionError, ImageError, PromptTooLongError, ConfigurationError)
 ERROR_QUESTION = "Why did this fail, and how do I fix it?"
@@ -91,6 +92,7 @@ class ChatMagics(Magics):
         self._ledger: UsageLedger | None = None
         self._runtime: dict[str, Any] = {}  # set by %chat model / %chat system
         self._pins: dict[str, dict[str, Any]] = {}  # per-session model/system (%chat ... -s, load)
+        self._applied: dict[str, dict[str, Any]] = {}  # per session: setting values last applied
         self._client: Any = None
         self._client_ident: tuple[Any, ...] | None = None
         self.demo_url: str | None = None  # the offline demo server's URL when it is in use
@@ -172,31 +174,35 @@ class ChatMagics(Magics):
     def _new_bot(self, name: str) -> "Chatbot":
         from .chatbot import Chatbot
 
-        s = self.effective()
-        bot = Chatbot(s["model"], system=s["system"] or None, max_history=s["max_history"],
-                      prompt_token_limit=s["prompt_token_limit"], context_window=s["context_window"],
-                      client=self.client(), **{k: s[k] for k in REQUEST_SETTINGS})
+        want = self._desired(name)
+        bot = Chatbot(want["model"], system=want["system"], max_history=want["max_history"],
+                      prompt_token_limit=want["prompt_token_limit"], context_window=want["context_window"],
+                      client=self.client(), **{k: want[k] for k in REQUEST_SETTINGS})
+        self._applied[name] = want
         self.ledger.attach(bot, name)
         return bot
 
-    def _sync(self, name: str, bot: "Chatbot") -> None:
-        """Apply settings changed since the session was made (%config, env, %chat model/system)."""
+    def _desired(self, name: str) -> dict[str, Any]:
+        """What session ``name`` should use: the effective settings, then its own pins."""
         s = self.effective()
-        pins = self._pins.get(name, {})
-        model = pins.get("model", s["model"])
-        if bot.model != model:
-            bot.model = model
-        system = pins.get("system", s["system"]) or None
-        if bot.system != system:
-            bot.system = system
-        bot.params = {k: s[k] for k in REQUEST_SETTINGS if s[k] is not None}
-        bot.prompt_token_limit = s["prompt_token_limit"]
-        bot.context_window = s["context_window"]
-        conversation = bot.conversation
-        if conversation.max_history != s["max_history"]:
-            from collections import deque
+        want = {k: s[k] for k in SESSION_SETTINGS}
+        want.update(self._pins.get(name, {}))
+        want["system"] = want["system"] or None
+        return want
 
-            conversation.messages = deque(conversation.messages, maxlen=s["max_history"])
+    def _sync(self, name: str, bot: "Chatbot") -> None:
+        """Apply the settings that changed since they were last applied to this session.
+
+        Only changes are applied, so a change made to the session directly (the panel's model
+        menu, ``bot.params[...] = ...``, a loaded transcript's params) stays until that setting
+        itself changes again.
+        """
+        applied = self._applied.setdefault(name, {})
+        for key, value in self._desired(name).items():
+            if key in applied and applied[key] == value:
+                continue
+            _apply(bot, key, value)
+            applied[key] = value
         bot.client = self.client()
 
     def client(self) -> Any:
@@ -524,6 +530,27 @@ def one_line(error: ChatError) -> ChatError:
     line = f"{type(error).__name__}: {message}"
     error._render_traceback_ = lambda: [line]  # type: ignore[attr-defined] # IPython's hook
     return error
+
+
+def _apply(bot: "Chatbot", key: str, value: Any) -> None:
+    """Set one session setting on ``bot``."""
+    if key == "model":
+        bot.model = value
+    elif key == "system":
+        bot.system = value
+    elif key in REQUEST_SETTINGS:
+        if value is None:
+            bot.params.pop(key, None)
+        else:
+            bot.params[key] = value
+    elif key == "max_history":
+        from collections import deque
+
+        conversation = bot.conversation
+        if conversation.max_history != value:
+            conversation.messages = deque(conversation.messages, maxlen=value)
+    else:  # prompt_token_limit, context_window
+        setattr(bot, key, value)
 
 
 def _split(rest: str, keep_quotes: bool = False) -> list[str]:

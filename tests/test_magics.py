@@ -64,8 +64,9 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     replies = ["Answer one", "Answer two", "Other session", "One-off", "Fresh start", '{"a": 1, "b": [1, 2]}',
                "Here you go:\n\n```python\nprint('hi')\n```\n\nEnjoy.", "Plain *text*", "Divided by zero.",
                "Line-magic explanation.", "Saw the images.", "Forty-two it is."]
-    for reply in replies:
+    for reply in replies + ["sticky", "config wins now"]:
         loopback.queue(reply=reply)
+    loopback.queue(fault="server_error")
     from PIL import Image
 
     Image.new("RGB", (40, 20), "blue").save(tmp_path / "blue.png")
@@ -157,9 +158,19 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     c.add("save", "%chat save saved.json -s pics")
     c.add("help", "%%chat?")
     c.add("bare", "%chat")
+    # a change made to a session directly sticks until that setting itself changes
+    c.add("direct", 'm.sessions.get("other").params["temperature"] = 1.1')
+    c.add("q_direct", "%%chat -s other --no-history\nsticky")
+    c.add("set_config", "%config ChatMagics.temperature = 0.4")
+    c.add("q_config", "%%chat -s other --no-history\nconfig wins now")
+    # a request that fails: one line, conversation untouched
+    c.add("retries", "%config ChatMagics.max_retries = 0")
+    c.add("fail", "%%chat\nthis fails", raises=True)
+    c.add("counts3", "print({name: len(bot.conversation) for name, bot in m.sessions.items()}, repr(_chat))")
+    c.add("panel", "%chat panel pics")
     run = run_cells(c.sources, raises=c.raises, cwd=tmp_path)
     bodies = chat_bodies(loopback)
-    assert len(bodies) == 12  # one request per good ask, none for the bad ones
+    assert len(bodies) == 15  # one request per good ask and the failing one; none for the bad input
 
     # options reach the request exactly; {} expansion follows f-string rules; {{ }} are literal
     assert answer(run, c["ask"]) == "Answer one"
@@ -278,6 +289,14 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format", "--error"):
         assert option in page
     assert run.stdout(c["bare"]).startswith("%%chat [options]   ask the question in the cell body")
+
+    assert [b.get("temperature") for b in bodies[12:14]] == [1.1, 0.4]
+    assert run.error_line(c["fail"]).startswith(
+        f"ServerError: server error (500) at {loopback.base_url}: ")
+    assert run.error_line(c["fail"]).endswith("; try again later") and "\n" not in run.error_line(c["fail"])
+    assert run.stdout(c["counts3"]) == "{'default': 4, 'other': 2, 'pics': 2} 'config wins now'\n"
+    widget = [o for o in run.outputs(c["panel"]) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widget) == 1
 
 
 # -- configuration precedence, the key kept hidden, and a transcript carried to a new kernel -------------
