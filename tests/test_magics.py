@@ -451,3 +451,48 @@ def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
     assert "The readings are [3.1, 2.7, 4.4, 3.9]; their mean is 3.53." in run.displays(expanded)[0]
     history = next(i for i, cell in enumerate(code) if cell.source == "%chat history charts")
     assert run.displays(history)[0].count("<img ") == 1
+
+
+# -- interrupting the kernel mid-answer keeps the partial answer, marked, and the cell succeeds ---------
+def test_kernel_interrupt_keeps_partial_answer(loopback, tmp_path: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(tmp_path))
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+        def execute(code: str, *, interrupt_after_output: bool = False) -> tuple[dict, list[dict]]:
+            msg_id = client.execute(code)
+            outputs: list[dict] = []
+            interrupted = False
+            while True:
+                msg = client.get_iopub_msg(timeout=60)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind = msg["msg_type"]
+                if kind in ("stream", "display_data", "update_display_data", "error"):
+                    outputs.append(msg["content"])
+                    # an update means answer text has arrived (the first display is a placeholder)
+                    if interrupt_after_output and not interrupted and kind == "update_display_data":
+                        manager.interrupt_kernel()
+                        interrupted = True
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            return client.get_shell_msg(timeout=60)["content"], outputs
+
+        reply, _ = execute(f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"')
+        assert reply["status"] == "ok"
+        loopback.queue(tokens=3000, rate=30.0)  # about 100 s in full: the interrupt comes long before
+        reply, outputs = execute("%%chat\nTell me a long story", interrupt_after_output=True)
+        assert reply["status"] == "ok"  # an interrupt is not an error: the partial answer is the result
+        shown = json.dumps(outputs)
+        assert "answer interrupted: partial text kept" in shown
+        reply, outputs = execute(
+            "from jupyter_llmchat.magics import current\n"
+            "bot = current().sessions.get()\n"
+            "print([(m.role, m.status) for m in bot.conversation.messages], "
+            "0 < len(_chat) < 3000, _chat == bot.conversation.messages[-1].text)")
+        assert outputs == [{"name": "stdout", "text": "[('user', 'complete'), ('assistant', 'interrupted')] True True\n"}], outputs
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
