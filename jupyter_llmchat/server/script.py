@@ -1,5 +1,6 @@
 """What the next request to /v1/chat/completions should do: a reply, a token rate or a fault.
 
+The next valid request takes the head of the queue (an empty queue gives the default reply).
 A ``Script`` is built from keyword arguments (``LoopbackServer.queue``), from JSON posted to
 ``/_loopback/queue`` by another process, or from a request's own ``"loopback"`` body field, and is
 validated the same way in all three cases so a typo fails loudly instead of being ignored.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-# name -> (HTTP status, what the fault does); "stream" faults happen after the response started.
+# name -> what the fault does; disconnect, malformed and stream_error strike after the stream started.
 FAULTS: dict[str, str] = {
     "rate_limit": "429 with retry-after / retry-after-ms headers, code rate_limit_exceeded",
     "server_error": "500 server_error",
@@ -36,7 +37,7 @@ class Script:
     fault: str | None = None
     retry_after: float | None = None  # seconds, for fault="rate_limit" (default 1)
     after_tokens: int | None = None  # content chunks sent before a mid-stream fault (default 0)
-    delay: float | None = None  # seconds, for fault="slow_first_byte" (default 1)
+    delay: float | None = None  # seconds before the headers (any script; slow_first_byte default 1)
     finish_reason: str | None = None  # forced finish_reason, e.g. "content_filter"
     times: int = 1  # how many consecutive requests this script answers
 
