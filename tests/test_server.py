@@ -598,6 +598,25 @@ def test_stop_ends_a_stream_in_progress_and_frees_the_port():
         assert again.port == port
 
 
+def test_concurrent_streams_are_served_side_by_side(loopback):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = sdk(loopback)
+
+    def ask(i: int) -> str:
+        messages = [{"role": "user", "content": f"question {i}"}]
+        return streamed_text(stream(client, messages, extra_body={"loopback": {"tokens": 60, "rate": 600.0}}))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(ask, range(6)))
+    for i, answer in enumerate(answers):
+        loopback.queue(tokens=60)
+        alone = client.chat.completions.create(model="gpt-4o-mini",
+                                               messages=[{"role": "user", "content": f"question {i}"}])
+        assert answer == alone.choices[0].message.content
+    assert len(set(answers)) == 6
+
+
 def test_client_closing_a_stream_is_logged(loopback):
     loopback.queue(tokens=2000, rate=500.0)
     chunks = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, stream=True)
@@ -669,6 +688,15 @@ def test_module_entry_point_serves_until_ctrl_c(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_module_entry_point_reports_a_busy_port():
+    with LoopbackServer() as busy:
+        port = busy.port
+        result = subprocess.run([sys.executable, "-m", "jupyter_llmchat.server", "--port", str(port)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.splitlines()[-1]
 
 
 def test_module_entry_point_rejects_bad_options():
