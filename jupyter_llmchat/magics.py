@@ -37,9 +37,12 @@ ENV_VARS = {
     "context_window": "LLMCHAT_CONTEXT_WINDOW", "format": "LLMCHAT_FORMAT", "footer": "LLMCHAT_FOOTER",
     "timeout": "LLMCHAT_TIMEOUT", "max_retries": "LLMCHAT_MAX_RETRIES",
     "api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL",
+    "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
+    "azure_deployment": "LLMCHAT_AZURE_DEPLOYMENT",
 }
 REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
-CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries")
+CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "azure_endpoint", "api_version",
+                   "azure_deployment")
 SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt_token_limit", "context_window")
 # Raised before anything is sent: the message says so, since "nothing lost" is the promise.
 PRE_SEND_ERRORS = (ExpansionError, ImageError, PromptTooLongError, ConfigurationError)
@@ -85,6 +88,11 @@ class ChatMagics(Magics):
                       help="API key (prefer OPENAI_API_KEY); never shown, logged or saved.").tag(config=True)
     base_url = Unicode(None, allow_none=True,
                        help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1.").tag(config=True)
+    azure_endpoint = Unicode(None, allow_none=True,
+                             help="Azure OpenAI endpoint (key from AZURE_OPENAI_API_KEY or api_key).").tag(
+        config=True)
+    api_version = Unicode(None, allow_none=True, help="Azure OpenAI API version.").tag(config=True)
+    azure_deployment = Unicode(None, allow_none=True, help="Azure OpenAI deployment name.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -111,7 +119,7 @@ class ChatMagics(Magics):
         if raw:
             return self._from_env(name, env, raw), f"env {env}"
         section = dict.get(self.config, type(self).__name__) or {}
-        source = "%config" if name in section else "default"
+        source = "%config / config file" if name in section else "default"
         return getattr(self, name), source
 
     def effective(self) -> dict[str, Any]:
@@ -214,9 +222,12 @@ class ChatMagics(Magics):
         if self._client is None or ident != self._client_ident:
             from .client import ChatClient
 
-            key, base_url, timeout, retries = ident
+            key, base_url, timeout, retries, azure_endpoint, api_version, deployment = ident
+            if azure_endpoint and self.setting("api_key")[1] == "env OPENAI_API_KEY":
+                key = None  # an OpenAI key is not an Azure key: ChatClient reads AZURE_OPENAI_API_KEY
             client = ChatClient(api_key=key or None, base_url=base_url or None, timeout=timeout,
-                                max_retries=retries)
+                                max_retries=retries, azure_endpoint=azure_endpoint or None,
+                                api_version=api_version or None, azure_deployment=deployment or None)
             self.demo_url = None
             if not client.configured():
                 from .server import start_demo_server

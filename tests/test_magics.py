@@ -307,7 +307,7 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
         'c.ChatMagics.model = "gpt-4"\nc.ChatMagics.system = "From the config file."\n', encoding="utf-8")
     env = {"IPYTHONDIR": str(tmp_path / "ipython"), "LLMCHAT_MODEL": "gpt-4.1-mini", "OPENAI_API_KEY": KEY,
            "OPENAI_BASE_URL": loopback.base_url}
-    for reply in ("r1", "r2", "r3", "r4"):
+    for reply in ("r1", "r2", "r3", "r4", "r5"):
         loopback.queue(reply=reply)
 
     c = Cells()
@@ -337,11 +337,18 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
         """)
     c.add("history", "%chat history")
     c.add("save", "%chat save transcript.json")
+    c.add("azure", f"""
+        %config ChatMagics.azure_endpoint = "{loopback.root_url}"
+        %config ChatMagics.api_version = "2024-10-21"
+        %config ChatMagics.azure_deployment = "gpt-4o"
+        os.environ["AZURE_OPENAI_API_KEY"] = "azure-test-key-000"
+        """)
+    c.add("q_azure", "%%chat --no-history\nvia azure")
     run = run_cells(c.sources, raises=c.raises, env=env, cwd=tmp_path)
     bodies = chat_bodies(loopback)
 
     # defaults < %config / ipython_kernel_config.py < environment < %chat model < cell options
-    assert [(b["model"], b.get("temperature")) for b in bodies] == [
+    assert [(b["model"], b.get("temperature")) for b in bodies[:4]] == [
         ("gpt-4.1-mini", 0.3), ("gpt-4.1-nano", 0.9), ("gpt-4.1", 0.3), ("gpt-4.1", 1.5)]
     assert bodies[0]["messages"][0] == {"role": "system", "content": "From the config file."}
     shown = run.displays(c["q1"])  # footer on by default: the answer, then a separate small footer
@@ -350,8 +357,8 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     rows = {line.split(" | ")[0].strip("| "): [cell.strip() for cell in line.strip("|").split("|")]
             for line in run.displays(c["config"])[0].splitlines()[2:]}
     assert rows["model"] == ["model", "'gpt-4.1-mini'", "env LLMCHAT_MODEL", "LLMCHAT_MODEL"]
-    assert rows["temperature"] == ["temperature", "0.3", "%config", "LLMCHAT_TEMPERATURE"]
-    assert rows["system"] == ["system", "'From the config file.'", "%config", "LLMCHAT_SYSTEM"]
+    assert rows["temperature"] == ["temperature", "0.3", "%config / config file", "LLMCHAT_TEMPERATURE"]
+    assert rows["system"] == ["system", "'From the config file.'", "%config / config file", "LLMCHAT_SYSTEM"]
     assert rows["max_tokens"] == ["max_tokens", "None", "default", "LLMCHAT_MAX_TOKENS"]
     assert rows["api_key"] == ["api_key", "set (hidden)", "env OPENAI_API_KEY", "OPENAI_API_KEY"]
     assert rows["base_url"][2] == "env OPENAI_BASE_URL" and rows["endpoint"][1] == loopback.base_url
@@ -363,7 +370,11 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
         "UsageError: environment variable LLMCHAT_TEMPERATURE='hot' is not a valid temperature: fix or unset it")
     assert run.error_line(c["q_env_range"]) == (
         "UsageError: environment variable LLMCHAT_TEMPERATURE must be between 0 and 2, got 7.0")
-    assert len(bodies) == 4
+    assert len(bodies) == 5
+    # Azure OpenAI: the deployment path and api-version, the Azure key (not OPENAI_API_KEY)
+    azure = [r for r in loopback.requests if r.path.startswith("/openai/")]
+    assert len(azure) == 1 and azure[0].path.startswith("/openai/deployments/gpt-4o/chat/completions")
+    assert azure[0].query == "api-version=2024-10-21" and answer(run, c["q_azure"]) == "r5"
     # the key reached the server, and nothing else: no output, repr or transcript shows it
     assert KEY not in run.all_text()
     assert KEY not in (tmp_path / "transcript.json").read_text(encoding="utf-8")
