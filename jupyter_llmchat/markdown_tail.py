@@ -23,6 +23,7 @@ _TABLE_START = re.compile(r"^ {0,3}\|")
 _HALF_DELIMITER = re.compile(r"^ {0,3}[|:\- \t]*$")
 _DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 _BACKTICKS = re.compile(r"`+")
+_TICKS_OR_STARS = re.compile(r"`+|\*\*")
 
 
 @dataclass(frozen=True)
@@ -140,21 +141,18 @@ def _open_code_span(block: str) -> tuple[int, int]:
 def _open_strong(block: str) -> int:
     """Position of an unclosed ``**`` outside code spans in ``block``, or -1."""
     opened = -1
-    i, n = 0, len(block)
-    while i < n:
-        if block[i] == "`":
-            j = i
-            while j < n and block[j] == "`":
-                j += 1
-            close = block.find(block[i:j], j)
-            # an unclosed run is literal text; a closed one is a code span to skip
-            i = close + (j - i) if close >= 0 else j
+    pos = 0
+    for m in _TICKS_OR_STARS.finditer(block):
+        if m.start() < pos:
+            continue  # inside a code span skipped below
+        run = m.group()
+        if run[0] == "`":
+            close = block.find(run, m.end())
+            # a closed run is a code span to skip; an unclosed one is literal text
+            pos = close + len(run) if close >= 0 else m.end()
             continue
-        if block.startswith("**", i):
-            opened = -1 if opened >= 0 else i
-            i += 2
-            continue
-        i += 1
+        opened = -1 if opened >= 0 else m.start()
+        pos = m.end()
     return opened
 
 

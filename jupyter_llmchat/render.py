@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TextIO
@@ -43,15 +44,37 @@ class DisplayPublisher(Protocol):
 
 
 class IPythonPublisher:
-    """Publishes through the running IPython shell (ipykernel sends them on IOPub)."""
+    """Publishes through the running IPython shell (ipykernel sends them on IOPub).
+
+    New outputs go through ``publish_display_data``. Updates of an existing output skip its
+    stdout/stderr flush (two round trips to ipykernel's IO thread per message, ~6x the CPU of
+    the send itself): an update creates no output, so its order relative to printed text does
+    not matter. That fast path uses ipykernel's display publisher (session, socket, parent
+    header, hooks) when it has them, else updates are published like everything else.
+    """
 
     def __init__(self) -> None:
+        from IPython import get_ipython
         from IPython.display import publish_display_data
 
         self._publish = publish_display_data
+        pub = getattr(get_ipython(), "display_pub", None)
+        needed = ("session", "pub_socket", "parent_header", "topic")
+        self._pub = pub if pub is not None and all(hasattr(pub, a) for a in needed) else None
 
     def show(self, display_id: str, data: Bundle, *, update: bool) -> None:
-        self._publish(data, metadata={}, transient={"display_id": display_id}, update=update)
+        transient = {"display_id": display_id}
+        pub = self._pub
+        if not update or pub is None:
+            self._publish(data, metadata={}, transient=transient, update=update)
+            return
+        content = {"data": data, "metadata": {}, "transient": transient}
+        msg = pub.session.msg("update_display_data", content, parent=pub.parent_header)
+        for hook in getattr(pub, "_hooks", ()):  # e.g. an ipywidgets Output capturing the cell
+            msg = hook(msg)
+            if msg is None:
+                return
+        pub.session.send(pub.pub_socket, msg, ident=pub.topic)
 
 
 @dataclass
@@ -159,7 +182,9 @@ class MarkdownDisplaySink:
         self._clock = clock
         self._repainter = Repainter(self._paint, interval=interval, trailing=trailing, clock=clock)
         self._tag = uuid.uuid4().hex[:10]
-        self._parts: list[str] = []
+        self._parts: list[str] = []  # written, not yet collected (write() never takes the lock)
+        self._received = 0
+        self._arrivals: deque[tuple[float, int]] = deque()  # (time, chars received) per write
         self._text = ""
         self._slots: list[str] = []  # display ids, in output order
         self._shown: list[str | None] = []  # what each slot shows ("" = blank)
@@ -179,8 +204,11 @@ class MarkdownDisplaySink:
 
     def write(self, text: str) -> None:
         if text:
+            now = self._clock()
+            self._received += len(text)
+            self._arrivals.append((now, self._received))
             self._parts.append(text)
-            self._repainter.changed()
+            self._repainter.changed(now)
 
     def finish(self, reply: Reply) -> None:
         self._repainter.stop()
@@ -195,8 +223,8 @@ class MarkdownDisplaySink:
     @property
     def text(self) -> str:
         """Everything written so far."""
-        self._collect()
-        return self._text
+        with self._repainter.lock:
+            return self._collect()
 
     def _collect(self) -> str:
         n = len(self._parts)
@@ -230,9 +258,10 @@ class MarkdownDisplaySink:
         end = len(self._text) if piece.end is None else piece.end
         return close_open_counted(piece.prefix + self._text[piece.start : end])
 
-    def _paint(self) -> None:
+    def _paint(self) -> float | None:
+        """Show what has arrived; if part is held back (a half-typed marker), when it arrived."""
         if self._finished:
-            return
+            return None
         text = self._collect()
         if self._live is None:  # write() without start(): no placeholder, start showing now
             self._live = _Piece(self._new_slot(), 0)
@@ -244,8 +273,13 @@ class MarkdownDisplaySink:
         markdown, hidden = self._piece_markdown(live)
         self._show(live.slot, markdown)
         self._resent += len(markdown)
+        shown = len(text) - hidden
         if self.trace is not None:
-            self.trace.append((self._clock(), len(text) - hidden))
+            self.trace.append((self._clock(), shown))
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][1] <= shown:
+            arrivals.popleft()
+        return arrivals[0][0] if hidden and arrivals else None
 
     def _choose_cut(self, live: _Piece, text: str) -> tuple[int, str] | None:
         """Where to freeze the live piece: (absolute offset, prefix of the new live piece), or None.
@@ -282,9 +316,11 @@ class MarkdownDisplaySink:
             self._frozen.append(piece)
             self._show(piece.slot, self._piece_markdown(piece)[0])
             self._live = _Piece(self._new_slot(), cut, prefix=prefix)
-        else:
+        elif self._frozen:
             self._merge(piece)
             self._live = _Piece(live.slot, cut, prefix=prefix)
+        else:
+            return  # every output is taken and none is frozen (max_outputs=1 cannot happen)
         self._resent = 0
 
     def _merge(self, piece: _Piece) -> None:

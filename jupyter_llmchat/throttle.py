@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 __all__ = ["DEFAULT_INTERVAL", "Repainter"]
@@ -22,16 +23,18 @@ DEFAULT_INTERVAL = 0.1
 class Repainter:
     """Calls ``paint()`` at most once per ``interval`` seconds while changes are pending.
 
-    ``changed()`` is called by the writer after each change: it repaints right there when an
-    interval has passed since the last repaint (so normally the writer's thread does the work).
+    ``changed()`` is called by the writer after each change: it repaints right there when the
+    change is due (so normally the writer's thread does the work).
     When the writer stalls with a change still unshown, a helper thread repaints it once the
     interval is up; it runs in a copy of the ``start()`` caller's contextvars, so in ipykernel
-    its output is routed to the same cell. ``paint`` always runs under ``lock``.
+    its output is routed to the same cell. It sleeps until woken (no polling) and holds only a
+    weak reference, so a repainter that is never stopped does not keep anything alive.
+    ``paint`` always runs under ``lock``.
     """
 
     def __init__(
         self,
-        paint: Callable[[], None],
+        paint: Callable[[], bool | float | None],
         *,
         interval: float = DEFAULT_INTERVAL,
         trailing: bool = True,
@@ -46,7 +49,10 @@ class Repainter:
         self._trailing = trailing
         self._pending = False
         self._last = float("-inf")
+        self._since = float("inf")  # when the oldest change not yet shown arrived
+        self._held: float | None = None  # arrival of a change the last repaint held back
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by the writer when a change is left pending
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -54,43 +60,82 @@ class Repainter:
         if self._trailing and self._thread is None:
             context = contextvars.copy_context()
             self._thread = threading.Thread(
-                target=context.run, args=(self._run,), name="llmchat-repaint", daemon=True
+                target=context.run,
+                args=(_trail, weakref.ref(self), self._wake, self._stop),
+                name="llmchat-repaint",
+                daemon=True,
             )
             self._thread.start()
+            weakref.finalize(self, _release, self._wake, self._stop)  # never stopped: thread ends
 
     def stop(self) -> None:
         """Stop repainting (the caller shows the final state itself). Safe to call twice."""
         self._stop.set()
+        self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * self.interval + 1.0)
 
-    def changed(self) -> None:
-        """Note a change; repaint now if an interval has passed since the last repaint."""
-        self._pending = True
-        if self._clock() - self._last >= self.interval:
+    def changed(self, now: float | None = None) -> None:
+        """Note a change (made at ``now``, default: the clock); repaint now if it is due."""
+        if now is None:
+            now = self._clock()
+        if not self._pending:
+            self._since = now if self._held is None else self._held
+            self._pending = True
+        if now >= self.due():
             self.flush()
+        elif self._thread is not None and not self._wake.is_set():
+            self._wake.set()
+
+    def due(self) -> float:
+        """When the pending change must be shown: one interval after the last repaint, or after
+        the oldest change still unshown (held back by the last repaint), whichever is sooner."""
+        return min(self._last, self._since) + self.interval
 
     def flush(self, *, force: bool = False) -> bool:
-        """Repaint if a change is pending and the interval is up (or ``force``); True if painted."""
+        """Repaint if a change is pending and due (or ``force``); True if painted.
+
+        ``paint`` may say that part of the change is still held back (e.g. a half-typed
+        Markdown marker) by returning when that part arrived (a clock time; False: unknown, taken
+        as the oldest pending change): the next change is then due one interval after it.
+        """
         with self.lock:
             if self._stop.is_set() or not self._pending:
                 return False
             now = self._clock()
-            if not force and now - self._last < self.interval:
+            if not force and now < self.due():
                 return False
+            since = self._since
             # cleared before painting: a change noted while painting stays pending
             self._pending = False
             self._last = now
-            self._paint()
+            held = self._paint()
+            self._held = since if held is False else None if held in (None, True) else float(held)
             return True
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = self.interval / 2
-            if self._pending:
-                wait = self._last + self.interval - self._clock()
-                if wait <= 0:
-                    self.flush()
-                    continue
-            self._stop.wait(max(wait, 0.002))
+
+def _release(wake: threading.Event, stop: threading.Event) -> None:
+    stop.set()
+    wake.set()
+
+
+def _trail(ref: weakref.ref[Repainter], wake: threading.Event, stop: threading.Event) -> None:
+    """The helper thread: when woken, repaint a pending change as soon as the interval is up."""
+    while True:
+        wake.wait()
+        if stop.is_set():
+            return
+        wake.clear()
+        while True:
+            repainter = ref()
+            if repainter is None or stop.is_set():
+                return
+            if not repainter._pending:
+                break
+            wait = repainter.due() - repainter._clock()
+            if wait <= 0:
+                repainter.flush()
+                continue
+            del repainter  # no strong reference while sleeping
+            stop.wait(wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import threading
 
 import pytest
@@ -74,3 +75,35 @@ def test_helper_thread_shows_a_stalled_change_in_the_starters_context() -> None:
     assert painted.wait(timeout=10)
     repainter.stop()
     assert seen == [("cell-7", threading.current_thread().name), ("cell-7", "llmchat-repaint")]
+
+
+def test_helper_thread_ends_when_a_never_stopped_repainter_is_dropped() -> None:
+    repainter = Repainter(lambda: None, interval=0.05)
+    repainter.start()
+    thread = repainter._thread
+    assert thread is not None and thread.is_alive()
+    repainter.changed()
+    repainter.changed()
+    del repainter
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(("held", "third_paint"), [(None, 100.20), (100.095, 100.2), (100.01, 100.11), (False, 100.11)])
+def test_a_held_back_change_is_due_from_when_it_arrived(held: float | bool | None, third_paint: float) -> None:
+    """paint() returning the arrival time of a part it held back makes the next repaint due one
+    interval after that arrival (False: after the oldest pending change), not after the repaint."""
+    clock, painted = FakeClock(), []
+
+    def paint() -> float | bool | None:
+        painted.append(round(clock.now, 3))
+        return held if len(painted) == 2 else None
+
+    repainter = Repainter(paint, interval=0.1, trailing=False, clock=clock)
+    for step in range(0, 26):  # a change every 10 ms, plus one at 100.095
+        clock.now = 100 + step / 100
+        repainter.changed()
+        if step == 9:
+            repainter.changed(now=100.095)
+    assert painted[:3] == [100.0, 100.1, third_paint]
