@@ -273,6 +273,8 @@ class ChatMagics(Magics):
             if getattr(args, name) is not None:
                 setattr(args, name, _unquote(getattr(args, name)))
         args.image = [_unquote(source) for source in args.image]
+        if not args.session.strip():
+            raise UsageError("--session needs a name, e.g. -s review")
         fmt = args.format or self.setting("format")[0]
         if args.json and args.format in ("code", "text"):
             raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")
