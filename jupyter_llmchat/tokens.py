@@ -74,13 +74,19 @@ def get_encoding(name: str) -> "tiktoken.Encoding | None":
 def _encoding_from_bpe_openai(name: str) -> "tiktoken.Encoding":
     """Build the encoding from the vocabulary file the bpe-openai package ships (no download)."""
     import gzip
-    from importlib.resources import files
+    import importlib.util
+    from pathlib import Path
 
     import tiktoken
 
+    # Locate the data folder without importing bpe_openai itself (its import costs ~1 s).
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("bpe-openai is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"{name}.tiktoken.gz"
     pattern, special = _ENCODINGS[name]
     ranks: dict[bytes, int] = {}
-    with gzip.open(files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").open("rb")) as vocab:
+    with gzip.open(path, "rb") as vocab:
         for line in vocab:
             if line.strip():
                 token, rank = line.split()
