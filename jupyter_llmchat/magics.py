@@ -39,6 +39,7 @@ ENV_VARS = {
     "api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL",
     "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
     "azure_deployment": "LLMCHAT_AZURE_DEPLOYMENT",
+    "store": "JUPYTER_LLMCHAT_STORE", "cache": "LLMCHAT_CACHE",
 }
 REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
 CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "azure_endpoint", "api_version",
@@ -58,6 +59,8 @@ LINE_HELP = """\
 %chat system [TEXT] [-s SESSION]    show or set the system message ("" clears it)
 %chat save PATH [-s SESSION]        write the conversation as a JSON transcript
 %chat load PATH [-s SESSION]        restore a conversation from a JSON transcript
+%chat saved                         list the sessions kept in the store (see ChatMagics.store)
+%chat restore NAME [-s SESSION]     continue a session saved in the store, in this kernel
 %chat models                        list the models the endpoint serves
 %chat panel [SESSION]               open the chat panel on a session
 %chat --error [options]             ask why the last cell failed (its code and traceback are sent)"""
@@ -93,6 +96,10 @@ class ChatMagics(Magics):
         config=True)
     api_version = Unicode(None, allow_none=True, help="Azure OpenAI API version.").tag(config=True)
     azure_deployment = Unicode(None, allow_none=True, help="Azure OpenAI deployment name.").tag(config=True)
+    store = Unicode(None, allow_none=True,
+                    help="SQLite file that keeps conversations, usage and cached replies across kernels "
+                         "('default': the user data directory); unset: nothing is written.").tag(config=True)
+    cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -104,6 +111,8 @@ class ChatMagics(Magics):
         self._client: Any = None
         self._client_ident: tuple[Any, ...] | None = None
         self.demo_url: str | None = None  # the offline demo server's URL when it is in use
+        self._store: Any = None
+        self._store_path: str | None = None
         self._demo_noted = False
 
     def __repr__(self) -> str:  # the key is never part of it
@@ -188,7 +197,30 @@ class ChatMagics(Magics):
                       client=self.client(), **{k: want[k] for k in REQUEST_SETTINGS})
         self._applied[name] = want
         self.ledger.attach(bot, name)
+        self._record(name, bot)
         return bot
+
+    def opened_store(self) -> Any:
+        """The SQLite store named by the ``store`` setting, opened once; None when it is unset."""
+        path = self.setting("store")[0] or None
+        if path != self._store_path:
+            if self._store is not None:
+                self._store.close()
+            self._store, self._store_path = None, path
+            if path is not None:
+                from .store import Store
+
+                self._store = Store(_default_store_path() if path == "default" else path)
+        return self._store
+
+    def _record(self, name: str, bot: "Chatbot") -> None:
+        """Record the session in the store (when one is set), with the response cache if asked."""
+        try:
+            store = self.opened_store()
+        except ChatError as error:
+            raise one_line(error) from None
+        if store is not None and store.recorder(bot) is None:
+            store.attach(bot, name, cache=self.setting("cache")[0])
 
     def _desired(self, name: str) -> dict[str, Any]:
         """What session ``name`` should use: the effective settings, then its own pins."""
@@ -212,6 +244,7 @@ class ChatMagics(Magics):
             _apply(bot, key, value)
             applied[key] = value
         bot.client = self.client()
+        self._record(name, bot)
 
     def client(self) -> Any:
         """One ChatClient for every session (one connection pool), rebuilt when its settings change.
@@ -385,7 +418,8 @@ class ChatMagics(Magics):
     def chat_command(self, line: str) -> None:
         """Manage chat sessions and settings; ``%chat`` alone lists the commands.
 
-        reset, history, sessions, usage, config, model, system, save, load, models, panel.
+        reset, history, sessions, usage, config, model, system, save, load, saved, restore, models,
+        panel.
         """
         command, _, rest = line.strip().partition(" ")
         if not command:
@@ -400,7 +434,8 @@ class ChatMagics(Magics):
         handler: Callable[[str], None] | None = getattr(self, f"_cmd_{command}", None)
         if handler is None:
             raise UsageError(f"unknown %chat command {command!r}; commands: reset, history, sessions, usage, "
-                             "config, model, system, save, load, models, panel (ask with %%chat)")
+                             "config, model, system, save, load, saved, restore, models, panel (ask with "
+                             "%%chat)")
         try:
             handler(rest.strip())
         except ChatError as error:
@@ -443,7 +478,13 @@ class ChatMagics(Magics):
 
         if rest:
             raise UsageError("%chat usage takes no arguments")
-        rows = self.ledger.rows()
+        store = self.opened_store()
+        if store is not None:  # the persistent ledger: every kernel that recorded into this store
+            from .ledger import usage_rows
+
+            rows = usage_rows(store)
+        else:
+            rows = self.ledger.rows()
         _show({"text/plain": usage.to_text(rows), "text/markdown": usage.to_markdown(rows)})
 
     def _cmd_config(self, rest: str) -> None:
@@ -521,6 +562,36 @@ class ChatMagics(Magics):
         transcript.restore(data, bot, words[0])
         print(f"loaded {len(bot.conversation)} messages into session {name!r} (model {bot.model})")
 
+    def _cmd_restore(self, rest: str) -> None:
+        session, words = _session_option(_split(rest))
+        if len(words) != 1:
+            raise UsageError("%chat restore needs one saved session NAME (%chat saved lists them)")
+        store = self._need_store("restore")
+        name = session or words[0]
+        bot = self.session(name)
+        store.load(words[0], bot)
+        print(f"restored {len(bot.conversation)} messages of saved session {words[0]!r} into session "
+              f"{name!r} (model {bot.model}); recording continues")
+
+    def _cmd_saved(self, rest: str) -> None:
+        if rest:
+            raise UsageError("%chat saved takes no arguments")
+        store = self._need_store("saved")
+        rows = [("session", "model", "messages", "updated")]
+        import time as _time
+
+        for saved in store.sessions():
+            rows.append((saved.session, saved.model, str(saved.messages),
+                         _time.strftime("%Y-%m-%d %H:%M", _time.localtime(saved.updated))))
+        _show_table(rows)
+
+    def _need_store(self, command: str) -> Any:
+        store = self.opened_store()
+        if store is None:
+            raise UsageError(f"%chat {command} needs a store: %config ChatMagics.store = 'default' (or a "
+                             "file path), or set JUPYTER_LLMCHAT_STORE")
+        return store
+
     def _cmd_models(self, rest: str) -> None:
         if rest:
             raise UsageError("%chat models takes no arguments")
@@ -564,6 +635,12 @@ def _apply(bot: "Chatbot", key: str, value: Any) -> None:
             conversation.messages = deque(conversation.messages, maxlen=value)
     else:  # prompt_token_limit, context_window
         setattr(bot, key, value)
+
+
+def _default_store_path() -> str:
+    import platformdirs
+
+    return os.path.join(platformdirs.user_data_dir("jupyter_llmchat"), "store.sqlite3")
 
 
 def _split(rest: str, keep_quotes: bool = False) -> list[str]:

@@ -507,3 +507,45 @@ def test_kernel_interrupt_keeps_partial_answer(loopback, tmp_path: Path) -> None
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+# -- the SQLite store: a session and its usage outlive the kernel; the response cache replays ------------
+def test_store_restores_sessions_and_usage_across_kernels(loopback, tmp_path: Path) -> None:
+    for reply in ("one", "two", "three", "cached answer"):
+        loopback.queue(reply=reply)
+    db = tmp_path / "chat.sqlite3"
+    setup = f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"\n' \
+            f'%config ChatMagics.store = "{db}"\n%config ChatMagics.footer = False'
+    env = {"IPYTHONDIR": str(tmp_path / "ipython")}
+    c = Cells()
+    c.add("load", setup)
+    c.add("q1", "%%chat -s proj\nfirst")
+    c.add("q2", "%%chat -s proj\nsecond")
+    first = run_cells(c.sources, env=env, cwd=tmp_path)
+    assert answer(first, c["q2"]) == "two"
+
+    d = Cells()
+    d.add("load", setup + "\n%config ChatMagics.cache = True")
+    d.add("saved", "%chat saved")
+    d.add("restore", "%chat restore proj")
+    d.add("q3", "%%chat -s proj\nthird")
+    d.add("c1", "%%chat --no-history -t 0\nsame question")
+    d.add("c2", "%%chat --no-history -t 0\nsame question")
+    d.add("usage", "%chat usage")
+    d.add("no_store", "%config ChatMagics.store = None\n%chat saved", raises=True)
+    second = run_cells(d.sources, raises=d.raises, env=env, cwd=tmp_path)
+    saved = second.displays(d["saved"])[0].splitlines()
+    assert [cell.strip() for cell in saved[2].strip("|").split("|")][:3] == ["proj", "gpt-4o-mini", "4"]
+    assert second.stdout(d["restore"]) == ("restored 4 messages of saved session 'proj' into session 'proj' "
+                                           "(model gpt-4o-mini); recording continues\n")
+    bodies = chat_bodies(loopback)
+    assert [m["content"] for m in bodies[2]["messages"]] == ["first", "one", "second", "two", "third"]
+    assert len(bodies) == 4  # the repeated question was answered from the cache
+    assert answer(second, d["c2"]) == answer(second, d["c1"]) == "cached answer"
+    rows = {tuple(cell.strip() for cell in row.strip("|").split("|")[:3])
+            for row in second.displays(d["usage"])[0].splitlines()[2:]}
+    # both kernels' replies, from the store's ledger (the cache hit counts as a request that cost nothing)
+    assert rows == {("proj", "gpt-4o-mini", "3"), ("default", "gpt-4o-mini", "2"), ("**total**", "", "**5**")}
+    assert second.error_line(d["no_store"]) == (
+        "UsageError: %chat saved needs a store: %config ChatMagics.store = 'default' (or a file path), or set "
+        "JUPYTER_LLMCHAT_STORE")
