@@ -7,6 +7,7 @@ import datetime
 import io
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -363,3 +364,38 @@ def test_long_answers_resend_a_bounded_tail(loopback: LoopbackServer) -> None:
     # each repaint resends only the live tail, never the whole answer
     assert bubble.largest < len(markdown_to_html(text)) / 4
     assert panel.messages.children[-1].value == bubble_html("assistant", text, label="gpt-4o-mini")
+
+
+def test_panel_notebook_runs_in_a_real_kernel(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """notebooks/panel.ipynb in a real ipykernel: the panel displays as a widget (plus the
+    Shift+Enter hook), and a cell and the panel continue one conversation through it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("LLMCHAT_PANEL_BASE_URL", loopback.base_url)  # the kernel inherits it
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "panel.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from jupyter_llmchat.reply import NullSink\n"
+        "assert panel.models_ready.wait(60)\n"
+        "bot.ask('Asked in a cell', sink=NullSink())\n"
+        "panel.send('Asked in the panel')\n"
+        "panel.wait()\n"
+        "print([m.text for m in bot.history])\n"
+        "print(panel.messages.children[-1].value)"))
+    loopback.queue(reply="Cell answer.")
+    loopback.queue(reply="Panel **answer**.")
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    mimes = [set(output.get("data", {})) for output in code_cells[0].outputs]
+    assert "application/vnd.jupyter.widget-view+json" in mimes[0]
+    assert mimes[1] == {"application/javascript", "text/plain"}
+    assert code_cells[1].outputs[0]["data"]["text/plain"] == "[]"
+    assert code_cells[-1].outputs[0]["text"] == (
+        "['Asked in a cell', 'Cell answer.', 'Asked in the panel', 'Panel **answer**.']\n"
+        + bubble_html("assistant", "Panel **answer**.", label="gpt-4o-mini") + "\n")
+    chats = [request for request in loopback.requests if request.path.endswith("/chat/completions")]
+    assert [request.body["messages"][-1]["content"] for request in chats] == [
+        "Asked in a cell", "Asked in the panel"]
+    assert "/v1/models" in [request.path for request in loopback.requests]  # the dropdown asked
