@@ -10,8 +10,7 @@ settings and shows results: asking is ``Chatbot.ask``, streaming display is ``re
 from __future__ import annotations
 
 import os
-import shlex
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -48,22 +47,6 @@ SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt
 # Raised before anything is sent: the message says so, since "nothing lost" is the promise.
 PRE_SEND_ERRORS = (ExpansionError, ImageError, PromptTooLongError, ConfigurationError)
 ERROR_QUESTION = "Why did this fail, and how do I fix it?"
-LINE_HELP = """\
-%%chat [options]   ask the question in the cell body (%%chat? lists the options)
-%chat reset [SESSION | --all]       forget a conversation (the system message stays)
-%chat history [SESSION]             show the transcript
-%chat sessions                      list the conversations
-%chat usage                         tokens and cost per session and model
-%chat config                        effective settings and where each came from
-%chat model [NAME] [-s SESSION]     show or set the model (all sessions, or one)
-%chat system [TEXT] [-s SESSION]    show or set the system message ("" clears it)
-%chat save PATH [-s SESSION]        write the conversation as a JSON transcript
-%chat load PATH [-s SESSION]        restore a conversation from a JSON transcript
-%chat saved                         list the sessions kept in the store (see ChatMagics.store)
-%chat restore NAME [-s SESSION]     continue a session saved in the store, in this kernel
-%chat models                        list the models the endpoint serves
-%chat panel [SESSION]               open the chat panel on a session
-%chat --error [options]             ask why the last cell failed (its code and traceback are sent)"""
 
 
 @magics_class
@@ -185,7 +168,7 @@ class ChatMagics(Magics):
             bot = self.sessions.get(name, create=create)
         except ChatError as error:
             raise UsageError(str(error)) from None
-        self._sync(name, bot)
+        self.sync(name, bot)
         return bot
 
     def _new_bot(self, name: str) -> "Chatbot":
@@ -230,7 +213,7 @@ class ChatMagics(Magics):
         want["system"] = want["system"] or None
         return want
 
-    def _sync(self, name: str, bot: "Chatbot") -> None:
+    def sync(self, name: str, bot: "Chatbot") -> None:
         """Apply the settings that changed since they were last applied to this session.
 
         Only changes are applied, so a change made to the session directly (the panel's model
@@ -304,8 +287,8 @@ class ChatMagics(Magics):
         # IPython splits magic lines keeping quotes ("--system 'Be terse.'"): drop them as a shell would
         for name in ("model", "system", "session"):
             if getattr(args, name) is not None:
-                setattr(args, name, _unquote(getattr(args, name)))
-        args.image = [_unquote(source) for source in args.image]
+                setattr(args, name, unquote(getattr(args, name)))
+        args.image = [unquote(source) for source in args.image]
         if not args.session.strip():
             raise UsageError("--session needs a name, e.g. -s review")
         fmt = args.format or self.setting("format")[0]
@@ -419,111 +402,14 @@ class ChatMagics(Magics):
         """Manage chat sessions and settings; ``%chat`` alone lists the commands.
 
         reset, history, sessions, usage, config, model, system, save, load, saved, restore, models,
-        panel.
+        panel; ``%chat --error`` asks why the last cell failed.
         """
-        command, _, rest = line.strip().partition(" ")
-        if not command:
-            print(LINE_HELP)
-            return
-        if command.startswith("-"):  # %chat --error [options]: the cell magic without a body
-            if "--error" not in _split(line):
-                raise UsageError("to ask a question use the cell magic: %%chat [options] on the first line, "
-                                 "the question below (only %chat --error works on one line)")
-            self.chat(line, "")
-            return
-        handler: Callable[[str], None] | None = getattr(self, f"_cmd_{command}", None)
-        if handler is None:
-            raise UsageError(f"unknown %chat command {command!r}; commands: reset, history, sessions, usage, "
-                             "config, model, system, save, load, saved, restore, models, panel (ask with "
-                             "%%chat)")
-        try:
-            handler(rest.strip())
-        except ChatError as error:
-            raise one_line(error) from None
+        from .commands import run
 
-    def _cmd_reset(self, rest: str) -> None:
-        words = _split(rest)
-        if words == ["--all"]:
-            for _, bot in self.sessions.items():
-                bot.reset()
-            print(f"reset {len(self.sessions)} session(s)")
-            return
-        name = _one_name(words, "reset")
-        self.session(name, create=name == DEFAULT_SESSION).reset()
-        print(f"session {name!r} reset")
+        run(self, line)
 
-    def _cmd_history(self, rest: str) -> None:
-        from . import transcript
-
-        name = _one_name(_split(rest), "history")
-        bot = self.session(name, create=name == DEFAULT_SESSION)
-        text = transcript.to_markdown(bot)
-        _show({"text/plain": text, "text/markdown": transcript.to_markdown(bot, image_html=True)})
-
-    def _cmd_sessions(self, rest: str) -> None:
-        if rest:
-            raise UsageError("%chat sessions takes no arguments")
-        if DEFAULT_SESSION not in self.sessions:
-            self.session(DEFAULT_SESSION)
-        rows = [("session", "model", "messages", "history tokens", "system")]
-        for name, bot in self.sessions.items():
-            self._sync(name, bot)
-            tokens = sum(message.tokens for message in bot.conversation.messages)
-            system = (bot.system or "")[:40] + ("…" if bot.system and len(bot.system) > 40 else "")
-            rows.append((name, bot.model, str(len(bot.conversation)), str(tokens), system))
-        _show_table(rows)
-
-    def _cmd_usage(self, rest: str) -> None:
-        from . import usage
-
-        if rest:
-            raise UsageError("%chat usage takes no arguments")
-        store = self.opened_store()
-        if store is not None:  # the persistent ledger: every kernel that recorded into this store
-            from .ledger import usage_rows
-
-            rows = usage_rows(store)
-        else:
-            rows = self.ledger.rows()
-        _show({"text/plain": usage.to_text(rows), "text/markdown": usage.to_markdown(rows)})
-
-    def _cmd_config(self, rest: str) -> None:
-        if rest:
-            raise UsageError("%chat config takes no arguments; set values with %config ChatMagics.NAME = "
-                             "VALUE or the environment variables shown")
-        rows = [("setting", "value", "source", "environment variable")]
-        for name, env in ENV_VARS.items():
-            value, source = self.setting(name)
-            shown = ("set (hidden)" if value else "not set") if name == "api_key" else repr(value)
-            rows.append((name, shown, source, env))
-        client = self.client()
-        if self.demo_url:
-            rows.append(("endpoint", client.base_url, "offline demo server (no key, no base_url)", ""))
-        else:
-            rows.append(("endpoint", client.base_url, "base_url" if self.setting("base_url")[0] else
-                         "OpenAI default", ""))
-        _show_table(rows)
-
-    def _cmd_model(self, rest: str) -> None:
-        session, words = _session_option(_split(rest))
-        if not words:
-            bot = self.session(session or DEFAULT_SESSION, create=session in (None, DEFAULT_SESSION))
-            print(bot.model)
-            return
-        if len(words) > 1:
-            raise UsageError("%chat model takes one model name, e.g. %chat model gpt-4o")
-        self._set("model", words[0], session)
-
-    def _cmd_system(self, rest: str) -> None:
-        session, words = _session_option(_split(rest, keep_quotes=True), keep_rest=True)
-        text = _unquote(" ".join(words)) if words else None
-        if text is None:
-            bot = self.session(session or DEFAULT_SESSION, create=session in (None, DEFAULT_SESSION))
-            print(bot.system if bot.system is not None else "(no system message)")
-            return
-        self._set("system", text or None, session)
-
-    def _set(self, name: str, value: Any, session: str | None) -> None:
+    def set_setting(self, name: str, value: Any, session: str | None = None) -> None:
+        """``%chat model`` / ``%chat system``: for every session (over env and config), or one."""
         if session is None:
             self._runtime[name] = value
             for pins in self._pins.values():
@@ -534,76 +420,12 @@ class ChatMagics(Magics):
             self._pins.setdefault(session, {})[name] = value
             where = f"session {session!r}"
         for each, bot in self.sessions.items():
-            self._sync(each, bot)
+            self.sync(each, bot)
         print(f"{name} for {where}: {value!r}" if value is not None else f"{name} cleared for {where}")
 
-    def _cmd_save(self, rest: str) -> None:
-        from . import transcript
-
-        session, words = _session_option(_split(rest))
-        if len(words) != 1:
-            raise UsageError("%chat save needs one PATH, e.g. %chat save chat.json")
-        name = session or DEFAULT_SESSION
-        bot = self.session(name, create=name == DEFAULT_SESSION)
-        path = transcript.save(bot, words[0])
-        print(f"saved {len(bot.conversation)} messages of session {name!r} to {path}")
-
-    def _cmd_load(self, rest: str) -> None:
-        from . import transcript
-
-        session, words = _session_option(_split(rest))
-        if len(words) != 1:
-            raise UsageError("%chat load needs one PATH, e.g. %chat load chat.json")
-        data = transcript.read(words[0])
-        transcript.messages_from(data, words[0])  # a damaged file stops here, the session untouched
-        name = session or DEFAULT_SESSION
-        bot = self.session(name)
-        self._pins[name] = {"model": data["model"], "system": data.get("system")}
-        transcript.restore(data, bot, words[0])
-        print(f"loaded {len(bot.conversation)} messages into session {name!r} (model {bot.model})")
-
-    def _cmd_restore(self, rest: str) -> None:
-        session, words = _session_option(_split(rest))
-        if len(words) != 1:
-            raise UsageError("%chat restore needs one saved session NAME (%chat saved lists them)")
-        store = self._need_store("restore")
-        name = session or words[0]
-        bot = self.session(name)
-        store.load(words[0], bot)
-        print(f"restored {len(bot.conversation)} messages of saved session {words[0]!r} into session "
-              f"{name!r} (model {bot.model}); recording continues")
-
-    def _cmd_saved(self, rest: str) -> None:
-        if rest:
-            raise UsageError("%chat saved takes no arguments")
-        store = self._need_store("saved")
-        rows = [("session", "model", "messages", "updated")]
-        import time as _time
-
-        for saved in store.sessions():
-            rows.append((saved.session, saved.model, str(saved.messages),
-                         _time.strftime("%Y-%m-%d %H:%M", _time.localtime(saved.updated))))
-        _show_table(rows)
-
-    def _need_store(self, command: str) -> Any:
-        store = self.opened_store()
-        if store is None:
-            raise UsageError(f"%chat {command} needs a store: %config ChatMagics.store = 'default' (or a "
-                             "file path), or set JUPYTER_LLMCHAT_STORE")
-        return store
-
-    def _cmd_models(self, rest: str) -> None:
-        if rest:
-            raise UsageError("%chat models takes no arguments")
-        print("\n".join(self.client().list_models()))
-
-    def _cmd_panel(self, rest: str) -> None:
-        name = _one_name(_split(rest), "panel")
-        self.session(name)
-        from .panel import show_panel
-
-        show_panel(self.sessions, name)
-
+    def pin(self, session: str, **values: Any) -> None:
+        """Give ``session`` its own model / system, kept over the shared settings."""
+        self._pins.setdefault(session, {}).update(values)
 
 # -- helpers --------------------------------------------------------------------------------------
 def one_line(error: ChatError) -> ChatError:
@@ -637,61 +459,17 @@ def _apply(bot: "Chatbot", key: str, value: Any) -> None:
         setattr(bot, key, value)
 
 
-def _default_store_path() -> str:
-    import platformdirs
-
-    return os.path.join(platformdirs.user_data_dir("jupyter_llmchat"), "store.sqlite3")
-
-
-def _split(rest: str, keep_quotes: bool = False) -> list[str]:
-    if keep_quotes:
-        return rest.split(" ") if rest else []
-    try:
-        return shlex.split(rest)
-    except ValueError as error:
-        raise UsageError(f"cannot parse {rest!r}: {error}") from None
-
-
-def _one_name(words: list[str], command: str) -> str:
-    if len(words) > 1:
-        raise UsageError(f"%chat {command} takes at most one session name")
-    return words[0] if words else DEFAULT_SESSION
-
-
-def _session_option(words: list[str], keep_rest: bool = False) -> tuple[str | None, list[str]]:
-    """Pull ``-s NAME`` / ``--session NAME`` out of ``words``."""
-    for flag in ("-s", "--session"):
-        if flag in words:
-            index = words.index(flag)
-            if index + 1 >= len(words) or not words[index + 1]:
-                raise UsageError(f"{flag} needs a session name")
-            return words[index + 1], words[:index] + words[index + 2:]
-    return None, words
-
-
-def _unquote(text: str) -> str:
+def unquote(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
 
 
-def _show(bundle: dict[str, Any]) -> None:
-    from IPython.display import display
+def _default_store_path() -> str:
+    import platformdirs
 
-    display(bundle, raw=True)
-
-
-def _show_table(rows: list[tuple[str, ...]]) -> None:
-    """A table as Markdown for notebooks and aligned text for terminals."""
-    def cell(value: str) -> str:
-        return value.replace("|", "\\|").replace("\n", " ")
-
-    markdown = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    markdown += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[1:]]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    text = ["  ".join(v.replace("\n", " ").ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    _show({"text/plain": "\n".join(text), "text/markdown": "\n".join(markdown)})
+    return os.path.join(platformdirs.user_data_dir("jupyter_llmchat"), "store.sqlite3")
 
 
 def load_ipython_extension(ipython: Any) -> None:

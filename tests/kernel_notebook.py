@@ -60,8 +60,8 @@ class Run:
         return json.dumps([cell.get("outputs", []) for cell in self.nb.cells])
 
 
-def run_cells(cells: list[str], *, raises: set[int] = frozenset(), env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-              drop_env: tuple[str, ...] = (), timeout: int = 120) -> Run:
+def run_cells(cells: list[str], *, raises: set[int] = frozenset(), env: dict[str, str] | None = None,
+              cwd: str | os.PathLike[str] | None = None, drop_env: tuple[str, ...] = (), timeout: int = 120) -> Run:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     for index in raises:

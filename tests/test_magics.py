@@ -13,8 +13,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from kernel_notebook import ROOT, Run, run_cells
 
 KEY = "sk-test-secret-key-0123456789abcdef"
@@ -503,7 +501,8 @@ def test_kernel_interrupt_keeps_partial_answer(loopback, tmp_path: Path) -> None
             "bot = current().sessions.get()\n"
             "print([(m.role, m.status) for m in bot.conversation.messages], "
             "0 < len(_chat) < 3000, _chat == bot.conversation.messages[-1].text)")
-        assert outputs == [{"name": "stdout", "text": "[('user', 'complete'), ('assistant', 'interrupted')] True True\n"}], outputs
+        expected = "[('user', 'complete'), ('assistant', 'interrupted')] True True\n"
+        assert outputs == [{"name": "stdout", "text": expected}], outputs
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
