@@ -139,10 +139,11 @@ class ChatPanel:
         self.thumbnails = widgets.HBox()
         self.model = widgets.Dropdown(description="model", layout=layout(width="260px"))
         self.temperature = widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, description="temperature",
-                                               readout_format=".2f", style={"description_width": "initial"})
+                                               readout_format=".2f", style={"description_width": "initial"},
+                                               tooltip="sent only when moved from the session's value")
         self.max_tokens = widgets.BoundedIntText(value=0, min=0, max=1_000_000, description="max tokens",
                                                  style={"description_width": "initial"},
-                                                 layout=layout(width="180px"))
+                                                 layout=layout(width="180px"), tooltip="0: the session's default")
         self.system = widgets.Textarea(placeholder="System prompt (optional)", rows=2, continuous_update=False,
                                        layout=layout(width="100%"))
         self.status = widgets.HTML()
