@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from .sessions import Sessions
 
 DEFAULT_SESSION = "default"
-# Shift+Enter in the panel's input clicks its Send button. Registered on window in the capture
-# phase so it runs before JupyterLab's own Shift+Enter ("run cell"). Front ends that do not run
-# JavaScript outputs (VS Code) simply keep Shift+Enter as a newline; Send still works.
+# Shift+Enter in the panel's input clicks its Send button (ipywidgets has no key events). It is
+# registered on window in the capture phase so it sees the key before anything in the page.
+# Front ends that do not run JavaScript outputs (VS Code) keep Shift+Enter as a newline; Send
+# still works there.
 SHORTCUT_JS = """
 (function () {
   if (window.__llmchatShortcut) { return; }
@@ -38,12 +39,12 @@ SHORTCUT_JS = """
     if (event.key !== 'Enter' || !event.shiftKey) { return; }
     var target = event.target;
     if (!target || target.tagName !== 'TEXTAREA' || !target.closest('.llmchat-input')) { return; }
-    var panel = target.closest('.llmchat-panel');
-    var send = panel && panel.querySelector('button.llmchat-send');
-    if (!send || send.disabled) { return; }
+    // Ours from here on: no newline is typed, and nothing else sees the key.
     event.preventDefault();
     event.stopPropagation();
-    send.click();
+    var panel = target.closest('.llmchat-panel');
+    var send = panel && panel.querySelector('button.llmchat-send');
+    if (send && !send.disabled) { send.click(); }
   }, true);
 })();
 """

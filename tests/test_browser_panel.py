@@ -182,6 +182,18 @@ def test_shift_enter_sends_and_stop_keeps_the_partial_answer(panel_page: Noteboo
     assert status == "ok"
     expect(answer).to_have_class(re.compile(r"\bllmchat-streaming\b"))  # still streaming meanwhile
 
+    # Shift+Enter while an answer streams sends nothing, types no newline and runs no cell.
+    counts = "() => window.jupyterapp.shell.currentWidget.content.widgets.map(c => c.model.executionCount)"
+    executed = page.evaluate(counts)
+    users = page.locator(".llmchat-panel .llmchat-user")
+    asked = users.count()
+    textarea = page.locator(".llmchat-input textarea")
+    textarea.fill("not now")
+    textarea.press("Shift+Enter")
+    assert textarea.input_value() == "not now"  # without the hook it would be "not now\n"
+    assert (users.count(), page.evaluate(counts)) == (asked, executed)
+    textarea.fill("")
+
     page.locator("button.llmchat-stop").click()
     stopped = page.locator(".llmchat-panel .llmchat-assistant").last
     expect(stopped).to_have_class(re.compile(r"\bllmchat-interrupted\b"))
