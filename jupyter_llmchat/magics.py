@@ -83,6 +83,8 @@ class ChatMagics(Magics):
                     help="SQLite file that keeps conversations, usage and cached replies across kernels "
                          "('default': the user data directory); unset: nothing is written.").tag(config=True)
     cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
+    preload = Bool(True, help="After %load_ext, import the SDK and load the token vocabulary in a "
+                              "background thread, so the first %%chat does not wait for them.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -478,6 +480,28 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+    if magics.preload:
+        import threading
+
+        threading.Thread(target=_preload, args=(magics.model,), name="llmchat-preload", daemon=True).start()
+
+
+def _preload(model: str) -> None:
+    """Import what the first %%chat needs and load its model's token vocabulary (seconds, once).
+
+    Runs in the background so ``%load_ext`` itself stays light; a %%chat that comes first simply
+    finishes the same imports itself. Failures are left for that %%chat to report.
+    """
+    try:
+        import openai  # noqa: F401 - the import is the work
+
+        from . import chatbot, render  # noqa: F401
+        from .models import model_info
+        from .tokens import get_encoding
+
+        get_encoding(model_info(model).encoding)
+    except Exception:  # noqa: BLE001, S110 - a warm-up only; the real call reports any problem
+        pass
 
 
 def unload_ipython_extension(ipython: Any) -> None:
