@@ -298,8 +298,8 @@ class ChatMagics(Magics):
             raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")
         overrides = self._cell_overrides(args)
         question = self._question(cell, raw=args.raw, error=args.error)
-        bot = self.session(args.session)
-        images = self._images(args.image, bot, overrides.get("model"))
+        images = self._images(args.image, args.session, overrides.get("model"))
+        bot = self.session(args.session)  # made only now: bad input leaves no empty session behind
         if args.new:
             bot.reset()
         self._note_demo()
@@ -352,15 +352,21 @@ class ChatMagics(Magics):
             raise UsageError("the cell is empty: write the question under %%chat (nothing was sent)")
         return question
 
-    def _images(self, sources: list[str], bot: "Chatbot", model: str | None) -> list[Any]:
-        """ImageRefs for the -i sources, made now so a bad image stops the cell before any change."""
+    def _images(self, sources: list[str], session: str, model: str | None) -> list[Any]:
+        """ImageRefs for the -i sources, made first so a bad image stops the cell before any change."""
         if not sources:
             return []
         from .chatbot import load_images
         from .models import model_info
 
         objects = [self._resolve_image(source) for source in sources]
-        info = model_info(model or bot.model, context_window=bot.context_window)
+        if session in self.sessions:
+            bot = self.sessions.get(session)
+            model, window = model or bot.model, bot.context_window
+        else:
+            want = self._desired(session)
+            model, window = model or want["model"], want["context_window"]
+        info = model_info(model, context_window=window)
         try:
             return load_images(objects, model=info)
         except ChatError as error:

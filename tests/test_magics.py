@@ -143,6 +143,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     c.add("bad_option", "%%chat --frobnicate\nx", raises=True)
     c.add("bad_image", "%%chat -i missing.png\nlook", raises=True)
     c.add("bad_image_new", "%%chat --new -i missing.png\nlook", raises=True)
+    c.add("bad_image_session", "%%chat -s brand_new -i missing.png\nlook", raises=True)
     c.add("bad_combo", "%%chat --json -f code\nx", raises=True)
     c.add("bad_session", "%chat reset nosuch", raises=True)
     c.add("bad_command", "%chat frobnicate", raises=True)
@@ -242,6 +243,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     assert "missing.png" in run.error_line(c["bad_image"])
     assert run.error_line(c["bad_image"]).endswith("(nothing was sent)")
     assert run.error_line(c["bad_image_new"]) == run.error_line(c["bad_image"])
+    assert run.error_line(c["bad_image_session"]) == run.error_line(c["bad_image"])  # and no session made
     assert run.error_line(c["bad_combo"]) == "UsageError: --json shows the answer as JSON; drop -f code or --json"
     assert run.error_line(c["bad_session"]) == (
         "UsageError: unknown session 'nosuch' (sessions: default, other, pics); start it by asking with "
