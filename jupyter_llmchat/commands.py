@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from IPython.core.error import UsageError
 
@@ -264,7 +264,7 @@ def _show(bundle: dict[str, Any]) -> None:
     display(bundle, raw=True)
 
 
-def _show_table(rows: list[tuple[str, ...]]) -> None:
+def _show_table(rows: Sequence[Sequence[str]]) -> None:
     """A table as Markdown for notebooks and aligned text for terminals."""
     def cell(value: str) -> str:
         return value.replace("|", "\\|").replace("\n", " ")

@@ -53,6 +53,8 @@ ERROR_QUESTION = "Why did this fail, and how do I fix it?"
 class ChatMagics(Magics):
     """Talk to an LLM from a notebook: ``%%chat`` asks, ``%chat`` manages sessions and settings."""
 
+    shell: Any  # the InteractiveShell, set by Magics.__init__
+
     model = Unicode("gpt-4o-mini", help="Model name sent to the endpoint.").tag(config=True)
     system = Unicode(None, allow_none=True, help="System message for new conversations.").tag(config=True)
     temperature = Float(None, allow_none=True, min=0.0, max=2.0, help="Sampling temperature (0-2).").tag(
@@ -123,7 +125,7 @@ class ChatMagics(Magics):
         """``value`` if setting ``name`` accepts it, else a one-line UsageError naming ``label``."""
         trait = self.traits()[name]
         try:
-            return trait.validate(self, value) if value is not None or not trait.allow_none else None
+            return trait._validate(self, value) if value is not None or not trait.allow_none else None
         except TraitError:
             low, high = getattr(trait, "min", None), getattr(trait, "max", None)
             if low is not None and high is not None:

@@ -137,7 +137,7 @@ def to_markdown(bot: "Chatbot", *, image_html: bool = False, thumbnail: int = 96
     if bot.system:
         parts.append(f"### system\n\n{bot.system}")
     for message in bot.conversation.messages:
-        heading = message.role
+        heading: str = message.role
         if message.role == "assistant" and message.model:
             heading += f" · {message.model}"
         if message.status != "complete":

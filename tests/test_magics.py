@@ -126,7 +126,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
         red = Image.new("RGB", (64, 32), "red")
         """)
     c.add("images", """
-        %%chat -i red -i blue.png -s pics
+        %%chat -i red -i blue.png -i https://example.com/cat.png -s pics
         What colours?
         """)
     c.add("value", "21 * 2")
@@ -219,8 +219,9 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     # images: a variable and a path, as data URLs after the question text
     parts = last_user(bodies[10])
     assert parts[0] == {"type": "text", "text": "What colours?"}
-    assert [p["type"] for p in parts[1:]] == ["image_url", "image_url"]
-    assert all(p["image_url"]["url"].startswith("data:image/") for p in parts[1:])
+    assert [p["type"] for p in parts[1:]] == ["image_url"] * 3
+    assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts[1:3])
+    assert parts[3]["image_url"]["url"] == "https://example.com/cat.png"  # a URL is passed on, not fetched
     # In[n] / Out[n]
     assert last_user(bodies[11]) == "Cell '21 * 2' gave 42"
 
@@ -264,7 +265,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     # %chat history: the transcript as Markdown, image thumbnails in it
     history = run.displays(c["history"])[0]
     assert history.startswith("**model:** `gpt-4o-mini` · **messages:** 2\n\n### user\n\nWhat colours?")
-    assert history.count("<img ") == 2 and "### assistant · gpt-4o-mini\n\nSaw the images." in history
+    assert history.count("<img ") == 3 and "### assistant · gpt-4o-mini\n\nSaw the images." in history
     plain_history = run.displays(c["history"], "text/plain")[0]
     assert "[image: blue.png 40x20]" in plain_history
     # %chat sessions / usage tables
@@ -282,7 +283,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     saved = json.loads((tmp_path / "saved.json").read_text(encoding="utf-8"))
     assert saved["format"] == "jupyter_llmchat.transcript" and saved["model"] == "gpt-4o-mini"
     assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
-    assert len(saved["messages"][0]["images"]) == 2
+    assert len(saved["messages"][0]["images"]) == 3
     assert saved["messages"][0]["images"][0]["url"].startswith("data:image/")
     # %%chat? shows the argument help; bare %chat lists the commands
     page = "".join(p["data"]["text/plain"] for p in run.payloads[c["help"]] if p["source"] == "page")
