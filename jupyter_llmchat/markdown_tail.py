@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Boundaries", "close_open", "close_open_counted", "find_boundaries"]
+__all__ = ["Boundaries", "close_open", "close_open_counted", "find_boundaries", "sentence_cut"]
 
 _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 _BULLET = re.compile(r"^([-+*])[ \t]")
@@ -24,6 +24,8 @@ _HALF_DELIMITER = re.compile(r"^ {0,3}[|:\- \t]*$")
 _DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 _BACKTICKS = re.compile(r"`+")
 _TICKS_OR_STARS = re.compile(r"`+|\*\*")
+# a sentence end followed by the start of the next sentence
+_SENTENCE_END = re.compile(r"[.!?;:][\"')\]]?[ \t]+(?=[A-Z0-9(\"'*`\[_])")
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,39 @@ def find_boundaries(text: str) -> Boundaries:
     if soft <= hard:
         soft, soft_prefix = 0, ""
     return Boundaries(hard, soft, soft_prefix)
+
+
+def _open_fence(text: str) -> _Fence | None:
+    """The fenced block still open at the end of ``text``, if any."""
+    fence: _Fence | None = None
+    for _, line, complete in _lines(text):
+        if fence is not None:
+            if complete and fence.closes(line):
+                fence = None
+            continue
+        opened = _FENCE_OPEN.match(line)
+        if opened and complete and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
+            fence = _Fence(opened.group(1), opened.group(2), line)
+    return fence
+
+
+def sentence_cut(text: str) -> int:
+    """A last-resort cut in a long paragraph line with no block boundary: after its last sentence
+    end where no code span or ``**`` is open (0: none).
+
+    Both halves then render as paragraphs, so the paragraph shows split in two while it streams
+    (the final display is whole). Only for plain paragraph lines outside fenced code.
+    """
+    start = text.rfind("\n") + 1
+    line = text[start:]
+    if (not line or line[0].isspace() or line[0] in "|>" or _list_kind(line) or _ATX.match(line)
+            or _open_fence(text[:start]) is not None):
+        return 0
+    for m in reversed(list(_SENTENCE_END.finditer(line))):
+        head = line[: m.end()]
+        if _open_code_span(head)[0] < 0 and _open_strong(head) < 0:
+            return start + m.end()
+    return 0
 
 
 def _open_code_span(block: str) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TextIO
 
-from .markdown_tail import close_open_counted, find_boundaries
+from .markdown_tail import close_open_counted, find_boundaries, sentence_cut
 from .reply import PrintSink, Reply, ReplySink
 from .throttle import DEFAULT_INTERVAL, Repainter
 
@@ -30,6 +30,7 @@ __all__ = [
     "IPythonPublisher",
     "MarkdownDisplaySink",
     "footer_markdown",
+    "footer_parts",
     "in_notebook_kernel",
     "make_sink",
 ]
@@ -130,10 +131,12 @@ def footer_markdown(reply: Reply, *, facts: bool = True) -> tuple[str, str] | No
     The notice (interrupted, truncated, filtered, failed with partial text) is shown even when
     ``facts`` is False, because it marks the answer above as partial.
     """
+    if reply.status == "failed" and not reply.text:
+        return None  # no answer to mark or describe; the error itself reaches the caller
     md: list[str] = []
     plain: list[str] = []
     notice = reply.notice
-    if notice and not (reply.status == "failed" and not reply.text):
+    if notice:
         md.append(f"**⚠ {_escape(notice)}**")
         plain.append(f"[{notice}]")
     if facts:
@@ -286,8 +289,9 @@ class MarkdownDisplaySink:
 
         Rent-or-buy: freezing costs about two display messages, so the live piece is split only
         once resending it has cost ``freeze_cost`` bytes. At full speed that is every repaint;
-        at 50 tokens/s every few seconds. Cuts inside a long fence or list (soft) also need the
-        piece to be ``soft_min`` long and twice the rent, because they split a block visually.
+        at 50 tokens/s every few seconds. Cuts inside a long fence or list (soft), or at a
+        sentence of one long paragraph, also need the piece to be ``soft_min`` long and twice
+        the rent, because they split a block visually until the answer ends.
         """
         if self._resent < self.freeze_cost:
             return None
@@ -296,9 +300,12 @@ class MarkdownDisplaySink:
         found = find_boundaries(body)
         if found.hard > skip:
             return live.start + found.hard - skip, ""
-        if found.soft > skip and len(body) >= self.soft_min and self._resent >= 2 * self.freeze_cost:
+        if len(body) < self.soft_min or self._resent < 2 * self.freeze_cost:
+            return None
+        if found.soft > skip:
             return live.start + found.soft - skip, found.soft_prefix
-        return None
+        cut = 0 if skip else sentence_cut(body)  # one long paragraph: split it at a sentence
+        return (live.start + cut, "") if cut else None
 
     def _freeze(self, cut: int, prefix: str) -> None:
         """Move ``text[live.start:cut]`` into a frozen output; the live tail continues after it."""

@@ -7,7 +7,13 @@ import re
 import markdown
 import pytest
 
-from jupyter_llmchat.markdown_tail import Boundaries, close_open, close_open_counted, find_boundaries
+from jupyter_llmchat.markdown_tail import (
+    Boundaries,
+    close_open,
+    close_open_counted,
+    find_boundaries,
+    sentence_cut,
+)
 from jupyter_llmchat.server.markdown import generate_markdown
 
 
@@ -122,3 +128,29 @@ def test_soft_cut_reopens_the_fence() -> None:
     assert found.hard == 0 and found.soft_prefix == "```python\n"
     frozen, rest = close_open(text[: found.soft]), close_open(found.soft_prefix + text[found.soft :])
     assert frozen.endswith("line_38 = 38\n```") and rest == "```python\nline_39 = 39\n```"
+
+
+@pytest.mark.parametrize(
+    ("text", "head"),
+    [
+        ("Intro.\n\nFirst one here. Second **bold. still** here. Third", "Intro.\n\nFirst one here. Second **bold. still** here. "),
+        ("a `x. Y` b. Next", "a `x. Y` b. "),  # not inside the code span
+        ("One **two. Three", ""),  # the only sentence end is inside an open **
+        ("```\nA. B. C", ""),  # code is never split this way
+        ("- Item one. Item two", ""),  # nor list items, tables, quotes, headings
+        ("| a. B |", ""),
+        ("no sentence end here", ""),
+    ],
+)
+def test_sentence_cut_exact(text: str, head: str) -> None:
+    cut = sentence_cut(text)
+    assert text[:cut] == head
+
+
+def test_sentence_cut_halves_render_as_the_same_words() -> None:
+    line = " ".join(f"Sentence number {i} has `code {i}.` and **bold {i}.** words." for i in range(60))
+    cut = sentence_cut(line)
+    assert 0 < cut < len(line)
+    whole = re.sub(r"</?p>", "", _html(line))
+    halves = re.sub(r"</?p>", "", _html(line[:cut])) + " " + re.sub(r"</?p>", "", _html(line[cut:]))
+    assert halves.split() == whole.split()
