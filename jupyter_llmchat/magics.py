@@ -287,7 +287,10 @@ class ChatMagics(Magics):
         (``{In[3]}``, ``{Out[4]}``, ``{df.shape}``, ``{x!r}``, ``{x:.2f}``); ``{{`` and ``}}`` are
         literal braces. A placeholder that cannot be evaluated stops the cell before anything is sent.
         """
-        args = parse_argstring(self.chat, line)
+        try:
+            args = parse_argstring(self.chat, line)
+        except UsageError as error:  # argparse says what is wrong; say where the options are listed
+            raise UsageError(f"{error}; %%chat? lists the options (nothing was sent)") from None
         # IPython splits magic lines keeping quotes ("--system 'Be terse.'"): drop them as a shell would
         for name in ("model", "system", "session"):
             if getattr(args, name) is not None:

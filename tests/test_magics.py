@@ -238,8 +238,10 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
         "(nothing was sent)")
     assert run.error_line(c["bad_temp"]) == "UsageError: --temperature must be between 0 and 2, got 3.0"
     assert run.error_line(c["bad_float"]) == (
-        "UsageError: argument -t/--temperature: invalid float value: 'warm'")
-    assert run.error_line(c["bad_option"]) == "UsageError: unrecognized arguments: --frobnicate"
+        "UsageError: argument -t/--temperature: invalid float value: 'warm'; %%chat? lists the options "
+        "(nothing was sent)")
+    assert run.error_line(c["bad_option"]) == (
+        "UsageError: unrecognized arguments: --frobnicate; %%chat? lists the options (nothing was sent)")
     assert run.error_line(c["bad_image"]).startswith("ImageError: ")
     assert "missing.png" in run.error_line(c["bad_image"])
     assert run.error_line(c["bad_image"]).endswith("(nothing was sent)")
