@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO, runtime_checkable
 
@@ -68,10 +69,16 @@ class ReplySink(Protocol):
 
 
 class PrintSink:
-    """Plain streamed text for scripts and terminals: no escape codes, flushed as it arrives."""
+    """Plain streamed text for scripts and terminals: no escape codes.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    Flushed at most every ``flush_interval`` seconds (and at the end): in a kernel each flush is
+    an IOPub message, and one per token would flood the channel on a fast stream.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, flush_interval: float = 0.05) -> None:
         self._stream = stream
+        self.flush_interval = flush_interval
+        self._flushed = 0.0
 
     @property
     def stream(self) -> TextIO:
@@ -82,7 +89,10 @@ class PrintSink:
 
     def write(self, text: str) -> None:
         self.stream.write(text)
-        self.stream.flush()
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_interval:
+            self.stream.flush()
+            self._flushed = now
 
     def finish(self, reply: Reply) -> None:
         out = self.stream

@@ -28,3 +28,19 @@ def test_print_sink_writes_plain_text_and_marks_partial_answers():
 
 def test_usage_total():
     assert Usage(10, 5, 3).total_tokens == 15
+
+
+def test_print_sink_flushes_on_an_interval_not_per_token():
+    class CountingStream(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    out = CountingStream()
+    sink = PrintSink(out, flush_interval=3600)
+    for _ in range(1000):
+        sink.write("tok ")
+    sink.finish(Reply("tok " * 1000, "m"))
+    assert out.flushes == 2  # the first write, then the end
+    assert out.getvalue() == "tok " * 1000 + "\n"
