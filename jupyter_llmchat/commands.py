@@ -189,6 +189,10 @@ def cmd_restore(m: "ChatMagics", rest: str) -> None:
     if len(words) != 1:
         raise UsageError("%chat restore needs one saved session NAME (%chat saved lists them)")
     store = _need_store(m, "restore")
+    saved = [entry.session for entry in store.sessions()]
+    if words[0] not in saved:
+        raise UsageError(f"no saved session {words[0]!r} in the store (saved sessions: "
+                         f"{', '.join(saved) or 'none yet'}); %chat saved lists them")
     name = session or words[0]
     bot = m.session(name)
     store.load(words[0], bot)

@@ -10,6 +10,7 @@ settings and shows results: asking is ``Chatbot.ask``, streaming display is ``re
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -81,9 +82,10 @@ class ChatMagics(Magics):
         config=True)
     api_version = Unicode(None, allow_none=True, help="Azure OpenAI API version.").tag(config=True)
     azure_deployment = Unicode(None, allow_none=True, help="Azure OpenAI deployment name.").tag(config=True)
-    store = Unicode(None, allow_none=True,
-                    help="SQLite file that keeps conversations, usage and cached replies across kernels "
-                         "('default': the user data directory); unset: nothing is written.").tag(config=True)
+    store = Unicode("default", allow_none=True,
+                    help="SQLite file that keeps conversations, usage and cached replies across kernels: "
+                         "'default' (a file in the user data directory), a path, or ':memory:' to keep "
+                         "nothing on disk.").tag(config=True)
     cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
     preload = Bool(True, help="After %load_ext, import the SDK and load the token vocabulary in a "
                               "background thread, so the first %%chat does not wait for them.").tag(config=True)
@@ -197,7 +199,10 @@ class ChatMagics(Magics):
             if path is not None:
                 from .store import Store
 
-                self._store = Store(_default_store_path() if path == "default" else path)
+                try:
+                    self._store = Store(_default_store_path() if path == "default" else path)
+                except ChatError as error:  # chatting goes on without a store; say so once
+                    print(f"conversations are not being saved: {error}", file=sys.stderr)
         return self._store
 
     def _record(self, name: str, bot: "Chatbot") -> None:
@@ -307,6 +312,8 @@ class ChatMagics(Magics):
         bot = self.session(args.session)  # made only now: bad input leaves no empty session behind
         if args.new:
             bot.reset()
+        if args.json:
+            overrides = _ask_for_json(question, overrides, bot.system)
         self._note_demo()
         sink = self._sink("json" if args.json else fmt)
         try:
@@ -477,6 +484,17 @@ def unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
+
+
+JSON_INSTRUCTION = "Respond with one valid JSON object."
+
+
+def _ask_for_json(question: str, overrides: dict[str, Any], system: str | None) -> dict[str, Any]:
+    """OpenAI's JSON mode rejects prompts that never mention JSON: say it in the system message."""
+    system = overrides.get("system", system) or ""
+    if "json" in (question + system).lower():
+        return overrides
+    return {**overrides, "system": f"{system}\n\n{JSON_INSTRUCTION}".strip()}
 
 
 def _default_store_path() -> str:

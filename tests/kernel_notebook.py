@@ -8,6 +8,7 @@ cell fails the run. ``payloads[i]`` holds cell i's execute_reply payloads
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def run_cells(cells: list[str], *, raises: set[int] = frozenset(), env: dict[str
         nb.cells[index].metadata["tags"] = ["raises-exception"]
     kernel_env = {k: v for k, v in os.environ.items() if k not in drop_env}
     kernel_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), kernel_env.get("PYTHONPATH")]))
+    # Each kernel gets its own user data directory, so the default store starts empty and
+    # tests never touch the real one.
+    kernel_env["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="llmchat-data-")
     kernel_env.update(env or {})
     run = Run(nb)
 

@@ -22,6 +22,7 @@ def shell(loopback, monkeypatch: pytest.MonkeyPatch):
     load_ipython_extension(shell)
     shell.run_line_magic("config", f"ChatMagics.base_url = '{loopback.base_url}'")
     shell.run_line_magic("config", "ChatMagics.footer = False")
+    shell.run_line_magic("config", "ChatMagics.store = ':memory:'")  # each test starts with an empty store
     yield shell
     unload_ipython_extension(shell)
 
@@ -86,8 +87,7 @@ def test_reset_all_and_models(shell, loopback, capsys) -> None:
     ("config x", "%chat config takes no arguments; set values with %config ChatMagics.NAME = VALUE or the "
                  "environment variables shown"),
     ("save 'unclosed", "cannot parse \"'unclosed\": No closing quotation"),
-    ("restore proj", "%chat restore needs a store: %config ChatMagics.store = 'default' (or a file path), or set "
-                     "JUPYTER_LLMCHAT_STORE"),
+    ("restore proj", "no saved session 'proj' in the store (saved sessions: none yet); %chat saved lists them"),
     ("-m gpt-4o", "to ask a question use the cell magic: %%chat [options] on the first line, the question below "
                   "(only %chat --error works on one line)"),
 ])
@@ -105,3 +105,14 @@ def test_config_never_shows_the_key(shell, capsys, monkeypatch: pytest.MonkeyPat
     assert "sk-never-shown" not in out and "set (hidden)" in out
     assert "sk-never-shown" not in repr(current()) + repr(current().client())
     assert isinstance(current(), ChatMagics)
+
+
+def test_json_mode_mentions_json_when_the_prompt_does_not(shell, loopback, capsys) -> None:
+    # OpenAI rejects JSON mode unless a message mentions JSON; the magic adds it to the system message.
+    loopback.queue(reply='{"primes": [2, 3]}', times=2)
+    shell.run_cell_magic("chat", "--json --no-history", "List two primes")
+    shell.run_cell_magic("chat", "--json --no-history", "List two primes as JSON")
+    first, second = [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
+    assert first["messages"] == [{"role": "system", "content": "Respond with one valid JSON object."},
+                                 {"role": "user", "content": "List two primes"}]
+    assert second["messages"] == [{"role": "user", "content": "List two primes as JSON"}]
