@@ -69,6 +69,9 @@ def _section(rng: random.Random, index: int) -> list[str]:
     blocks = [f"## {index + 1}. {topic.capitalize()}", _paragraph(rng, topic)]
     kinds = ["bullets", "numbers", "table", "code"]
     rng.shuffle(kinds)
+    if index == 0:  # short demo replies still show a code block (the tour's `-f code` step uses it)
+        kinds.remove("code")
+        kinds.insert(0, "code")
     for kind in kinds:
         if kind == "bullets":
             blocks.append("\n".join(f"- {_sentence(rng)}" for _ in range(rng.randint(3, 5))))
