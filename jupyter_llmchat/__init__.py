@@ -13,21 +13,24 @@ from .reply import NullSink, PrintSink, Reply, ReplySink, Usage
 
 if TYPE_CHECKING:
     from .chatbot import Chatbot
+    from .images import ImageSource
+    from .panel import ChatPanel
+    from .store import Store
 
 __version__ = "0.1.0"
-__all__ = ["Chatbot", "ChatError", "NullSink", "PrintSink", "Reply", "ReplySink", "Usage",
+__all__ = ["ChatPanel", "Chatbot", "ChatError", "ImageSource", "Store", "NullSink", "PrintSink", "Reply", "ReplySink", "Usage",
            "load_ipython_extension", "unload_ipython_extension"]
 
 
+_LAZY = {"Chatbot": "chatbot", "ChatPanel": "panel", "ImageSource": "images", "Store": "store"}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "Chatbot":
-        from .chatbot import Chatbot
+    """Heavy parts load on first use: ``import jupyter_llmchat`` stays cheap for %load_ext."""
+    if name in _LAZY:
+        from importlib import import_module
 
-        return Chatbot
-    if name == "ChatPanel":
-        from .panel import ChatPanel
-
-        return ChatPanel
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'jupyter_llmchat' has no attribute {name!r}")
 
 

@@ -293,6 +293,14 @@ class Chatbot:
         conversation.append(answer)
 
 
+def warm_up(model: str) -> None:
+    """Do the slow first-use work now (import the SDK, load ``model``'s token vocabulary), so a
+    first question asked later does not wait for it."""
+    import openai  # noqa: F401 - the import is the work
+
+    TokenCounter(model_info(model))
+
+
 def load_images(sources: Any, *, model: ModelInfo) -> list[ImageRef]:
     """ImageRefs for ``sources`` (paths, URLs, bytes, PIL images, figures); see images.py."""
     # One source alone or a list; ImageRefs too (a saved ref is checked like any source).

@@ -522,13 +522,10 @@ def _preload(model: str) -> None:
     finishes the same imports itself. Failures are left for that %%chat to report.
     """
     try:
-        import openai  # noqa: F401 - the import is the work
+        from . import render  # noqa: F401 - the import is the work
+        from .chatbot import warm_up
 
-        from . import chatbot, render  # noqa: F401
-        from .models import model_info
-        from .tokens import get_encoding
-
-        get_encoding(model_info(model).encoding)
+        warm_up(model)
     except Exception:  # noqa: BLE001, S110 - a warm-up only; the real call reports any problem
         pass
 
