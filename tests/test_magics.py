@@ -458,6 +458,9 @@ def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
             assert '"source": "jupyter_llmchat offline demo server, not a model"' in run.displays(i)[0]
         elif "-f text" in code[i].source:
             assert run.stdout(i).startswith(opening)
+        elif "-f code" in code[i].source:  # the demo reply's code block, shown as code and put in a new cell
+            assert run.displays(i)[0].startswith("```python\n"), code[i].source
+            assert [p["text"] for p in run.payloads[i] if p.get("source") == "set_next_input"]
         else:
             assert run.displays(i)[0].startswith(opening), code[i].source
     assert sum(run.stdout(i).count("Offline demo: no API key") for i in range(len(code))) == 1
