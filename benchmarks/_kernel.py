@@ -40,3 +40,10 @@ def run_in_kernel(code: str, *, timeout: float = 900.0, env: dict[str, str] | No
         client.stop_channels()
         manager.shutdown_kernel(now=True)
     return results
+
+
+def run_script_in_kernel(script: str, *args: Any) -> dict[str, Any]:
+    """Run ``kernel_main(*args)`` of the benchmark ``script`` in a fresh kernel; merge its RESULTs."""
+    code = (f"import runpy; runpy.run_path({str(Path(script).resolve())!r}, run_name='__kernel__')"
+            f"['kernel_main'](*{args!r})")
+    return {key: value for result in run_in_kernel(code) for key, value in result.items()}

@@ -123,11 +123,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    from _kernel import run_in_kernel
+    from _kernel import run_script_in_kernel
 
-    code = (f"import runpy; runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__kernel__')"
-            f"['kernel_main']({args.quick})")
-    results = {k: v for r in run_in_kernel(code) for k, v in r.items()}
+    results = run_script_in_kernel(__file__, args.quick)
     t, s = results["trimming"], results["streaming"]
     print("| measure | ours | reference | ratio |")
     print("|---|---|---|---|")

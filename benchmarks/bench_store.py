@@ -116,11 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    from _kernel import run_in_kernel
+    from _kernel import run_script_in_kernel
 
-    code = (f"import runpy; runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__kernel__')"
-            f"['kernel_main']({args.quick})")
-    results = {k: v for r in run_in_kernel(code) for k, v in r.items()}
+    results = run_script_in_kernel(__file__, args.quick)
     r, w, a = results["replay"], results["writes"], results["ask"]
     print("| measure | store | without | ratio |")
     print("|---|---|---|---|")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ChatError
 from .messages import Message
+from .transcript import is_json
 
 if TYPE_CHECKING:
     from .cache import ResponseCache
@@ -459,7 +460,7 @@ class Recorder:
             return {}
         settings = {"max_history": bot.conversation.max_history, "context_window": bot.context_window,
                     "prompt_token_limit": bot.prompt_token_limit}
-        params = {key: value for key, value in bot.params.items() if _is_json(value)}
+        params = {key: value for key, value in bot.params.items() if is_json(value)}
         return {"model": bot.model, "system": bot.system, "params": params, "settings": settings}
 
     def _ensure_conversation(self) -> int:
@@ -566,15 +567,6 @@ def _conversation(row: dict[str, Any]) -> SavedConversation:
 def _check_name(session: Any) -> None:
     if not isinstance(session, str) or not session.strip():
         raise StoreError(f"a session name must be non-empty text, got {session!r}")
-
-
-def _is_json(value: Any) -> bool:
-    """Only JSON values are saved: a restored parameter must be the value that was set."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _remove(items: list[Any], item: Any) -> None:

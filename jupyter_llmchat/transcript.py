@@ -41,7 +41,7 @@ def dump(bot: "Chatbot") -> dict[str, Any]:
         "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": bot.model,
         "system": bot.system,
-        "params": {k: v for k, v in bot.params.items() if _is_json(v)},
+        "params": {k: v for k, v in bot.params.items() if is_json(v)},
         "messages": [message.to_dict() for message in bot.conversation.messages],
     }
 
@@ -168,7 +168,8 @@ def _request_params() -> tuple[str, ...]:
     return REQUEST_PARAMS
 
 
-def _is_json(value: Any) -> bool:
+def is_json(value: Any) -> bool:
+    """Only JSON values are saved: a restored parameter must be the value that was set."""
     try:
         json.dumps(value)
     except (TypeError, ValueError):

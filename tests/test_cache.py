@@ -16,26 +16,9 @@ from jupyter_llmchat.messages import ImageRef
 from jupyter_llmchat.reply import NullSink, Reply
 from jupyter_llmchat.store import Store
 
+from recording import RecordingSink
+
 KEY = "sk-test-cache-1b2c"
-
-
-class RecordingSink:
-    def __init__(self, interrupt_after: int | None = None) -> None:
-        self.started: list[str] = []
-        self.deltas: list[str] = []
-        self.finished: list[Reply] = []
-        self.interrupt_after = interrupt_after
-
-    def start(self, model: str) -> None:
-        self.started.append(model)
-
-    def write(self, text: str) -> None:
-        self.deltas.append(text)
-        if self.interrupt_after is not None and len(self.deltas) >= self.interrupt_after:
-            raise KeyboardInterrupt
-
-    def finish(self, reply: Reply) -> None:
-        self.finished.append(reply)
 
 
 def make_bot(loopback, **kwargs) -> Chatbot:

@@ -12,28 +12,9 @@ from jupyter_llmchat import errors
 from jupyter_llmchat.chatbot import Chatbot
 from jupyter_llmchat.reply import NullSink, Reply
 
+from recording import RecordingSink
+
 KEY = "sk-test-DO-NOT-LEAK-4f9a2c"
-
-
-class RecordingSink:
-    """Keeps every call, so tests can compare what streamed with what was returned."""
-
-    def __init__(self, interrupt_after: int | None = None) -> None:
-        self.started: list[str] = []
-        self.deltas: list[str] = []
-        self.finished: list[Reply] = []
-        self.interrupt_after = interrupt_after
-
-    def start(self, model: str) -> None:
-        self.started.append(model)
-
-    def write(self, text: str) -> None:
-        self.deltas.append(text)
-        if self.interrupt_after is not None and len(self.deltas) >= self.interrupt_after:
-            raise KeyboardInterrupt  # what a kernel interrupt looks like inside the stream
-
-    def finish(self, reply: Reply) -> None:
-        self.finished.append(reply)
 
 
 @pytest.fixture
