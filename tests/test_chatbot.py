@@ -304,3 +304,15 @@ def test_key_absent_from_reprs_and_logs(loopback, caplog):
     for text in shown:
         assert KEY not in text
     assert "key_source='api_key='" in repr(bot.client)
+
+
+def test_azure_openai_through_the_sdks_azure_client(loopback):
+    bot = Chatbot("gpt-4o", azure_endpoint=loopback.root_url, api_version="2024-10-21",
+                  azure_deployment="my-gpt4o", api_key=KEY)
+    loopback.queue(reply="from azure")
+    assert bot.ask("hi", sink=NullSink()).text == "from azure"
+    request = [r for r in loopback.requests if "chat/completions" in r.path][-1]
+    assert request.path.startswith("/openai/deployments/my-gpt4o/chat/completions")
+    assert request.query == "api-version=2024-10-21"
+    assert request.headers.get("api-key") == "***"  # the log masks credentials
+    assert KEY not in repr(bot) and bot.client.key_source == "api_key="
