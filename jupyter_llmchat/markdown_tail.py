@@ -95,15 +95,15 @@ def find_boundaries(text: str) -> Boundaries:
     fence: _Fence | None = None
     after_break = False  # previous line ended a block (blank line, heading, closing fence)
     list_kind: str | None = None  # marker type of the current top-level list, if any
+    code_from = 0  # offset of the first line inside the open fence
     for offset, line, complete in _lines(text):
         known = complete or len(line) >= 12
         if fence is not None:
-            if fence.closes(line) and complete:
+            if complete and fence.closes(line):
                 fence = None
                 after_break = True
-            elif known and offset > 0 and not after_break:
+            elif known and offset > code_from:  # keep at least one code line before a cut
                 soft, soft_prefix = offset, fence.opener + "\n"
-            after_break = False if fence is not None else after_break
             continue
         if not line.strip():
             after_break = offset > 0
@@ -119,7 +119,8 @@ def find_boundaries(text: str) -> Boundaries:
             list_kind = kind if kind is not None else (None if after_break else list_kind)
         opened = _FENCE_OPEN.match(line)
         if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
-            fence = _Fence(opened.group(1), opened.group(2), line.rstrip("\n"))
+            fence = _Fence(opened.group(1), opened.group(2), line)
+            code_from = offset + len(line) + 1
             after_break = False
             continue
         after_break = bool(_ATX.match(line)) and complete

@@ -165,7 +165,8 @@ class MarkdownDisplaySink:
         footer: bool = True,
         interval: float = DEFAULT_INTERVAL,
         plain_text: bool = True,
-        max_outputs: int = 8,
+        max_outputs: int = 6,
+        max_rate: int = 12,
         freeze_cost: int = 1200,
         soft_min: int = 1024,
         trailing: bool = True,
@@ -178,6 +179,7 @@ class MarkdownDisplaySink:
         self.footer = footer
         self.plain_text = plain_text
         self.max_outputs = max_outputs
+        self.max_rate = max_rate
         self.freeze_cost = freeze_cost
         self.soft_min = soft_min
         self.trace: list[tuple[float, int]] | None = [] if trace else None
@@ -194,6 +196,7 @@ class MarkdownDisplaySink:
         self._frozen: list[_Piece] = []
         self._live: _Piece | None = None
         self._resent = 0  # bytes of Markdown sent for the live piece so far
+        self._sent: deque[float] = deque()  # when display messages were sent (rate budget)
         self._finished = False
 
     # -- ReplySink ---------------------------------------------------------------------------
@@ -242,6 +245,7 @@ class MarkdownDisplaySink:
         created = self._shown[slot] is not None
         shown = data.get("text/markdown", "")
         self._shown[slot] = shown  # recorded first: finish() must blank it even if interrupted
+        self._sent.append(self._clock())
         self._publisher.show(self._slots[slot], data, update=created)
 
     def _new_slot(self, markdown: str | None = None) -> int:
@@ -294,6 +298,11 @@ class MarkdownDisplaySink:
         the rent, because they split a block visually until the answer ends.
         """
         if self._resent < self.freeze_cost:
+            return None
+        recent = self._sent
+        while recent and recent[0] < self._clock() - 1.0:
+            recent.popleft()
+        if len(recent) + 2 > self.max_rate:  # a freeze adds a message or more: not this second
             return None
         skip = len(live.prefix)
         body = live.prefix + text[live.start :]
