@@ -178,13 +178,12 @@ class Chatbot:
         question_message = conversation.make("user", question, images=refs)
         system_message = conversation.make("system", system) if isinstance(system, str) and system else (
             system if system is True else None)
-        window = conversation.window(question_message, self.budget(info, params.get("max_tokens")),
-                                     history=history, system=system_message)
+        budget = self.budget(info, params.get("max_tokens"))
+        window = conversation.window(question_message, budget, history=history, system=system_message)
         if info.reasoning and "max_tokens" in params:
             params["max_completion_tokens"] = params.pop("max_tokens")
         request = PreparedRequest(model, info, window, question_message, params,
-                                  conversation.prompt_tokens(window), self.budget(info, params.get("max_tokens")),
-                                  history)
+                                  conversation.prompt_tokens(window), budget, history)
         request.messages = [message.to_api() for message in window]
         return request
 

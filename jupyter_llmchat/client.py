@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import errors
@@ -42,7 +42,6 @@ class StreamResult:
     usage: Usage | None = None
     logprobs: list[dict[str, Any]] | None = None
     retries: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ChatClient:
@@ -258,10 +257,6 @@ class ChatStream:
                 stream.close()
             except Exception:  # noqa: BLE001 - closing a half-broken connection may raise
                 pass
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def __iter__(self) -> Iterator[str]:
         try:

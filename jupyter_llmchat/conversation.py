@@ -123,7 +123,7 @@ class Conversation:
         return REPLY_PRIMING_TOKENS + sum(message.tokens for message in window)
 
     def _notify(self, event: str, message: Message | None) -> None:
-        for listener in list(getattr(self, "listeners", ())):
+        for listener in list(self.listeners):
             listener(event, message)
 
     def __len__(self) -> int:

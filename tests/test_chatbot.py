@@ -109,6 +109,8 @@ def test_reasoning_models_get_max_completion_tokens(loopback):
     bot.ask("a", sink=NullSink())
     body = chat_bodies(loopback)[-1]
     assert body["max_completion_tokens"] == 100 and "max_tokens" not in body
+    # The answer's reserve is max_tokens whatever name the API gives it.
+    assert bot.prepare("b").budget == bot.info.context_window - 100
 
 
 def test_unknown_parameter_is_a_one_line_error_before_sending(loopback):
