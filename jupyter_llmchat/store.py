@@ -240,13 +240,8 @@ class Store:
                          settings: dict[str, Any] | None = None) -> int:
         """Start a new conversation under ``session`` (it becomes the one ``load`` returns)."""
         _check_name(session)
-        now = time.time()
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO conversations (session, created, updated, model, system, params, settings) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session, now, now, model, system, _dumps(params or {}), _dumps(settings or {})))
-            return int(cursor.lastrowid)
+            return _insert_conversation(db, session, model, system, params, settings)
 
     def add_message(self, conversation: int, message: Message, *,
                     state: dict[str, Any] | None = None) -> None:
@@ -418,14 +413,9 @@ class Store:
         if not name:
             raise StoreError("cannot import: the transcript names no session; pass session=NAME")
         _check_name(name)
-        now = time.time()
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO conversations (session, created, updated, model, system, params, settings) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, now, now, data["model"], data.get("system"), _dumps(data.get("params") or {}),
-                 _dumps(data.get("settings") or {})))
-            conversation = int(cursor.lastrowid)
+            conversation = _insert_conversation(db, name, data["model"], data.get("system"),
+                                                data.get("params"), data.get("settings"))
             for message in messages:
                 _insert_message(db, conversation, message)
         return conversation
@@ -513,6 +503,17 @@ def open_store(store: Store | str | os.PathLike[str] | None = None) -> Store:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _insert_conversation(db: sqlite3.Connection, session: str, model: str, system: str | None,
+                         params: dict[str, Any] | None, settings: dict[str, Any] | None) -> int:
+    """Add a conversation row (inside the caller's transaction); returns its id."""
+    now = time.time()
+    cursor = db.execute(
+        "INSERT INTO conversations (session, created, updated, model, system, params, settings) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (session, now, now, model, system, _dumps(params or {}), _dumps(settings or {})))
+    return int(cursor.lastrowid)
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its directory) readable by its owner only, before SQLite opens it.
 
