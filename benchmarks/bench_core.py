@@ -42,8 +42,8 @@ def reference_trim(encoding, messages: list[dict], budget: int, *, max_seconds: 
 
 
 def measure_trimming(n_messages: int, repeats: int) -> dict:
-    from jupyter_llmchat.conversation import Conversation
-    from jupyter_llmchat.tokens import TokenCounter
+    from jupyter_llmchat.core.conversation import Conversation
+    from jupyter_llmchat.core.tokens import TokenCounter
 
     counter = TokenCounter("gpt-4o")
     texts = [f"message {i}: " + "some words about the topic " * (5 + i % 20) for i in range(n_messages)]
@@ -81,8 +81,8 @@ def measure_trimming(n_messages: int, repeats: int) -> dict:
 def measure_streaming(tokens: int, repeats: int) -> dict:
     import openai
 
-    from jupyter_llmchat.chatbot import Chatbot
-    from jupyter_llmchat.reply import NullSink
+    from jupyter_llmchat.core.chatbot import Chatbot
+    from jupyter_llmchat.core.reply import NullSink
     from jupyter_llmchat.server import LoopbackServer
 
     with LoopbackServer() as server:

@@ -70,9 +70,9 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def measure(name: str, path: Path, model: str, repeats: int) -> dict:
     from PIL import Image
 
-    from jupyter_llmchat.images import prepare_image
-    from jupyter_llmchat.models import model_info
-    from jupyter_llmchat.tokens import image_tokens
+    from jupyter_llmchat.core.images import prepare_image
+    from jupyter_llmchat.core.models import model_info
+    from jupyter_llmchat.core.tokens import image_tokens
 
     info = model_info(model)
     with Image.open(path) as original:

@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _kernel import ROOT, run_in_kernel  # noqa: E402
 
-HEAVY = ("openai", "httpx", "tiktoken", "pydantic", "jupyter_llmchat.chatbot", "jupyter_llmchat.client",
-         "jupyter_llmchat.render", "PIL", "markdown")
+HEAVY = ("openai", "httpx", "tiktoken", "pydantic", "jupyter_llmchat.core.chatbot", "jupyter_llmchat.core.client",
+         "jupyter_llmchat.notebook.display", "PIL", "markdown")
 
 LOAD_EXT = """
 import json, sys, time

@@ -39,8 +39,8 @@ import json, time
 import openai
 from IPython.display import Markdown, display
 from jupyter_llmchat import Chatbot
-from jupyter_llmchat.render import MarkdownDisplaySink, make_sink
-from jupyter_llmchat.reply import Reply
+from jupyter_llmchat.notebook.display import MarkdownDisplaySink, make_sink
+from jupyter_llmchat.core.reply import Reply
 
 _client = openai.OpenAI(base_url=BASE_URL, api_key="bench-key", max_retries=0)
 _bot = Chatbot("gpt-4o-mini", base_url=BASE_URL, api_key="bench-key")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 
 def measure_replay(tokens: int, repeats: int, folder: Path) -> dict:
-    from jupyter_llmchat.chatbot import Chatbot
-    from jupyter_llmchat.reply import NullSink
+    from jupyter_llmchat.core.chatbot import Chatbot
+    from jupyter_llmchat.core.reply import NullSink
     from jupyter_llmchat.server import LoopbackServer
-    from jupyter_llmchat.store import Store
+    from jupyter_llmchat.store.store import Store
 
     store = Store(folder / "replay.sqlite3", cache=True)
     with LoopbackServer() as server:
@@ -54,8 +54,8 @@ def measure_replay(tokens: int, repeats: int, folder: Path) -> dict:
 
 
 def measure_writes(messages: int, repeats: int, folder: Path) -> dict:
-    from jupyter_llmchat.chatbot import Chatbot
-    from jupyter_llmchat.store import Store
+    from jupyter_llmchat.core.chatbot import Chatbot
+    from jupyter_llmchat.store.store import Store
 
     text = "A typical paragraph of a chat answer, about forty tokens long, with `code` and **bold**. " * 5
     plain_runs, stored_runs = [], []
@@ -80,10 +80,10 @@ def measure_writes(messages: int, repeats: int, folder: Path) -> dict:
 
 
 def measure_ask(tokens: int, repeats: int, folder: Path) -> dict:
-    from jupyter_llmchat.chatbot import Chatbot
-    from jupyter_llmchat.reply import NullSink
+    from jupyter_llmchat.core.chatbot import Chatbot
+    from jupyter_llmchat.core.reply import NullSink
     from jupyter_llmchat.server import LoopbackServer
-    from jupyter_llmchat.store import Store
+    from jupyter_llmchat.store.store import Store
 
     times: dict[str, list[float]] = {"plain": [], "stored": []}
     store = Store(folder / "ask.sqlite3")

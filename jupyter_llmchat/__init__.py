@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ChatError
-from .reply import NullSink, PrintSink, Reply, ReplySink, Usage
+from .core.errors import ChatError
+from .core.reply import NullSink, PrintSink, Reply, ReplySink, Usage
 
 if TYPE_CHECKING:
-    from .chatbot import Chatbot
-    from .images import ImageSource
-    from .panel import ChatPanel
-    from .store import Store
+    from .core.chatbot import Chatbot
+    from .core.images import ImageSource
+    from .notebook.panel import ChatPanel
+    from .store.store import Store
 
 __version__ = "0.1.0"
 __all__ = ["ChatPanel", "Chatbot", "ChatError", "ImageSource", "Store", "NullSink", "PrintSink", "Reply", "ReplySink", "Usage",
            "load_ipython_extension", "unload_ipython_extension"]
 
 
-_LAZY = {"Chatbot": "chatbot", "ChatPanel": "panel", "ImageSource": "images", "Store": "store"}
+_LAZY = {"Chatbot": "core.chatbot", "ChatPanel": "notebook.panel", "ImageSource": "core.images",
+         "Store": "store.store"}
 
 
 def __getattr__(name: str) -> Any:
@@ -36,13 +37,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_llmchat``: register the chat magics."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext jupyter_llmchat``: remove the chat magics."""
-    from .magics import unload_ipython_extension as unload
+    from .notebook.magics import unload_ipython_extension as unload
 
     unload(ipython)

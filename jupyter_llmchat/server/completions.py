@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
-from ..models import model_info
+from ..core.models import model_info
 from .encoding import encoder, token_bytes
 from .markdown import disclosure, generate_markdown
 from .script import Script

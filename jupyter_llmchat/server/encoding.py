@@ -7,7 +7,7 @@ import zlib
 from functools import lru_cache
 from typing import Callable
 
-from ..tokens import get_encoding
+from ..core.tokens import get_encoding
 
 
 @lru_cache(maxsize=None)

@@ -20,8 +20,8 @@ from socketserver import TCPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..models import model_info
-from ..tokens import count_prompt_tokens
+from ..core.models import model_info
+from ..core.tokens import count_prompt_tokens
 from .completions import ERROR_EVENT, MALFORMED_EVENT, ChunkEncoder, completion_body, plan_reply
 from .script import Script
 from .state import LoggedRequest, ServerState

@@ -12,7 +12,7 @@ from array import array
 from collections import defaultdict, deque
 from typing import Any
 
-from ..models import model_info
+from ..core.models import model_info
 from .encoding import encoder
 
 CACHE_MIN_TOKENS = 1024  # OpenAI caches prompts of at least 1024 tokens ...

@@ -12,7 +12,7 @@ import binascii
 import json
 from typing import Any, Iterable
 
-from ..models import model_info
+from ..core.models import model_info
 from .script import Script
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")

@@ -1,0 +1,555 @@
+"""``%%chat`` (ask) and ``%chat`` (manage) IPython magics, configurable the IPython way.
+
+Settings come from, lowest precedence first: trait defaults, ``%config ChatMagics.x = ...`` or
+ipython_config.py, environment variables (``LLMCHAT_*``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``),
+``%chat model`` / ``%chat system``, and the options of one ``%%chat`` cell. ``%chat config``
+shows the effective value of each and where it came from. This module only parses, resolves
+settings and shows results: asking is ``Chatbot.ask``, streaming display is ``render``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
+
+from ..core.errors import ChatError, ConfigurationError, ImageError, PromptTooLongError
+from .expansion import ExpansionError, expand
+from ..core.reply import PrintSink, ReplySink
+
+if TYPE_CHECKING:
+    from ..core.chatbot import Chatbot
+    from ..core.sessions import Sessions
+    from ..store.usage import UsageLedger
+
+DEFAULT_SESSION = "default"
+FORMATS = ("markdown", "text", "code")
+# Setting -> environment variable that overrides %config (and is overridden by a cell's options).
+ENV_VARS = {
+    "model": "LLMCHAT_MODEL", "system": "LLMCHAT_SYSTEM", "temperature": "LLMCHAT_TEMPERATURE",
+    "top_p": "LLMCHAT_TOP_P", "max_tokens": "LLMCHAT_MAX_TOKENS", "seed": "LLMCHAT_SEED",
+    "max_history": "LLMCHAT_MAX_HISTORY", "prompt_token_limit": "LLMCHAT_PROMPT_TOKEN_LIMIT",
+    "context_window": "LLMCHAT_CONTEXT_WINDOW", "format": "LLMCHAT_FORMAT", "footer": "LLMCHAT_FOOTER",
+    "timeout": "LLMCHAT_TIMEOUT", "max_retries": "LLMCHAT_MAX_RETRIES",
+    "api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL",
+    "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
+    "azure_deployment": "LLMCHAT_AZURE_DEPLOYMENT",
+    "store": "JUPYTER_LLMCHAT_STORE", "cache": "LLMCHAT_CACHE",
+}
+REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
+CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "azure_endpoint", "api_version",
+                   "azure_deployment")
+SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt_token_limit", "context_window")
+# Raised before anything is sent: the message says so, since "nothing lost" is the promise.
+PRE_SEND_ERRORS = (ExpansionError, ImageError, PromptTooLongError, ConfigurationError)
+ERROR_QUESTION = "Why did this fail, and how do I fix it?"
+
+
+@magics_class
+class ChatMagics(Magics):
+    """Talk to an LLM from a notebook: ``%%chat`` asks, ``%chat`` manages sessions and settings."""
+
+    shell: Any  # the InteractiveShell, set by Magics.__init__
+
+    model = Unicode("gpt-4o-mini", help="Model name sent to the endpoint.").tag(config=True)
+    system = Unicode(None, allow_none=True, help="System message for new conversations.").tag(config=True)
+    temperature = Float(None, allow_none=True, min=0.0, max=2.0, help="Sampling temperature (0-2).").tag(
+        config=True)
+    top_p = Float(None, allow_none=True, min=0.0, max=1.0, help="Nucleus sampling (0-1).").tag(config=True)
+    max_tokens = Int(None, allow_none=True, min=1, help="Cap on each answer's tokens.").tag(config=True)
+    seed = Int(None, allow_none=True, help="Seed for reproducible sampling, where supported.").tag(config=True)
+    max_history = Int(None, allow_none=True, min=1, help="Most messages kept per conversation.").tag(
+        config=True)
+    prompt_token_limit = Int(None, allow_none=True, min=1,
+                             help="Cap on prompt tokens; older turns are dropped to fit.").tag(config=True)
+    context_window = Int(None, allow_none=True, min=1,
+                         help="The model's context window, for models outside the table.").tag(config=True)
+    format = Enum(FORMATS, default_value="markdown", help="How answers are shown.").tag(config=True)
+    footer = Bool(True, help="Show model, tokens, time and cost under each answer.").tag(config=True)
+    timeout = Float(600.0, min=0.001, help="Seconds to wait for the endpoint.").tag(config=True)
+    max_retries = Int(3, min=0, help="Retries on 429, 5xx and connection errors.").tag(config=True)
+    api_key = Unicode(None, allow_none=True,
+                      help="API key (prefer OPENAI_API_KEY); never shown, logged or saved.").tag(config=True)
+    base_url = Unicode(None, allow_none=True,
+                       help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1.").tag(config=True)
+    azure_endpoint = Unicode(None, allow_none=True,
+                             help="Azure OpenAI endpoint (key from AZURE_OPENAI_API_KEY or api_key).").tag(
+        config=True)
+    api_version = Unicode(None, allow_none=True, help="Azure OpenAI API version.").tag(config=True)
+    azure_deployment = Unicode(None, allow_none=True, help="Azure OpenAI deployment name.").tag(config=True)
+    store = Unicode("default", allow_none=True,
+                    help="SQLite file that keeps conversations, usage and cached replies across kernels: "
+                         "'default' (a file in the user data directory), a path, or ':memory:' to keep "
+                         "nothing on disk.").tag(config=True)
+    cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
+    preload = Bool(True, help="After %load_ext, import the SDK and load the token vocabulary in a "
+                              "background thread, so the first %%chat does not wait for them.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._sessions: Sessions | None = None
+        self._ledger: UsageLedger | None = None
+        self._runtime: dict[str, Any] = {}  # set by %chat model / %chat system
+        self._pins: dict[str, dict[str, Any]] = {}  # per-session model/system (%chat ... -s, load)
+        self._applied: dict[str, dict[str, Any]] = {}  # per session: setting values last applied
+        self._client: Any = None
+        self._client_ident: tuple[Any, ...] | None = None
+        self.demo_url: str | None = None  # the offline demo server's URL when it is in use
+        self._store: Any = None
+        self._store_path: str | None = None
+        self._demo_noted = False
+
+    def __repr__(self) -> str:  # the key is never part of it
+        return f"<ChatMagics sessions={self.sessions.names() if self._sessions else []}>"
+
+    # -- settings ----------------------------------------------------------------------------------
+    def setting(self, name: str) -> tuple[Any, str]:
+        """The effective value of setting ``name`` and where it came from."""
+        if name in self._runtime:
+            return self._runtime[name], f"%chat {name}"
+        env = ENV_VARS[name]
+        raw = os.environ.get(env)
+        if raw:
+            return self._from_env(name, env, raw), f"env {env}"
+        section = dict.get(self.config, type(self).__name__) or {}
+        source = "%config / config file" if name in section else "default"
+        return getattr(self, name), source
+
+    def effective(self) -> dict[str, Any]:
+        return {name: self.setting(name)[0] for name in ENV_VARS}
+
+    def check(self, name: str, value: Any, label: str) -> Any:
+        """``value`` if setting ``name`` accepts it, else a one-line UsageError naming ``label``."""
+        trait = self.traits()[name]
+        try:
+            return trait._validate(self, value) if value is not None or not trait.allow_none else None
+        except TraitError:
+            low, high = getattr(trait, "min", None), getattr(trait, "max", None)
+            if low is not None and high is not None:
+                expect = f"between {low:g} and {high:g}"
+            elif low is not None:
+                expect = f"at least {low:g}"
+            elif isinstance(trait, Enum):
+                expect = "one of " + ", ".join(map(str, trait.values or ()))
+            else:
+                expect = f"a valid {type(trait).__name__.lower()}"
+            raise UsageError(f"{label} must be {expect}, got {value!r}") from None
+
+    def _from_env(self, name: str, env: str, raw: str) -> Any:
+        trait = self.traits()[name]
+        try:
+            value = trait.from_string(raw)
+        except (TraitError, ValueError):
+            shown = "(hidden)" if name == "api_key" else repr(raw)
+            raise UsageError(f"environment variable {env}={shown} is not a valid {name}: fix or unset it")\
+                from None
+        return self.check(name, value, f"environment variable {env}")
+
+    # -- sessions and clients ----------------------------------------------------------------------
+    @property
+    def sessions(self) -> "Sessions":
+        """The named conversations (shared with the chat panel), made on first use."""
+        if self._sessions is None:
+            from ..core.sessions import Sessions
+            from ..store.usage import UsageLedger
+
+            self._ledger = UsageLedger()
+            self._sessions = Sessions(self._new_bot)
+        return self._sessions
+
+    @property
+    def ledger(self) -> "UsageLedger":
+        self.sessions  # noqa: B018 - makes the ledger too
+        assert self._ledger is not None
+        return self._ledger
+
+    def session(self, name: str = DEFAULT_SESSION, *, create: bool = True) -> "Chatbot":
+        """Session ``name`` brought up to date with the effective settings."""
+        try:
+            bot = self.sessions.get(name, create=create)
+        except ChatError as error:
+            raise UsageError(str(error)) from None
+        self.sync(name, bot)
+        return bot
+
+    def _new_bot(self, name: str) -> "Chatbot":
+        from ..core.chatbot import Chatbot
+
+        want = self._desired(name)
+        bot = Chatbot(want["model"], system=want["system"], max_history=want["max_history"],
+                      prompt_token_limit=want["prompt_token_limit"], context_window=want["context_window"],
+                      client=self.client(), **{k: want[k] for k in REQUEST_SETTINGS})
+        self._applied[name] = want
+        self.ledger.attach(bot, name)
+        self._record(name, bot)
+        return bot
+
+    def opened_store(self) -> Any:
+        """The SQLite store named by the ``store`` setting, opened once; None when it is unset."""
+        path = self.setting("store")[0] or None
+        if path != self._store_path:
+            if self._store is not None:
+                self._store.close()
+            self._store, self._store_path = None, path
+            if path is not None:
+                from ..store.store import Store
+
+                try:
+                    self._store = Store(_default_store_path() if path == "default" else path)
+                except ChatError as error:  # chatting goes on without a store; say so once
+                    print(f"conversations are not being saved: {error}", file=sys.stderr)
+        return self._store
+
+    def _record(self, name: str, bot: "Chatbot") -> None:
+        """Record the session in the store (when one is set), with the response cache if asked."""
+        try:
+            store = self.opened_store()
+        except ChatError as error:
+            raise one_line(error) from None
+        if store is not None and store.recorder(bot) is None:
+            store.attach(bot, name, cache=self.setting("cache")[0])
+
+    def _desired(self, name: str) -> dict[str, Any]:
+        """What session ``name`` should use: the effective settings, then its own pins."""
+        s = self.effective()
+        want = {k: s[k] for k in SESSION_SETTINGS}
+        want.update(self._pins.get(name, {}))
+        want["system"] = want["system"] or None
+        return want
+
+    def sync(self, name: str, bot: "Chatbot") -> None:
+        """Apply the settings that changed since they were last applied to this session.
+
+        Only changes are applied, so a change made to the session directly (the panel's model
+        menu, ``bot.params[...] = ...``, a loaded transcript's params) stays until that setting
+        itself changes again.
+        """
+        applied = self._applied.setdefault(name, {})
+        for key, value in self._desired(name).items():
+            if key in applied and applied[key] == value:
+                continue
+            _apply(bot, key, value)
+            applied[key] = value
+        bot.client = self.client()
+        self._record(name, bot)
+
+    def client(self) -> Any:
+        """One ChatClient for every session (one connection pool), rebuilt when its settings change.
+
+        With no key and no base URL anywhere, the offline demo server answers instead.
+        """
+        ident = tuple(self.setting(name)[0] for name in CLIENT_SETTINGS)
+        if self._client is None or ident != self._client_ident:
+            from ..core.client import ChatClient
+
+            key, base_url, timeout, retries, azure_endpoint, api_version, deployment = ident
+            if azure_endpoint and self.setting("api_key")[1] == "env OPENAI_API_KEY":
+                key = None  # an OpenAI key is not an Azure key: ChatClient reads AZURE_OPENAI_API_KEY
+            client = ChatClient(api_key=key or None, base_url=base_url or None, timeout=timeout,
+                                max_retries=retries, azure_endpoint=azure_endpoint or None,
+                                api_version=api_version or None, azure_deployment=deployment or None)
+            self.demo_url = None
+            if not client.configured():
+                from ..server import start_demo_server
+
+                self.demo_url = start_demo_server().base_url
+                client = ChatClient(base_url=self.demo_url, timeout=timeout, max_retries=retries)
+            self._client, self._client_ident = client, ident
+        return self._client
+
+    # -- %%chat -----------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-m", "--model", help="Model for this question (default: the session's).")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
+    @argument("--max-tokens", type=int, help="Cap on this answer's tokens.")
+    @argument("--top-p", type=float, help="Nucleus sampling, 0 to 1.")
+    @argument("--seed", type=int, help="Seed for reproducible sampling.")
+    @argument("--system", metavar="TEXT", help="System message for this question only.")
+    @argument("-s", "--session", default=DEFAULT_SESSION, metavar="NAME",
+              help="Conversation to use; each name is independent (default: 'default').")
+    @argument("--new", action="store_true", help="Start the session afresh before asking.")
+    @argument("--no-history", action="store_true",
+              help="One-off question: neither reads nor writes the conversation.")
+    @argument("-i", "--image", action="append", default=[], metavar="SOURCE",
+              help="Image to send with the question: a variable name, path or URL (repeatable).")
+    @argument("--json", action="store_true", help="JSON mode: the answer is shown as formatted JSON.")
+    @argument("-f", "--format", choices=FORMATS,
+              help="markdown (default), text (plain stream) or code (the answer's code block, also "
+                   "put into the next cell).")
+    @argument("--error", action="store_true",
+              help="Append the last exception's traceback (ask 'why did this fail?').")
+    @argument("--raw", action="store_true", help="Send the cell as written: no {name} expansion.")
+    @cell_magic("chat")
+    def chat(self, line: str, cell: str) -> None:
+        """Ask the cell's text; the answer streams below and is kept in ``_chat``.
+
+        ``{name}`` and ``{expression}`` in the cell are replaced by their values from the notebook
+        (``{In[3]}``, ``{Out[4]}``, ``{df.shape}``, ``{x!r}``, ``{x:.2f}``); ``{{`` and ``}}`` are
+        literal braces. A placeholder that cannot be evaluated stops the cell before anything is sent.
+        """
+        try:
+            args = parse_argstring(self.chat, line)
+        except UsageError as error:  # argparse says what is wrong; say where the options are listed
+            raise UsageError(f"{error}; %%chat? lists the options (nothing was sent)") from None
+        # IPython splits magic lines keeping quotes ("--system 'Be terse.'"): drop them as a shell would
+        for name in ("model", "system", "session"):
+            if getattr(args, name) is not None:
+                setattr(args, name, unquote(getattr(args, name)))
+        args.image = [unquote(source) for source in args.image]
+        if not args.session.strip():
+            raise UsageError("--session needs a name, e.g. -s review")
+        fmt = args.format or self.setting("format")[0]
+        if args.json and args.format in ("code", "text"):
+            raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")
+        overrides = self._cell_overrides(args)
+        question = self._question(cell, raw=args.raw, error=args.error)
+        images = self._images(args.image, args.session, overrides.get("model"))
+        bot = self.session(args.session)  # made only now: bad input leaves no empty session behind
+        if args.new:
+            bot.reset()
+        if args.json:
+            overrides = _ask_for_json(question, overrides, bot.system)
+        self._note_demo()
+        sink = self._sink("json" if args.json else fmt)
+        try:
+            reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, **overrides)
+        except ChatError as error:
+            raise one_line(error) from None
+        self.shell.user_ns["_chat"] = reply.text
+        if fmt == "code" and not args.json:
+            from .formatted import first_code_block
+
+            code = first_code_block(reply.text)
+            if code is not None:
+                self.shell.set_next_input(code[1], replace=False)
+
+    def _cell_overrides(self, args: Any) -> dict[str, Any]:
+        overrides: dict[str, Any] = {}
+        for name, option in (("temperature", "--temperature"), ("top_p", "--top-p"),
+                             ("max_tokens", "--max-tokens"), ("seed", "--seed")):
+            value = getattr(args, name)
+            if value is not None:
+                overrides[name] = self.check(name, value, option)
+        if args.model is not None:
+            if not args.model.strip():
+                raise UsageError("--model needs a model name, e.g. -m gpt-4o")
+            overrides["model"] = args.model
+        if args.system is not None:
+            overrides["system"] = args.system
+        if args.json:
+            overrides["response_format"] = {"type": "json_object"}
+        return overrides
+
+    def _question(self, cell: str, *, raw: bool, error: bool) -> str:
+        question = cell.strip("\n")
+        if not raw:
+            try:
+                question = expand(question, self.shell.user_ns, self.shell.user_global_ns)
+            except ExpansionError as failure:
+                raise one_line(failure) from None
+        if error:
+            from .tracebacks import last_error_block
+
+            block = last_error_block(self.shell)
+            if block is None:
+                raise UsageError("--error: no exception has been raised in this kernel yet; run the "
+                                 "failing cell first (nothing was sent)")
+            question = (question.strip() or ERROR_QUESTION) + "\n\n" + block
+        if not question.strip():
+            raise UsageError("the cell is empty: write the question under %%chat (nothing was sent)")
+        return question
+
+    def _images(self, sources: list[str], session: str, model: str | None) -> list[Any]:
+        """ImageRefs for the -i sources, made first so a bad image stops the cell before any change."""
+        if not sources:
+            return []
+        from ..core.chatbot import load_images
+        from ..core.models import model_info
+
+        objects = [self._resolve_image(source) for source in sources]
+        if session in self.sessions:
+            bot = self.sessions.get(session)
+            model, window = model or bot.model, bot.context_window
+        else:
+            want = self._desired(session)
+            model, window = model or want["model"], want["context_window"]
+        info = model_info(model, context_window=window)
+        try:
+            return load_images(objects, model=info)
+        except ChatError as error:
+            raise one_line(error) from None
+
+    def _resolve_image(self, source: str) -> Any:
+        """A variable (or attribute path) from the notebook if ``source`` names one, else the string."""
+        root, _, rest = source.partition(".")
+        if not root.isidentifier() or root not in self.shell.user_ns:
+            return source
+        value = self.shell.user_ns[root]
+        for attribute in filter(None, rest.split(".")):
+            if not attribute.isidentifier() or not hasattr(value, attribute):
+                return source  # e.g. "plot.png" with a variable named plot: it is a file name
+            value = getattr(value, attribute)
+        return value
+
+    def _sink(self, fmt: str) -> ReplySink:
+        """Live Markdown in a notebook, plain text in a terminal or with -f text."""
+        from .display import in_notebook_kernel, make_sink
+
+        footer = self.setting("footer")[0]
+        if fmt == "text":
+            return PrintSink()
+        if fmt in ("json", "code"):
+            from .formatted import FormattedSink
+
+            return FormattedSink(fmt, in_kernel=in_notebook_kernel(), footer=footer)
+        return make_sink(footer=footer)
+
+    def _note_demo(self) -> None:
+        if self.demo_url and not self._demo_noted:
+            self._demo_noted = True
+            print(f"Offline demo: no API key or base URL is set, so answers come from the built-in demo "
+                  f"server at {self.demo_url}, not from a model. Set OPENAI_API_KEY (or OPENAI_BASE_URL "
+                  "for a local server) to talk to a real model.")
+
+    # -- %chat ------------------------------------------------------------------------------------
+    @line_magic("chat")
+    def chat_command(self, line: str) -> None:
+        """Manage chat sessions and settings; ``%chat`` alone lists the commands.
+
+        reset, history, sessions, usage, config, model, system, save, load, saved, restore, models,
+        panel; ``%chat --error`` asks why the last cell failed.
+        """
+        from .commands import run
+
+        run(self, line)
+
+    def set_setting(self, name: str, value: Any, session: str | None = None) -> None:
+        """``%chat model`` / ``%chat system``: for every session (over env and config), or one."""
+        if session is None:
+            self._runtime[name] = value
+            for pins in self._pins.values():
+                pins.pop(name, None)
+            where = "all sessions"
+        else:
+            self.session(session, create=session == DEFAULT_SESSION)
+            self._pins.setdefault(session, {})[name] = value
+            where = f"session {session!r}"
+        for each, bot in self.sessions.items():
+            self.sync(each, bot)
+        print(f"{name} for {where}: {value!r}" if value is not None else f"{name} cleared for {where}")
+
+    def pin(self, session: str, **values: Any) -> None:
+        """Give ``session`` its own model / system, kept over the shared settings."""
+        self._pins.setdefault(session, {}).update(values)
+
+# -- helpers --------------------------------------------------------------------------------------
+def one_line(error: ChatError) -> ChatError:
+    """``error`` shown by IPython as one line ("ImageError: ...") instead of a traceback."""
+    message = str(error)
+    if isinstance(error, PRE_SEND_ERRORS):
+        message += " (nothing was sent)"
+    line = f"{type(error).__name__}: {message}"
+    error._render_traceback_ = lambda: [line]  # type: ignore[attr-defined] # IPython's hook
+    return error
+
+
+def _apply(bot: "Chatbot", key: str, value: Any) -> None:
+    """Set one session setting on ``bot``."""
+    if key == "model":
+        bot.model = value
+    elif key == "system":
+        bot.system = value
+    elif key in REQUEST_SETTINGS:
+        if value is None:
+            bot.params.pop(key, None)
+        else:
+            bot.params[key] = value
+    elif key == "max_history":
+        from collections import deque
+
+        conversation = bot.conversation
+        if conversation.max_history != value:
+            conversation.messages = deque(conversation.messages, maxlen=value)
+    else:  # prompt_token_limit, context_window
+        setattr(bot, key, value)
+
+
+def unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+JSON_INSTRUCTION = "Respond with one valid JSON object."
+
+
+def _ask_for_json(question: str, overrides: dict[str, Any], system: str | None) -> dict[str, Any]:
+    """OpenAI's JSON mode rejects prompts that never mention JSON: say it in the system message."""
+    system = overrides.get("system", system) or ""
+    if "json" in (question + system).lower():
+        return overrides
+    return {**overrides, "system": f"{system}\n\n{JSON_INSTRUCTION}".strip()}
+
+
+def _default_store_path() -> str:
+    import platformdirs
+
+    return os.path.join(platformdirs.user_data_dir("jupyter_llmchat"), "store.sqlite3")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ChatMagics and make it configurable with ``%config ChatMagics``."""
+    magics = ChatMagics(ipython)
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+    if magics.preload:
+        import threading
+
+        threading.Thread(target=_preload, args=(magics.model,), name="llmchat-preload", daemon=True).start()
+
+
+def _preload(model: str) -> None:
+    """Import what the first %%chat needs and load its model's token vocabulary (seconds, once).
+
+    Runs in the background so ``%load_ext`` itself stays light; a %%chat that comes first simply
+    finishes the same imports itself. Failures are left for that %%chat to report.
+    """
+    try:
+        from . import render  # noqa: F401 - the import is the work
+        from ..core.chatbot import warm_up
+
+        warm_up(model)
+    except Exception:  # noqa: BLE001, S110 - a warm-up only; the real call reports any problem
+        pass
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the magics, the config entry and ``_chat`` (conversations go with them)."""
+    manager = ipython.magics_manager
+    magics = manager.registry.pop(ChatMagics.__name__, None)
+    for kind in ("line", "cell"):
+        table = manager.magics[kind]
+        if "chat" in table and getattr(table["chat"], "__self__", None) is magics:
+            del table["chat"]
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    ipython.user_ns.pop("_chat", None)
+
+
+def current() -> ChatMagics | None:
+    """The loaded ChatMagics of the running IPython, if any (the panel and store reach sessions here)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell.magics_manager.registry.get(ChatMagics.__name__) if shell is not None else None
+
+
+__all__ = ["ChatMagics", "ENV_VARS", "current", "load_ipython_extension", "one_line",
+           "unload_ipython_extension"]

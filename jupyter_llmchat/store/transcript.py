@@ -1,0 +1,177 @@
+"""JSON transcripts of a conversation (``%chat save`` / ``%chat load``) and a Markdown rendering.
+
+The format is stable; the store reuses it for export and import. Version 1, one JSON object::
+
+    {"format": "jupyter_llmchat.transcript", "version": 1, "saved": "2026-11-24T12:00:00+00:00",
+     "model": "gpt-4o-mini", "system": "You are terse." | null, "params": {"temperature": 0.2},
+     "messages": [Message.to_dict(), ...]}
+
+Each message keeps role, text, tokens, images (ImageRef fields: data URLs inline, so a transcript
+is self-contained), name, status, model, usage and created (Unix time). The API key is never in it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import ChatError
+from ..core.messages import Message
+
+if TYPE_CHECKING:
+    from ..core.chatbot import Chatbot
+
+FORMAT = "jupyter_llmchat.transcript"
+VERSION = 1
+
+
+class TranscriptError(ChatError):
+    """A transcript file cannot be read or written, or is not a transcript."""
+
+
+def dump(bot: "Chatbot") -> dict[str, Any]:
+    """The conversation as a JSON-ready dict (see the module docstring for the format)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": bot.model,
+        "system": bot.system,
+        "params": {k: v for k, v in bot.params.items() if is_json(v)},
+        "messages": [message.to_dict() for message in bot.conversation.messages],
+    }
+
+
+def save(bot: "Chatbot", path: str | os.PathLike[str]) -> Path:
+    """Write ``dump(bot)`` to ``path`` atomically (a crash never leaves half a file); returns the path."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise TranscriptError(f"cannot save the transcript to {str(target)!r}: it is a directory; "
+                              "give a file name such as chat.json")
+    text = json.dumps(dump(bot), ensure_ascii=False, indent=1)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, target)
+    except OSError as error:
+        raise TranscriptError(f"cannot save the transcript to {str(target)!r}: {error.strerror or error}; "
+                              "choose a writable path") from None
+    return target
+
+
+def read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The transcript dict in ``path``, checked, without touching any conversation."""
+    source = Path(path).expanduser()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TranscriptError(f"no transcript at {str(source)!r}: check the path "
+                              "(%chat save PATH writes one)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise TranscriptError(f"cannot read {str(source)!r}: {reason}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TranscriptError(f"{str(source)!r} is not a transcript: invalid JSON at line {error.lineno} "
+                              f"({error.msg})") from None
+    return check(data, str(source))
+
+
+def check(data: Any, where: str = "transcript") -> dict[str, Any]:
+    """``data`` if it is a transcript this version can load, else a TranscriptError saying why."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TranscriptError(f"{where!r} is not a jupyter_llmchat transcript (no \"format\": "
+                              f"\"{FORMAT}\")")
+    if data.get("version") != VERSION:
+        raise TranscriptError(f"{where!r} is transcript version {data.get('version')!r}; this "
+                              f"jupyter_llmchat reads version {VERSION}: upgrade the package")
+    if not isinstance(data.get("model"), str) or not isinstance(data.get("messages"), list):
+        raise TranscriptError(f"{where!r} is damaged: it needs a \"model\" string and a \"messages\" list")
+    return data
+
+
+def messages_from(data: dict[str, Any], where: str = "transcript") -> list[Message]:
+    """The Message objects of a checked transcript dict."""
+    out = []
+    for number, item in enumerate(data["messages"], 1):
+        try:
+            message = Message.from_dict(item)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise TranscriptError(f"{where!r}: message {number} is damaged ({error})") from None
+        if message.role not in ("user", "assistant", "system"):
+            raise TranscriptError(f"{where!r}: message {number} has unknown role {message.role!r}")
+        out.append(message)
+    return out
+
+
+def restore(data: dict[str, Any], bot: "Chatbot", where: str = "transcript") -> "Chatbot":
+    """Replace ``bot``'s model, system, params and history with a checked transcript's."""
+    messages = messages_from(data, where)  # parse everything before changing anything
+    params = data.get("params") or {}
+    bot.model = data["model"]
+    bot.system = data.get("system")
+    bot.params = {**bot.params, **{k: v for k, v in params.items() if k in _request_params()}}
+    conversation = bot.conversation
+    conversation.clear()
+    for message in messages:
+        conversation.append(message)
+    conversation.recount(conversation.counter)  # token counts as this bot counts them
+    return bot
+
+
+def load(path: str | os.PathLike[str], bot: "Chatbot") -> "Chatbot":
+    """Restore ``bot`` from the transcript at ``path`` (model, system, params, history)."""
+    return restore(read(path), bot, str(path))
+
+
+def to_markdown(bot: "Chatbot", *, image_html: bool = False, thumbnail: int = 96) -> str:
+    """The conversation as Markdown: one heading per message, images as thumbnails or text markers."""
+    parts = [f"**model:** `{bot.model}` · **messages:** {len(bot.conversation.messages)}"]
+    if bot.system:
+        parts.append(f"### system\n\n{bot.system}")
+    for message in bot.conversation.messages:
+        heading: str = message.role
+        if message.role == "assistant" and message.model:
+            heading += f" · {message.model}"
+        if message.status != "complete":
+            heading += f" · {message.status}"
+        body = message.text
+        if message.images:
+            body += "\n\n" + " ".join(_image_markdown(image, image_html, thumbnail) for image in message.images)
+        parts.append(f"### {heading}\n\n{body}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _image_markdown(image: Any, html: bool, size: int) -> str:
+    if html:
+        try:
+            from ..core.images import thumbnail_html
+        except ImportError:
+            pass
+        else:
+            return thumbnail_html(image, size=size)
+    dims = f" {image.width}x{image.height}" if image.width and image.height else ""
+    label = image.source or ("data URL" if image.url.startswith("data:") else image.url)
+    return f"[image: {label}{dims}]"
+
+
+def _request_params() -> tuple[str, ...]:
+    from ..core.chatbot import REQUEST_PARAMS
+
+    return REQUEST_PARAMS
+
+
+def is_json(value: Any) -> bool:
+    """Only JSON values are saved: a restored parameter must be the value that was set."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

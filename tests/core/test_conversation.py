@@ -1,0 +1,100 @@
+"""Budget trimming: worked example, whole turns, pinned system message, oversize question."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_llmchat.core.conversation import Conversation
+from jupyter_llmchat.core.errors import PromptTooLongError
+from jupyter_llmchat.core.tokens import REPLY_PRIMING_TOKENS, TokenCounter
+
+COUNTER = TokenCounter("gpt-4o")
+
+
+def sized(conversation: Conversation, role: str, tokens: int):
+    """A message whose counted size (overhead included) is exactly ``tokens``."""
+    overhead = 3 + COUNTER.count_text(role)
+    message = conversation.make(role, " hello" * (tokens - overhead))
+    assert message.tokens == tokens
+    return message
+
+
+def test_worked_example_keeps_only_the_newest_pair():
+    # 4096-token model, max_tokens 2048 -> a 2048-token prompt budget.
+    conversation = Conversation(COUNTER)
+    for role, tokens in [("user", 1000), ("assistant", 1000), ("user", 1500), ("assistant", 500)]:
+        conversation.append(sized(conversation, role, tokens))
+    question = conversation.make("user", "And now?")
+    window = conversation.window(question, 4096 - 2048)
+    assert [m.tokens for m in window[:-1]] == [1500, 500]
+    assert window[-1] is question
+    assert conversation.prompt_tokens(window) == 1500 + 500 + question.tokens + REPLY_PRIMING_TOKENS
+
+
+def test_turns_are_dropped_whole_so_history_never_starts_with_a_reply():
+    conversation = Conversation(COUNTER)
+    for role, tokens in [("user", 100), ("assistant", 900), ("user", 100), ("assistant", 100)]:
+        conversation.append(sized(conversation, role, tokens))
+    question = conversation.make("user", "q")
+    # Room for 1000 of history: the old pair costs 1000 but the newest already took 200.
+    window = conversation.window(question, 1000 + question.tokens + REPLY_PRIMING_TOKENS)
+    assert [(m.role, m.tokens) for m in window[:-1]] == [("user", 100), ("assistant", 100)]
+
+
+def test_system_message_is_pinned_and_counted():
+    conversation = Conversation(COUNTER, system="You are terse.")
+    for role, tokens in [("user", 500), ("assistant", 500)] * 3:
+        conversation.append(sized(conversation, role, tokens))
+    question = conversation.make("user", "q")
+    budget = conversation.system_message.tokens + question.tokens + REPLY_PRIMING_TOKENS + 1000
+    window = conversation.window(question, budget)
+    assert window[0].role == "system" and window[0].text == "You are terse."
+    assert [m.tokens for m in window[1:-1]] == [500, 500]
+
+
+def test_orphan_reply_left_by_max_history_is_not_sent():
+    conversation = Conversation(COUNTER, max_history=3)
+    for role, text in [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]:
+        conversation.append(conversation.make(role, text))
+    assert [m.text for m in conversation.messages] == ["b", "c", "d"]
+    window = conversation.window(conversation.make("user", "e"), 10_000)
+    assert [m.text for m in window] == ["c", "d", "e"]
+
+
+def test_question_that_cannot_fit_raises_with_the_numbers():
+    conversation = Conversation(COUNTER, system="sys")
+    question = conversation.make("user", " hello" * 200)
+    with pytest.raises(PromptTooLongError) as caught:
+        conversation.window(question, 100)
+    error = caught.value
+    assert error.budget == 100
+    assert error.needed == question.tokens + conversation.system_message.tokens + REPLY_PRIMING_TOKENS
+    message = str(error)
+    assert "\n" not in message
+    assert f"{error.needed:,} prompt tokens" in message and "budget is 100" in message
+
+
+def test_no_history_window_holds_system_and_question_only():
+    conversation = Conversation(COUNTER, system="sys")
+    conversation.append(conversation.make("user", "old"))
+    conversation.append(conversation.make("assistant", "older answer"))
+    question = conversation.make("user", "new")
+    assert [m.text for m in conversation.window(question, 10_000, history=False)] == ["sys", "new"]
+
+
+def test_listeners_hear_appends_clears_and_system_changes():
+    conversation = Conversation(COUNTER)
+    events = []
+    conversation.listeners.append(lambda event, message: events.append((event, message and message.text)))
+    conversation.append(conversation.make("user", "hi"))
+    conversation.system = "be brief"
+    conversation.clear()
+    assert events == [("append", "hi"), ("system", "be brief"), ("clear", None)]
+
+
+def test_recount_switches_encoding():
+    conversation = Conversation(COUNTER)
+    conversation.append(conversation.make("user", "naïve café — 東京"))
+    cl100k = TokenCounter("gpt-4")
+    conversation.recount(cl100k)
+    assert conversation.messages[0].tokens == cl100k.count_message("user", "naïve café — 東京")

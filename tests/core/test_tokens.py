@@ -1,0 +1,80 @@
+"""Exact counts offline, the cookbook's chat overhead, image costs, and the estimate fallback."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+
+from jupyter_llmchat.core import tokens
+from jupyter_llmchat.core.models import model_info
+from jupyter_llmchat.core.tokens import TokenCounter, count_prompt_tokens, image_tokens
+
+
+def test_encodings_load_offline_from_bpe_openai():
+    o200k = tokens._encoding_from_bpe_openai("o200k_base")
+    cl100k = tokens._encoding_from_bpe_openai("cl100k_base")
+    assert o200k.n_vocab == 200019 and cl100k.n_vocab == 100277
+    # Known tokenizations (OpenAI's tokenizer): "hello world" is 2 tokens in both.
+    assert o200k.encode("hello world") == [24912, 2375]
+    assert cl100k.encode("hello world") == [15339, 1917]
+
+
+@pytest.mark.parametrize("model,encoding", [("gpt-4o", "o200k_base"), ("gpt-4.1-mini", "o200k_base"),
+                                            ("o3-mini", "o200k_base"), ("gpt-4", "cl100k_base"),
+                                            ("gpt-3.5-turbo-0125", "cl100k_base")])
+def test_model_families_use_their_encoding(model, encoding):
+    counter = TokenCounter(model)
+    assert counter.encoding.name == encoding
+    assert counter.exact
+
+
+def test_chat_overhead_follows_the_cookbook():
+    counter = TokenCounter("gpt-4o")
+    messages = [{"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Hi", "name": "ada"}]
+    expected = (3 + 1 + counter.count_text("You are terse.")) + (3 + 1 + 1 + 1 + counter.count_text("ada")) + 3
+    assert count_prompt_tokens(messages, "gpt-4o") == expected
+
+
+def test_special_token_text_is_counted_as_text():
+    assert TokenCounter("gpt-4o").count_text("<|endoftext|>") > 1
+
+
+def test_unknown_model_counts_are_marked_inexact():
+    counter = TokenCounter("llama3.1:8b")
+    assert counter.info.known is False and counter.exact is False
+    assert counter.count_text("hello world") == 2  # o200k_base, the documented estimate
+
+
+def test_estimate_when_no_encoding_can_be_loaded():
+    counter = TokenCounter("gpt-4o")
+    counter.encoding = None
+    assert counter.count_text("a" * 9) == 3  # ceil(9 bytes / 4)
+
+
+@pytest.mark.parametrize("size,detail,expected", [((1024, 1024), "high", 765), ((2048, 4096), "high", 1105),
+                                                  ((4096, 8192), "low", 85), ((512, 512), "auto", 255)])
+def test_gpt4o_image_tokens_match_openai_worked_examples(size, detail, expected):
+    assert image_tokens(*size, detail, model_info("gpt-4o").image_tokens) == expected
+
+
+def test_patch_models_and_mini_tile_costs():
+    rule = model_info("gpt-4.1-mini").image_tokens
+    assert image_tokens(1024, 1024, "high", rule) == 1659  # 1024 patches x 1.62
+    assert tokens._patch_count(1800, 2400) == 1452
+    assert image_tokens(1024, 1024, "high", model_info("gpt-4o-mini").image_tokens) == 2833 + 4 * 5667
+
+
+def test_data_url_images_are_counted_from_their_pixels():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1024, 1024), "white").save(buffer, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    message = {"role": "user", "content": [{"type": "text", "text": "What is it?"},
+                                           {"type": "image_url", "image_url": {"url": url, "detail": "high"}}]}
+    counter = TokenCounter("gpt-4o")
+    assert count_prompt_tokens([message], "gpt-4o") == 3 + 3 + 1 + counter.count_text("What is it?") + 765
+    assert tokens.data_url_size("https://example.org/cat.png") == (None, None)

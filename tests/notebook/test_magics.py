@@ -1,0 +1,558 @@
+"""%%chat / %chat in a real kernel (nbclient) against the loopback server.
+
+Kernels are slow to start, so each test runs one notebook that checks many things; replies are
+scripted from this process (``loopback.queue``) in the order the notebook asks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from support.kernel_notebook import ROOT, Run, run_cells
+
+KEY = "sk-test-secret-key-0123456789abcdef"
+
+
+class Cells:
+    """Cell sources with names, so assertions read ``run.stdout(c["ask"])`` instead of indexes."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.index: dict[str, int] = {}
+        self.raises: set[int] = set()
+
+    def add(self, name: str, source: str, *, raises: bool = False) -> int:
+        """Add a cell; ``raises``: it is expected to fail (the notebook goes on)."""
+        assert name not in self.index, name
+        self.index[name] = len(self.sources)
+        if raises:
+            self.raises.add(self.index[name])
+        self.sources.append(textwrap.dedent(source).strip("\n"))
+        return self.index[name]
+
+    def __getitem__(self, name: str) -> int:
+        return self.index[name]
+
+    def count(self, name: str) -> int:
+        """The execution count the cell will get (every cell runs once, in order)."""
+        return self.index[name] + 1
+
+
+def answer(run: Run, index: int) -> str:
+    """The answer a cell showed: its Markdown display, else its plain streamed text."""
+    shown = run.displays(index, "text/markdown")
+    return shown[0] if shown else run.stdout(index).rstrip("\n")
+
+
+def chat_bodies(loopback) -> list[dict]:
+    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
+
+
+def last_user(body: dict) -> object:
+    return body["messages"][-1]["content"]
+
+
+# -- the main tour: every %%chat option, expansion, sessions, history, --error, bad input ---------------
+def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path) -> None:
+    replies = ["Answer one", "Answer two", "Other session", "One-off", "Fresh start", '{"a": 1, "b": [1, 2]}',
+               "Here you go:\n\n```python\nprint('hi')\n```\n\nEnjoy.", "Plain *text*", "Divided by zero.",
+               "Line-magic explanation.", "Saw the images.", "Forty-two it is."]
+    for reply in replies + ["sticky", "config wins now"]:
+        loopback.queue(reply=reply)
+    loopback.queue(fault="server_error")
+    from PIL import Image
+
+    Image.new("RGB", (40, 20), "blue").save(tmp_path / "blue.png")
+    (tmp_path / "junk.json").write_text("{not json", encoding="utf-8")
+
+    c = Cells()
+    c.add("load", f"""
+        %load_ext jupyter_llmchat
+        %config ChatMagics.base_url = "{loopback.base_url}"
+        %config ChatMagics.footer = False
+        x = 42; name = "Ada"; data = {{"k": [1, 2]}}
+        """)
+    c.add("ask", """
+        %%chat -m gpt-4o -t 0.5 --top-p 0.9 --seed 7 --max-tokens 50
+        Hello {name}, what is {x + 1}? {data["k"]!r} {x:05d} {{literal}} {{ not_expanded }}
+        """)
+    c.add("chat_var", "print(repr(_chat))")
+    c.add("system", """
+        %%chat --system "Be terse."
+        Second question
+        """)
+    c.add("other", """
+        %%chat -s other
+        Separate conversation
+        """)
+    c.add("oneoff", """
+        %%chat --no-history
+        A one-off question
+        """)
+    c.add("counts1", """
+        from jupyter_llmchat.notebook.magics import current
+        m = current()
+        print({name: len(bot.conversation) for name, bot in m.sessions.items()})
+        """)
+    c.add("new", """
+        %%chat --new -s other
+        Fresh question
+        """)
+    c.add("json", """
+        %%chat --json --no-history
+        Give me JSON
+        """)
+    c.add("code", """
+        %%chat -f code --no-history
+        Write code
+        """)
+    c.add("text", """
+        %%chat -f text --no-history
+        Plain please
+        """)
+    c.add("boom", "result = 1 / 0", raises=True)
+    c.add("why", """
+        %%chat --error --no-history
+        Why?
+        """)
+    c.add("why_line", "%chat --error --no-history")
+    c.add("img_var", """
+        from PIL import Image
+        red = Image.new("RGB", (64, 32), "red")
+        """)
+    c.add("images", """
+        %%chat -i red -i blue.png -i https://example.com/cat.png -s pics
+        What colours?
+        """)
+    c.add("value", "21 * 2")
+    c.add("inout", f"""
+        %%chat --no-history
+        Cell {{In[{c.count("value")}]!r}} gave {{Out[{c.count("value")}]}}
+        """)
+    # bad input: each is one line, nothing is sent, no conversation changes
+    c.add("bad_name", "%%chat\nWhat about {undefined_thing}?", raises=True)
+    c.add("bad_brace", "%%chat\nA lone } brace", raises=True)
+    c.add("bad_expr", "%%chat\n{1/0}", raises=True)
+    c.add("bad_temp", "%%chat -t 3\nhot", raises=True)
+    c.add("bad_float", "%%chat -t warm\nhot", raises=True)
+    c.add("bad_option", "%%chat --frobnicate\nx", raises=True)
+    c.add("bad_image", "%%chat -i missing.png\nlook", raises=True)
+    c.add("bad_image_new", "%%chat --new -i missing.png\nlook", raises=True)
+    c.add("bad_image_session", "%%chat -s brand_new -i missing.png\nlook", raises=True)
+    c.add("bad_combo", "%%chat --json -f code\nx", raises=True)
+    c.add("bad_session", "%chat reset nosuch", raises=True)
+    c.add("bad_command", "%chat frobnicate", raises=True)
+    c.add("bad_load", "%chat load junk.json", raises=True)
+    c.add("bad_missing", "%chat load nowhere.json", raises=True)
+    c.add("bad_line_ask", "%chat -m gpt-4o", raises=True)
+    c.add("counts2", "print({name: len(bot.conversation) for name, bot in m.sessions.items()})")
+    c.add("history", "%chat history pics")
+    c.add("sessions", "%chat sessions")
+    c.add("usage", "%chat usage")
+    c.add("save", "%chat save saved.json -s pics")
+    c.add("help", "%%chat?")
+    c.add("bare", "%chat")
+    # a change made to a session directly sticks until that setting itself changes
+    c.add("direct", 'm.sessions.get("other").params["temperature"] = 1.1')
+    c.add("q_direct", "%%chat -s other --no-history\nsticky")
+    c.add("set_config", "%config ChatMagics.temperature = 0.4")
+    c.add("q_config", "%%chat -s other --no-history\nconfig wins now")
+    # a request that fails: one line, conversation untouched
+    c.add("retries", "%config ChatMagics.max_retries = 0")
+    c.add("fail", "%%chat\nthis fails", raises=True)
+    c.add("counts3", "print({name: len(bot.conversation) for name, bot in m.sessions.items()}, repr(_chat))")
+    c.add("panel", "%chat panel pics")
+    run = run_cells(c.sources, raises=c.raises, cwd=tmp_path)
+    bodies = chat_bodies(loopback)
+    assert len(bodies) == 15  # one request per good ask and the failing one; none for the bad input
+
+    # options reach the request exactly; {} expansion follows f-string rules; {{ }} are literal
+    assert answer(run, c["ask"]) == "Answer one"
+    first = bodies[0]
+    assert (first["model"], first["temperature"], first["top_p"], first["seed"], first["max_tokens"]) == \
+        ("gpt-4o", 0.5, 0.9, 7, 50)
+    assert first["messages"] == [{"role": "user", "content":
+                                  "Hello Ada, what is 43? [1, 2] 00042 {literal} { not_expanded }"}]
+    assert run.stdout(c["chat_var"]) == "'Answer one'\n"
+
+    # --system for one question, with the history before it; later questions drop it again
+    assert bodies[1]["messages"] == [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": first["messages"][0]["content"]},
+        {"role": "assistant", "content": "Answer one"},
+        {"role": "user", "content": "Second question"}]
+    assert bodies[1]["model"] == "gpt-4o-mini" and "temperature" not in bodies[1]
+    # sessions are kept apart; --no-history neither reads nor writes
+    assert bodies[2]["messages"] == [{"role": "user", "content": "Separate conversation"}]
+    assert bodies[3]["messages"] == [{"role": "user", "content": "A one-off question"}]
+    assert run.stdout(c["counts1"]) == "{'default': 4, 'other': 2}\n"
+    # --new starts the session afresh
+    assert bodies[4]["messages"] == [{"role": "user", "content": "Fresh question"}]
+
+    # --json: JSON mode requested, the answer shown as indented JSON
+    assert bodies[5]["response_format"] == {"type": "json_object"}
+    pretty = json.dumps({"a": 1, "b": [1, 2]}, indent=2)
+    assert run.displays(c["json"]) == [f"```json\n{pretty}\n```"]
+    assert run.displays(c["json"], "text/plain") == [pretty]
+    # -f code: the code block shown as code and put into the next cell
+    assert run.displays(c["code"]) == ["```python\nprint('hi')\n```"]
+    assert [p for p in run.payloads[c["code"]] if p["source"] == "set_next_input"] == [
+        {"source": "set_next_input", "text": "print('hi')", "replace": False}]
+    # -f text: plain streamed text, exactly the answer
+    assert run.stdout(c["text"]) == "Plain *text*\n"
+
+    # --error appends the failing cell and its traceback (no IPython frames, no colour codes)
+    boom = c.count("boom")
+    expected_error = (
+        f"Why?\n\nThe code that failed (In[{boom}]):\n\n```python\nresult = 1 / 0\n```\n\n"
+        f"The error:\n\n```pytb\nTraceback (most recent call last):\n  Cell In[{boom}], line 1, in <module>\n"
+        "    result = 1 / 0\nZeroDivisionError: division by zero\n```")
+    assert last_user(bodies[8]) == expected_error
+    assert last_user(bodies[9]) == expected_error.replace("Why?", "Why did this fail, and how do I fix it?")
+    assert answer(run, c["why_line"]) == "Line-magic explanation."
+
+    # images: a variable and a path, as data URLs after the question text
+    parts = last_user(bodies[10])
+    assert parts[0] == {"type": "text", "text": "What colours?"}
+    assert [p["type"] for p in parts[1:]] == ["image_url"] * 3
+    assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts[1:3])
+    assert parts[3]["image_url"]["url"] == "https://example.com/cat.png"  # a URL is passed on, not fetched
+    # In[n] / Out[n]
+    assert last_user(bodies[11]) == "Cell '21 * 2' gave 42"
+
+    # bad input: one line each, saying what is wrong and how to fix it
+    assert run.error_line(c["bad_name"]) == (
+        "ExpansionError: {undefined_thing} at line 1, column 12: name 'undefined_thing' is not defined; "
+        "define it in a cell first, or write {{ and }} for literal braces, or use %%chat --raw "
+        "(nothing was sent)")
+    assert run.error_line(c["bad_brace"]) == (
+        "ExpansionError: single '}' at line 1, column 8; write {{ and }} for literal braces, or use "
+        "%%chat --raw (nothing was sent)")
+    assert run.error_line(c["bad_expr"]) == (
+        "ExpansionError: {1/0} at line 1, column 1 failed: ZeroDivisionError: division by zero "
+        "(nothing was sent)")
+    assert run.error_line(c["bad_temp"]) == "UsageError: --temperature must be between 0 and 2, got 3.0"
+    assert run.error_line(c["bad_float"]) == (
+        "UsageError: argument -t/--temperature: invalid float value: 'warm'; %%chat? lists the options "
+        "(nothing was sent)")
+    assert run.error_line(c["bad_option"]) == (
+        "UsageError: unrecognized arguments: --frobnicate; %%chat? lists the options (nothing was sent)")
+    assert run.error_line(c["bad_image"]).startswith("ImageError: ")
+    assert "missing.png" in run.error_line(c["bad_image"])
+    assert run.error_line(c["bad_image"]).endswith("(nothing was sent)")
+    assert run.error_line(c["bad_image_new"]) == run.error_line(c["bad_image"])
+    assert run.error_line(c["bad_image_session"]) == run.error_line(c["bad_image"])  # and no session made
+    assert run.error_line(c["bad_combo"]) == "UsageError: --json shows the answer as JSON; drop -f code or --json"
+    assert run.error_line(c["bad_session"]) == (
+        "UsageError: unknown session 'nosuch' (sessions: default, other, pics); start it by asking with "
+        "-s nosuch")
+    assert run.error_line(c["bad_command"]).startswith("UsageError: unknown %chat command 'frobnicate'; ")
+    assert run.error_line(c["bad_load"]) == (
+        "TranscriptError: 'junk.json' is not a transcript: invalid JSON at line 1 "
+        "(Expecting property name enclosed in double quotes)")
+    assert run.error_line(c["bad_missing"]) == (
+        "TranscriptError: no transcript at 'nowhere.json': check the path (%chat save PATH writes one)")
+    assert run.error_line(c["bad_line_ask"]).startswith("UsageError: to ask a question use the cell magic")
+    for name in c.index:
+        if name.startswith("bad_"):
+            assert run.status(c[name]) == "error", name
+    # ... and nothing changed: same conversations as before the bad cells
+    assert run.stdout(c["counts2"]) == "{'default': 4, 'other': 2, 'pics': 2}\n"
+
+    # %chat history: the transcript as Markdown, image thumbnails in it
+    history = run.displays(c["history"])[0]
+    assert history.startswith("**model:** `gpt-4o-mini` · **messages:** 2\n\n### user\n\nWhat colours?")
+    assert history.count("<img ") == 3 and "### assistant · gpt-4o-mini\n\nSaw the images." in history
+    plain_history = run.displays(c["history"], "text/plain")[0]
+    assert "[image: blue.png 40x20]" in plain_history
+    # %chat sessions / usage tables
+    sessions = run.displays(c["sessions"])[0].splitlines()
+    assert sessions[0] == "| session | model | messages | history tokens | system |"
+    assert [row.split(" | ")[:3] for row in sessions[2:]] == [
+        ["| default", "gpt-4o-mini", "4"], ["| other", "gpt-4o-mini", "2"], ["| pics", "gpt-4o-mini", "2"]]
+    usage = run.displays(c["usage"])[0].splitlines()
+    assert usage[0] == ("| session | model | requests | prompt_tokens | cached_tokens | completion_tokens | "
+                        "total_tokens | cost_usd |")
+    requests = {tuple(cell.strip() for cell in row.strip("|").split("|")[:3]) for row in usage[2:]}
+    assert requests == {("default", "gpt-4o", "1"), ("default", "gpt-4o-mini", "8"), ("other", "gpt-4o-mini", "2"),
+                        ("pics", "gpt-4o-mini", "1"), ("**total**", "", "**12**")}
+    # %chat save writes the transcript with the images inside
+    saved = json.loads((tmp_path / "saved.json").read_text(encoding="utf-8"))
+    assert saved["format"] == "jupyter_llmchat.transcript" and saved["model"] == "gpt-4o-mini"
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert len(saved["messages"][0]["images"]) == 3
+    assert saved["messages"][0]["images"][0]["url"].startswith("data:image/")
+    # %%chat? shows the argument help; bare %chat lists the commands
+    page = "".join(p["data"]["text/plain"] for p in run.payloads[c["help"]] if p["source"] == "page")
+    for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format", "--error"):
+        assert option in page
+    assert run.stdout(c["bare"]).startswith("%%chat [options]   ask the question in the cell body")
+
+    assert [b.get("temperature") for b in bodies[12:14]] == [1.1, 0.4]
+    assert run.error_line(c["fail"]).startswith(
+        f"ServerError: server error (500) at {loopback.base_url}: ")
+    assert run.error_line(c["fail"]).endswith("; try again later") and "\n" not in run.error_line(c["fail"])
+    assert run.stdout(c["counts3"]) == "{'default': 4, 'other': 2, 'pics': 2} 'config wins now'\n"
+    widget = [o for o in run.outputs(c["panel"]) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widget) == 1
+
+
+# -- configuration precedence, the key kept hidden, and a transcript carried to a new kernel -------------
+def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_path: Path) -> None:
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(
+        'c.ChatMagics.model = "gpt-4"\nc.ChatMagics.system = "From the config file."\n', encoding="utf-8")
+    env = {"IPYTHONDIR": str(tmp_path / "ipython"), "LLMCHAT_MODEL": "gpt-4.1-mini", "OPENAI_API_KEY": KEY,
+           "OPENAI_BASE_URL": loopback.base_url}
+    for reply in ("r1", "r2", "r3", "r4", "r5"):
+        loopback.queue(reply=reply)
+
+    c = Cells()
+    c.add("load", """
+        %load_ext jupyter_llmchat
+        %config ChatMagics.model = "gpt-3.5-turbo"
+        %config ChatMagics.temperature = 0.3
+        """)
+    c.add("q1", "%%chat\nfirst")
+    c.add("config", "%chat config")
+    c.add("q2", "%%chat -m gpt-4.1-nano -t 0.9\nsecond")
+    c.add("set_model", "%chat model gpt-4.1")
+    c.add("bad_config", "%config ChatMagics.temperature = 5")
+    c.add("q3", "%%chat\nthird")
+    c.add("show_model", "%chat model")
+    c.add("clear_system", '%chat system ""\n%chat system')
+    c.add("env_bad", 'import os\nos.environ["LLMCHAT_TEMPERATURE"] = "hot"')
+    c.add("q_env_bad", "%%chat\nnot sent", raises=True)
+    c.add("env_range", 'os.environ["LLMCHAT_TEMPERATURE"] = "7"')
+    c.add("q_env_range", "%%chat\nnot sent", raises=True)
+    c.add("env_ok", 'os.environ["LLMCHAT_TEMPERATURE"] = "1.5"')
+    c.add("q4", "%%chat\nfourth")
+    c.add("reprs", """
+        from jupyter_llmchat.notebook.magics import current
+        m = current()
+        print(repr(m), repr(m.client()), repr(m.sessions.get()))
+        """)
+    c.add("history", "%chat history")
+    c.add("save", "%chat save transcript.json")
+    c.add("azure", f"""
+        %config ChatMagics.azure_endpoint = "{loopback.root_url}"
+        %config ChatMagics.api_version = "2024-10-21"
+        %config ChatMagics.azure_deployment = "gpt-4o"
+        os.environ["AZURE_OPENAI_API_KEY"] = "azure-test-key-000"
+        """)
+    c.add("q_azure", "%%chat --no-history\nvia azure")
+    run = run_cells(c.sources, raises=c.raises, env=env, cwd=tmp_path)
+    bodies = chat_bodies(loopback)
+
+    # defaults < %config / ipython_kernel_config.py < environment < %chat model < cell options
+    assert [(b["model"], b.get("temperature")) for b in bodies[:4]] == [
+        ("gpt-4.1-mini", 0.3), ("gpt-4.1-nano", 0.9), ("gpt-4.1", 0.3), ("gpt-4.1", 1.5)]
+    assert bodies[0]["messages"][0] == {"role": "system", "content": "From the config file."}
+    shown = run.displays(c["q1"])  # footer on by default: the answer, then a separate small footer
+    assert shown[0] == "r1" and shown[1].startswith("<sub>gpt-4.1-mini · ") and "out tokens" in shown[1]
+    assert bodies[3]["messages"][0]["role"] == "user"  # %chat system "" cleared it
+    rows = {line.split(" | ")[0].strip("| "): [cell.strip() for cell in line.strip("|").split("|")]
+            for line in run.displays(c["config"])[0].splitlines()[2:]}
+    assert rows["model"] == ["model", "'gpt-4.1-mini'", "env LLMCHAT_MODEL", "LLMCHAT_MODEL"]
+    assert rows["temperature"] == ["temperature", "0.3", "%config / config file", "LLMCHAT_TEMPERATURE"]
+    assert rows["system"] == ["system", "'From the config file.'", "%config / config file", "LLMCHAT_SYSTEM"]
+    assert rows["max_tokens"] == ["max_tokens", "None", "default", "LLMCHAT_MAX_TOKENS"]
+    assert rows["api_key"] == ["api_key", "set (hidden)", "env OPENAI_API_KEY", "OPENAI_API_KEY"]
+    assert rows["base_url"][2] == "env OPENAI_BASE_URL" and rows["endpoint"][1] == loopback.base_url
+    assert "should not be greater than 2.0" in run.stderr(c["bad_config"])  # %config refuses, keeps 0.3
+    assert run.stdout(c["set_model"]) == "model for all sessions: 'gpt-4.1'\n"
+    assert run.stdout(c["show_model"]) == "gpt-4.1\n"
+    assert run.stdout(c["clear_system"]) == "system cleared for all sessions\n(no system message)\n"
+    assert run.error_line(c["q_env_bad"]) == (
+        "UsageError: environment variable LLMCHAT_TEMPERATURE='hot' is not a valid temperature: fix or unset it")
+    assert run.error_line(c["q_env_range"]) == (
+        "UsageError: environment variable LLMCHAT_TEMPERATURE must be between 0 and 2, got 7.0")
+    assert len(bodies) == 5
+    # Azure OpenAI: the deployment path and api-version, the Azure key (not OPENAI_API_KEY)
+    azure = [r for r in loopback.requests if r.path.startswith("/openai/")]
+    assert len(azure) == 1 and azure[0].path.startswith("/openai/deployments/gpt-4o/chat/completions")
+    assert azure[0].query == "api-version=2024-10-21" and answer(run, c["q_azure"]) == "r5"
+    # the key reached the server, and nothing else: no output, repr or transcript shows it
+    assert KEY not in run.all_text()
+    assert KEY not in (tmp_path / "transcript.json").read_text(encoding="utf-8")
+    assert run.stdout(c["reprs"]).count(f"ChatClient(base_url='{loopback.base_url}', key_source='api_key=')") == 2
+
+    # a new kernel, with no key and no base URL: the transcript loads, the offline demo answers
+    d = Cells()
+    d.add("load", "%load_ext jupyter_llmchat\n%chat load transcript.json")
+    d.add("history", "%chat history")
+    d.add("ask", "%%chat\nfifth")
+    d.add("sent", """
+        from jupyter_llmchat.server import start_demo_server
+        body = start_demo_server().requests[-1].body
+        print([m["content"] for m in body["messages"]], body["model"])
+        """)
+    d.add("again", "%%chat --no-history\nsixth")
+    d.add("unload", "%unload_ext jupyter_llmchat\nprint('_chat' in globals())")
+    d.add("gone", "%chat", raises=True)
+    d.add("reload", "%load_ext jupyter_llmchat\n%chat sessions")
+    d.add("config_help", "%config ChatMagics")
+    drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+            *[k for k in os.environ if k.startswith("LLMCHAT_")])
+    again = run_cells(d.sources, raises=d.raises, cwd=tmp_path, drop_env=drop,
+                      env={"IPYTHONDIR": str(tmp_path / "empty-ipython")})
+    assert again.stdout(d["load"]) == "loaded 8 messages into session 'default' (model gpt-4.1)\n"
+    assert again.displays(d["history"]) == run.displays(c["history"])
+    notice = again.stdout(d["ask"]).splitlines()[0]
+    assert notice.startswith("Offline demo: no API key or base URL is set, so answers come from the built-in "
+                             "demo server at http://127.0.0.1:")
+    assert notice.endswith("not from a model. Set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server) "
+                           "to talk to a real model.")
+    assert again.stdout(d["sent"]) == (
+        "['first', 'r1', 'second', 'r2', 'third', 'r3', 'fourth', 'r4', 'fifth'] gpt-4.1\n")
+    assert "Offline demo" not in again.stdout(d["again"])  # said once
+    assert again.stdout(d["unload"]) == "False\n"
+    assert again.error_line(d["gone"]) == "UsageError: Line magic function `%chat` not found."
+    reloaded = again.displays(d["reload"])[0].splitlines()
+    assert reloaded[2].startswith("| default | gpt-4o-mini | 0 | 0 |")  # unloading dropped the sessions
+    assert "ChatMagics.temperature=<Float>" in again.stdout(d["config_help"])
+
+
+# -- terminal IPython: plain streamed text, no display machinery -----------------------------------------
+def test_terminal_ipython_plain_text(loopback, tmp_path: Path) -> None:
+    loopback.queue(reply="Hello from **the** terminal")
+    loopback.queue(reply="Sure:\n```python\nprint(2)\n```")
+    loopback.queue(reply='{"a": 1}')
+    cells = ["%load_ext jupyter_llmchat", "%config ChatMagics.footer = False", "%%chat\nhi there",
+             "%%chat -f code\ncode please", "%%chat --json\njson please",
+             "print(type(get_ipython()).__name__, repr(_chat))"]
+    code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), OPENAI_BASE_URL=loopback.base_url, IPYTHONDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.stderr == ""
+    assert done.stdout == ('Hello from **the** terminal\nprint(2)\n{\n  "a": 1\n}\n'
+                           'TerminalInteractiveShell \'{"a": 1}\'\n')
+    assert "\x1b" not in done.stdout
+
+
+# -- the quickstart notebook runs offline, top to bottom ----------------------------------------------
+def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    raises = {i for i, cell in enumerate(code) if "raises-exception" in cell.metadata.get("tags", [])}
+    drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+            *[k for k in os.environ if k.startswith("LLMCHAT_")])
+    run = run_cells([cell.source for cell in code], raises=raises, drop_env=drop, cwd=tmp_path,
+                    env={"IPYTHONDIR": str(tmp_path / "ipython"), "MPLBACKEND": "Agg"})
+    assert [i for i in range(len(code)) if run.replies[i]["status"] != "ok"] == sorted(raises)
+    asks = [i for i, cell in enumerate(code) if cell.source.startswith("%%chat")]
+    assert len(asks) == 8
+    opening = "This reply comes from the jupyter_llmchat offline demo server, not from a model"
+    for i in asks:
+        if "--json" in code[i].source:
+            assert '"source": "jupyter_llmchat offline demo server, not a model"' in run.displays(i)[0]
+        elif "-f text" in code[i].source:
+            assert run.stdout(i).startswith(opening)
+        elif "-f code" in code[i].source:  # the demo reply's code block, shown as code and put in a new cell
+            assert run.displays(i)[0].startswith("```python\n"), code[i].source
+            assert [p["text"] for p in run.payloads[i] if p.get("source") == "set_next_input"]
+        else:
+            assert run.displays(i)[0].startswith(opening), code[i].source
+    assert sum(run.stdout(i).count("Offline demo: no API key") for i in range(len(code))) == 1
+    expanded = next(i for i in asks if "{readings}" in code[i].source)
+    assert "The readings are [3.1, 2.7, 4.4, 3.9]; their mean is 3.53." in run.displays(expanded)[0]
+    history = next(i for i, cell in enumerate(code) if cell.source == "%chat history charts")
+    assert run.displays(history)[0].count("<img ") == 1
+
+
+# -- interrupting the kernel mid-answer keeps the partial answer, marked, and the cell succeeds ---------
+def test_kernel_interrupt_keeps_partial_answer(loopback, tmp_path: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(tmp_path))
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+        def execute(code: str, *, interrupt_after_output: bool = False) -> tuple[dict, list[dict]]:
+            msg_id = client.execute(code)
+            outputs: list[dict] = []
+            interrupted = False
+            while True:
+                msg = client.get_iopub_msg(timeout=60)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind = msg["msg_type"]
+                if kind in ("stream", "display_data", "update_display_data", "error"):
+                    outputs.append(msg["content"])
+                    # an update means answer text has arrived (the first display is a placeholder)
+                    if interrupt_after_output and not interrupted and kind == "update_display_data":
+                        manager.interrupt_kernel()
+                        interrupted = True
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            return client.get_shell_msg(timeout=60)["content"], outputs
+
+        reply, _ = execute(f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"')
+        assert reply["status"] == "ok"
+        loopback.queue(tokens=3000, rate=30.0)  # about 100 s in full: the interrupt comes long before
+        reply, outputs = execute("%%chat\nTell me a long story", interrupt_after_output=True)
+        assert reply["status"] == "ok"  # an interrupt is not an error: the partial answer is the result
+        shown = json.dumps(outputs)
+        assert "answer interrupted: partial text kept" in shown
+        reply, outputs = execute(
+            "from jupyter_llmchat.notebook.magics import current\n"
+            "bot = current().sessions.get()\n"
+            "print([(m.role, m.status) for m in bot.conversation.messages], "
+            "0 < len(_chat) < 3000, _chat == bot.conversation.messages[-1].text)")
+        expected = "[('user', 'complete'), ('assistant', 'interrupted')] True True\n"
+        assert outputs == [{"name": "stdout", "text": expected}], outputs
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+# -- the SQLite store: a session and its usage outlive the kernel; the response cache replays ------------
+def test_store_restores_sessions_and_usage_across_kernels(loopback, tmp_path: Path) -> None:
+    for reply in ("one", "two", "three", "cached answer"):
+        loopback.queue(reply=reply)
+    db = tmp_path / "chat.sqlite3"
+    setup = f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"\n' \
+            f'%config ChatMagics.store = "{db}"\n%config ChatMagics.footer = False'
+    env = {"IPYTHONDIR": str(tmp_path / "ipython")}
+    c = Cells()
+    c.add("load", setup)
+    c.add("q1", "%%chat -s proj\nfirst")
+    c.add("q2", "%%chat -s proj\nsecond")
+    first = run_cells(c.sources, env=env, cwd=tmp_path)
+    assert answer(first, c["q2"]) == "two"
+
+    d = Cells()
+    d.add("load", setup + "\n%config ChatMagics.cache = True")
+    d.add("saved", "%chat saved")
+    d.add("restore", "%chat restore proj")
+    d.add("q3", "%%chat -s proj\nthird")
+    d.add("c1", "%%chat --no-history -t 0\nsame question")
+    d.add("c2", "%%chat --no-history -t 0\nsame question")
+    d.add("usage", "%chat usage")
+    d.add("no_store", "%config ChatMagics.store = None\n%chat saved", raises=True)
+    second = run_cells(d.sources, raises=d.raises, env=env, cwd=tmp_path)
+    saved = second.displays(d["saved"])[0].splitlines()
+    assert [cell.strip() for cell in saved[2].strip("|").split("|")][:3] == ["proj", "gpt-4o-mini", "4"]
+    assert second.stdout(d["restore"]) == ("restored 4 messages of saved session 'proj' into session 'proj' "
+                                           "(model gpt-4o-mini); recording continues\n")
+    bodies = chat_bodies(loopback)
+    assert [m["content"] for m in bodies[2]["messages"]] == ["first", "one", "second", "two", "third"]
+    assert len(bodies) == 4  # the repeated question was answered from the cache
+    assert answer(second, d["c2"]) == answer(second, d["c1"]) == "cached answer"
+    rows = {tuple(cell.strip() for cell in row.strip("|").split("|")[:3])
+            for row in second.displays(d["usage"])[0].splitlines()[2:]}
+    # both kernels' replies, from the store's ledger (the cache hit counts as a request that cost nothing)
+    assert rows == {("proj", "gpt-4o-mini", "3"), ("default", "gpt-4o-mini", "2"), ("**total**", "", "**5**")}
+    assert second.error_line(d["no_store"]) == (
+        "UsageError: %chat saved needs a store: %config ChatMagics.store = 'default' (or a file path), or set "
+        "JUPYTER_LLMCHAT_STORE")

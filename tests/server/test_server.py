@@ -1,0 +1,706 @@
+"""The loopback server through the real openai SDK over real HTTP, plus raw HTTP for the wire format.
+
+Expected token counts are recomputed here from the encoding with OpenAI's cookbook rules, not
+taken from the server, so a miscount on either side shows up.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import openai
+import pytest
+from openai import OpenAI
+
+from jupyter_llmchat.core.models import model_info
+from jupyter_llmchat.server import DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer, start_demo_server
+from jupyter_llmchat.core.tokens import get_encoding
+
+KEY = "sk-test-loopback-secret-0123456789"
+QUESTION = [{"role": "user", "content": "Hi there"}]
+# 1x1 transparent PNG
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")).decode()
+
+
+def sdk(server: LoopbackServer, **kwargs: Any) -> OpenAI:
+    kwargs.setdefault("max_retries", 0)
+    return OpenAI(base_url=server.base_url, api_key=kwargs.pop("api_key", KEY), **kwargs)
+
+
+def encode(text: str, model: str = "gpt-4o-mini") -> list[int]:
+    return get_encoding(model_info(model).encoding).encode(text, disallowed_special=())
+
+
+def cookbook_prompt_tokens(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> int:
+    """3 per message + tokens of each value + 1 per name, + 3 priming the reply."""
+    total = 3
+    for message in messages:
+        total += 3
+        for key, value in message.items():
+            total += len(encode(value, model)) + (1 if key == "name" else 0)
+    return total
+
+
+def stream(client: OpenAI, messages: list[dict[str, Any]] = QUESTION, **kwargs: Any) -> list[Any]:
+    kwargs.setdefault("model", "gpt-4o-mini")
+    return list(client.chat.completions.create(messages=messages, stream=True,
+                                               stream_options={"include_usage": True}, **kwargs))
+
+
+def streamed_text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def chat_logs(server: LoopbackServer) -> list[Any]:
+    return [r for r in server.requests if r.path.endswith("/chat/completions")]
+
+
+# ---------------------------------------------------------------------------------------------
+# replies, usage, wire format
+
+
+def test_models_endpoint_lists_the_served_models(loopback):
+    client = sdk(loopback)
+    assert [m.id for m in client.models.list().data] == list(DEFAULT_MODELS)
+    assert {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini", "o4-mini",
+            "gpt-4", "gpt-3.5-turbo", "gpt-5", "gpt-5-mini", "loopback-demo"} <= set(DEFAULT_MODELS)
+    assert client.models.retrieve("gpt-4.1").id == "gpt-4.1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_streamed_text_equals_non_streamed_text_and_usage_is_exact(loopback):
+    client = sdk(loopback)
+    messages = [{"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Explain streaming, please.", "name": "ada"}]
+    whole = client.chat.completions.create(model="gpt-4o", messages=messages)
+    chunks = stream(client, messages, model="gpt-4o")
+    text = whole.choices[0].message.content
+    assert streamed_text(chunks) == text
+    expected_prompt = cookbook_prompt_tokens(messages, "gpt-4o")
+    assert expected_prompt == 3 + (3 + 1 + len(encode("You are terse."))) + (
+        3 + 1 + len(encode("Explain streaming, please.")) + 1 + len(encode("ada")))
+    for usage in (whole.usage, chunks[-1].usage):
+        assert usage.prompt_tokens == expected_prompt
+        assert usage.completion_tokens == len(encode(text, "gpt-4o"))
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+        assert usage.prompt_tokens_details.cached_tokens == 0
+        assert usage.completion_tokens_details.reasoning_tokens == 0
+    # role chunk, one chunk per token (ASCII text), finish chunk, usage chunk with no choices
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == ""
+    content = [c for c in chunks[1:-2]]
+    assert len(content) == whole.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].choices == []
+    assert whole.choices[0].finish_reason == "stop"
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and whole.object == "chat.completion"
+    assert {c.model for c in chunks} == {"gpt-4o"} and chunks[0].system_fingerprint
+
+
+def test_raw_stream_is_chunked_sse_ending_with_done(loopback):
+    loopback.queue(reply="Hello!")
+    conn = http.client.HTTPConnection("127.0.0.1", loopback.port, timeout=10)
+    body = {"model": "gpt-4o-mini", "messages": QUESTION, "stream": True}
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.getheader("Content-Type").startswith("text/event-stream")
+    events = response.read().decode().split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    payloads = [json.loads(e[len("data: "):]) for e in events[:-2]]
+    assert "".join(p["choices"][0]["delta"].get("content", "") for p in payloads) == "Hello!"
+    assert all("usage" not in p for p in payloads)  # no include_usage: no usage field at all
+    conn.close()
+
+
+def test_default_reply_says_it_is_the_offline_demo_and_quotes_the_question(loopback):
+    client = sdk(loopback)
+    question = "What is the capital of France?"
+    text = client.chat.completions.create(
+        model="loopback-demo", messages=[{"role": "user", "content": question}]).choices[0].message.content
+    assert text.startswith(DISCLOSURE)
+    assert "not from a model" in text.split("\n")[0]
+    assert f"“{question}”" in text.split("\n")[0]
+    assert len(encode(text)) >= 150  # default_tokens, ended at a block edge
+
+
+def test_generated_markdown_has_every_block_kind_and_exact_length(loopback):
+    loopback.queue(tokens=1200)
+    response = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    text = response.choices[0].message.content
+    assert response.usage.completion_tokens == 1200
+    assert DISCLOSURE not in text  # only default replies carry the disclosure
+    lines = text.splitlines()
+    assert any(line.startswith("# ") for line in lines)
+    assert any(line.startswith("## ") for line in lines)
+    assert any(line.startswith("- ") for line in lines)
+    assert any(line.startswith("1. ") for line in lines)
+    assert any(line.startswith("|:---") for line in lines)
+    assert "```python\n" in text
+    # deterministic: the same question gets the same reply
+    loopback.queue(tokens=1200)
+    again = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert again.choices[0].message.content == text
+
+
+def test_rate_limited_stream_delivers_the_same_text(loopback):
+    loopback.queue(tokens=40)
+    fast = streamed_text(stream(sdk(loopback)))
+    loopback.queue(tokens=40, rate=2000.0)
+    assert streamed_text(stream(sdk(loopback))) == fast
+
+
+def test_multibyte_characters_split_across_tokens_arrive_whole(loopback):
+    reply = "Grüße 👋🏽 世界 — naïve café ✅"
+    encoding = get_encoding("o200k_base")
+    pieces = encoding.decode_tokens_bytes(encode(reply))
+    assert any(_incomplete_utf8(p) for p in pieces)  # the test needs a split character
+    loopback.queue(reply=reply)
+    chunks = stream(sdk(loopback))
+    deltas = [c.choices[0].delta.content for c in chunks[1:-2]]
+    assert "".join(deltas) == reply
+    assert "\ufffd" not in "".join(deltas)
+    assert len(deltas) < len(pieces)
+    assert chunks[-1].usage.completion_tokens == len(pieces)
+
+
+def _incomplete_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
+def test_max_tokens_truncates_with_finish_reason_length(loopback):
+    client = sdk(loopback)
+    loopback.queue(reply=" word" * 50, times=2)
+    whole = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, max_tokens=5)
+    assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == (" word" * 5, "length")
+    assert whole.usage.completion_tokens == 5
+    chunks = stream(client, model="o3-mini", max_completion_tokens=7)
+    assert streamed_text(chunks) == " word" * 7
+    assert chunks[-2].choices[0].finish_reason == "length"
+    assert [r.outcome for r in chat_logs(loopback)] == ["length", "length"]
+
+
+def test_reasoning_models_reject_max_tokens_like_openai(loopback):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(loopback).chat.completions.create(model="o3-mini", messages=QUESTION, max_tokens=5)
+    assert caught.value.code == "unsupported_parameter"
+    assert "max_completion_tokens" in caught.value.message
+
+
+def test_queued_finish_reason(loopback):
+    loopback.queue(reply="I can't continue", finish_reason="content_filter")
+    chunks = stream(sdk(loopback))
+    assert chunks[-2].choices[0].finish_reason == "content_filter"
+
+
+def test_logprobs_per_token_streamed_and_not(loopback):
+    client = sdk(loopback)
+    loopback.queue(reply="Yes, indeed it is.", times=2)
+    whole = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, logprobs=True,
+                                           top_logprobs=3)
+    entries = whole.choices[0].logprobs.content
+    assert "".join(e.token for e in entries) == "Yes, indeed it is."
+    assert len(entries) == whole.usage.completion_tokens == len(encode("Yes, indeed it is."))
+    for entry in entries:
+        assert bytes(entry.bytes) == entry.token.encode()
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3
+        assert entry.top_logprobs[0].token == entry.token
+        assert entry.top_logprobs[0].logprob == entry.logprob
+        assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs),
+                                                                 reverse=True)
+    chunks = stream(client, logprobs=True, top_logprobs=3)
+    streamed = [e for c in chunks[1:-2] for e in c.choices[0].logprobs.content]
+    assert [e.model_dump() for e in streamed] == [e.model_dump() for e in entries]
+    assert chunks[0].choices[0].logprobs is None
+
+
+def test_prompt_caching_reports_the_shared_prefix_in_128_token_steps(loopback):
+    client = sdk(loopback)
+    system = "Context: " + " lorem ipsum" * 700
+    first = [{"role": "system", "content": system}, {"role": "user", "content": "alpha question"}]
+    second = [{"role": "system", "content": system}, {"role": "user", "content": "beta question"}]
+    a = client.chat.completions.create(model="gpt-4o-mini", messages=first)
+    b = client.chat.completions.create(model="gpt-4o-mini", messages=second)
+    assert a.usage.prompt_tokens_details.cached_tokens == 0
+    assert encode("alpha question")[0] != encode("beta question")[0]
+    shared = 3 + len(encode("system")) + len(encode(system)) + 3 + len(encode("user"))
+    assert shared >= 1024
+    assert b.usage.prompt_tokens_details.cached_tokens == shared - shared % 128
+    assert b.usage.prompt_tokens == cookbook_prompt_tokens(second)
+    # another model has its own cache; short prompts are never cached
+    c = client.chat.completions.create(model="gpt-4o", messages=second)
+    assert c.usage.prompt_tokens_details.cached_tokens == 0
+    client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    d = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert d.usage.prompt_tokens_details.cached_tokens == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# images and bad requests
+
+
+def test_image_parts_are_accepted_and_logged_verbatim(loopback):
+    content = [{"type": "text", "text": "What is in this image?"},
+               {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
+               {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+    messages = [{"role": "user", "content": content}]
+    response = sdk(loopback).chat.completions.create(model="gpt-4o", messages=messages)
+    assert response.choices[0].message.content.startswith(DISCLOSURE)
+    assert chat_logs(loopback)[-1].body["messages"] == messages
+    # low detail costs gpt-4o's base 85 tokens; the URL image is budgeted at its upper bound
+    assert response.usage.prompt_tokens > 85 + cookbook_prompt_tokens(
+        [{"role": "user", "content": "What is in this image?"}], "gpt-4o")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("data:image/png;base64,@@not-base64@@", "Invalid image data URL"),
+    ("data:image/png,rawbytes", "Invalid image data URL"),
+    ("file:///etc/passwd", "Invalid image URL"),
+])
+def test_broken_images_are_a_clear_400(loopback, url, words):
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(loopback).chat.completions.create(model="gpt-4o", messages=messages)
+    assert words in caught.value.message and "\n" not in caught.value.message
+    assert caught.value.body["param"] == "messages[0].content[0].image_url.url"
+
+
+def test_images_to_a_model_without_vision_are_rejected_like_openai(loopback):
+    messages = [{"role": "user", "content": "before"},
+                {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                             {"type": "image_url", "image_url": {"url": "https://e.x/a.png"}}]}]
+    client = sdk(loopback)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="gpt-3.5-turbo", messages=messages)
+    assert caught.value.body == {"message": "Invalid content type. image_url is only supported by certain "
+                                 "models.", "type": "invalid_request_error",
+                                 "param": "messages.[1].content.[1].type", "code": None}
+    # a model outside the table takes them, unless the fault says otherwise
+    assert client.chat.completions.create(model="loopback-demo", messages=messages).choices[0]
+    loopback.queue(fault="images_unsupported")
+    with pytest.raises(openai.BadRequestError) as again:
+        client.chat.completions.create(model="loopback-demo", messages=messages)
+    assert again.value.body == caught.value.body
+
+
+def test_malformed_requests_are_rejected_with_openai_wording(loopback):
+    client = sdk(loopback)
+    with pytest.raises(openai.BadRequestError, match="Missing required parameter: 'messages'"):
+        client.chat.completions.create(model="gpt-4o", messages=[])
+    with pytest.raises(openai.BadRequestError, match="messages\\[0\\].role"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "wizard", "content": "x"}])
+    conn = http.client.HTTPConnection("127.0.0.1", loopback.port, timeout=10)
+    conn.request("POST", "/v1/chat/completions", b"{not json", {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 400 and "could not parse the JSON body" in json.loads(response.read())[
+        "error"]["message"]
+    conn.close()
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"temperature": 3}, "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+                         "but got 3"),
+    ({"top_p": -0.5}, "Invalid 'top_p': decimal below minimum value. Expected a value >= 0, but got -0.5"),
+    ({"max_tokens": 0}, "Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, "
+                        "but got 0"),
+    ({"top_logprobs": 2}, "'logprobs' must be set to true when 'top_logprobs' is used"),
+    ({"n": 2}, "answers one choice per request: send n=1"),
+    ({"response_format": {"type": "yaml"}}, "Invalid value for 'response_format.type'"),
+])
+def test_out_of_range_parameters_are_400_like_openai(loopback, params, words):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, **params)
+    assert words in caught.value.body["message"]
+    assert caught.value.body["param"].startswith(next(iter(params)))
+    assert chat_logs(loopback)[-1].status == 400
+
+
+def test_json_mode_default_replies_parse(loopback):
+    client = sdk(loopback)
+    messages = [{"role": "user", "content": "Reply in JSON: what is 2+2?"}]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                           response_format={"type": "json_object"})
+    assert json.loads(reply.choices[0].message.content) == {
+        "source": "jupyter_llmchat offline demo server, not a model", "question": messages[0]["content"]}
+    schema = {"type": "object", "additionalProperties": False, "required": ["answer", "steps", "unit"],
+              "properties": {"answer": {"type": "integer"},
+                             "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+                             "unit": {"anyOf": [{"type": "string", "enum": ["none", "apples"]},
+                                                {"type": "null"}]}},
+              "$defs": {"step": {"type": "object", "properties": {"text": {"type": "string"},
+                                                                  "ok": {"type": "boolean"}}}}}
+    chunks = stream(client, messages, response_format={
+        "type": "json_schema", "json_schema": {"name": "sum", "schema": schema, "strict": True}})
+    assert json.loads(streamed_text(chunks)) == {
+        "answer": 0, "steps": [{"text": "jupyter_llmchat offline demo server, not a model", "ok": False}],
+        "unit": "none"}
+
+
+def test_an_invalid_request_does_not_use_up_the_script(loopback):
+    loopback.queue(reply="for the valid one")
+    client = sdk(loopback)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, temperature=5)
+    assert loopback.pending == 1
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+        0].message.content == "for the valid one"
+
+
+def test_prompt_beyond_the_context_window_is_400_with_the_count(loopback):
+    messages = [{"role": "user", "content": " hello" * 9000}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(loopback).chat.completions.create(model="gpt-4", messages=messages)
+    assert caught.value.code == "context_length_exceeded"
+    assert (f"maximum context length is 8192 tokens. However, your messages resulted in "
+            f"{cookbook_prompt_tokens(messages, 'gpt-4')} tokens") in caught.value.message
+
+
+def test_unknown_model_is_404_model_not_found(loopback):
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk(loopback).chat.completions.create(model="gpt-7-ultra", messages=QUESTION)
+    assert caught.value.code == "model_not_found" and "`gpt-7-ultra`" in caught.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# faults
+
+
+def test_rate_limit_fault_has_retry_after_headers(loopback):
+    loopback.queue(fault="rate_limit", retry_after=1.5)
+    with pytest.raises(openai.RateLimitError) as caught:
+        stream(sdk(loopback))
+    error = caught.value
+    assert (error.status_code, error.code) == (429, "rate_limit_exceeded")
+    assert error.response.headers["retry-after"] == "2"
+    assert error.response.headers["retry-after-ms"] == "1500"
+    assert "Please try again in 1.5s" in error.message
+
+
+def test_sdk_retries_honour_retry_after_then_succeed(loopback):
+    loopback.queue(fault="rate_limit", retry_after=0.01, times=2)
+    loopback.queue(reply="third time lucky")
+    assert loopback.pending == 3
+    text = streamed_text(stream(sdk(loopback, max_retries=2)))
+    assert text == "third time lucky"
+    logs = chat_logs(loopback)
+    assert [r.status for r in logs] == [429, 429, 200]
+    assert [r.headers["x-stainless-retry-count"] for r in logs] == ["0", "1", "2"]
+    assert loopback.pending == 0
+
+
+@pytest.mark.parametrize("fault, error_type, status, code", [
+    ("server_error", openai.InternalServerError, 500, None),
+    ("unauthorized", openai.AuthenticationError, 401, "invalid_api_key"),
+    ("context_length", openai.BadRequestError, 400, "context_length_exceeded"),
+    ("model_not_found", openai.NotFoundError, 404, "model_not_found"),
+])
+def test_status_faults(loopback, fault, error_type, status, code):
+    loopback.queue(fault=fault)
+    with pytest.raises(error_type) as caught:
+        stream(sdk(loopback))
+    assert (caught.value.status_code, caught.value.code) == (status, code)
+    assert KEY not in caught.value.message and "\n" not in caught.value.message
+    assert chat_logs(loopback)[-1].outcome == f"fault:{fault}"
+    if fault == "context_length":
+        assert caught.value.body["message"].startswith(
+            "This model's maximum context length is 128000 tokens.")
+
+
+def test_disconnect_mid_stream_truncates_the_chunked_body(loopback):
+    loopback.queue(reply=" alpha beta gamma delta epsilon", fault="disconnect", after_tokens=3)
+    received: list[str] = []
+    with pytest.raises(openai.APIConnectionError) as caught:
+        for chunk in sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                                            stream=True):
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["", " alpha", " beta", " gamma"]
+    assert "incomplete chunked read" in str(caught.value.__cause__)
+
+
+def test_disconnect_without_stream_cuts_the_body(loopback):
+    loopback.queue(fault="disconnect")
+    with pytest.raises(openai.APIConnectionError) as caught:
+        sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert "without sending complete message body" in str(caught.value.__cause__)
+
+
+def test_malformed_chunk_after_some_tokens(loopback):
+    loopback.queue(reply=" alpha beta gamma", fault="malformed", after_tokens=2)
+    received: list[str] = []
+    with pytest.raises(json.JSONDecodeError):
+        for chunk in sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                                            stream=True):
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["", " alpha", " beta"]
+
+
+def test_stream_error_event_after_some_tokens(loopback):
+    loopback.queue(reply=" alpha beta gamma", fault="stream_error", after_tokens=1, times=2)
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                                            stream=True):
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["", " alpha"]
+    assert caught.value.message == "The server had an error while processing your request. Sorry about that!"
+    with pytest.raises(openai.InternalServerError):  # not streamed: a plain 500
+        sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+
+
+def test_slow_first_byte_trips_the_client_read_timeout_then_serves_normally(loopback):
+    loopback.queue(fault="slow_first_byte", delay=3.0)
+    with pytest.raises(openai.APITimeoutError):
+        stream(sdk(loopback, timeout=0.3))
+    loopback.queue(reply="worth the wait", fault="slow_first_byte", delay=0.05)
+    assert streamed_text(stream(sdk(loopback))) == "worth the wait"
+    loopback.queue(reply="any script can wait first", delay=3.0)
+    with pytest.raises(openai.APITimeoutError):
+        stream(sdk(loopback, timeout=0.3))
+
+
+def test_request_body_loopback_field_scripts_one_request_without_the_queue(loopback):
+    loopback.queue(reply="from the queue")
+    client = sdk(loopback)
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                           extra_body={"loopback": {"reply": "from the body"}})
+    assert first.choices[0].message.content == "from the body"
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+        0].message.content == "from the queue"
+    with pytest.raises(openai.BadRequestError, match="unknown loopback option\\(s\\) speed"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
+                                       extra_body={"loopback": {"speed": 3}})
+
+
+# ---------------------------------------------------------------------------------------------
+# scripting, log, control API, auth, binding, lifecycle
+
+
+def test_queue_rejects_bad_scripts_in_one_line(loopback):
+    with pytest.raises(ValueError, match="unknown fault 'meltdown'; choose one of: rate_limit"):
+        loopback.queue(fault="meltdown")
+    with pytest.raises(ValueError, match="not both"):
+        loopback.queue(reply="x", tokens=5)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        loopback.queue(rate=0)
+    with pytest.raises(ValueError, match="times must be"):
+        loopback.queue(times=0)
+    assert loopback.pending == 0
+
+
+def test_request_log_masks_the_key_and_keeps_the_body(loopback):
+    loopback.queue(reply="ok")
+    sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, temperature=0.3, seed=7)
+    entry = chat_logs(loopback)[-1]
+    assert entry.method == "POST" and entry.path == "/v1/chat/completions"
+    assert entry.headers["authorization"] == "Bearer ***"
+    assert entry.body == {"model": "gpt-4o-mini", "messages": QUESTION, "temperature": 0.3, "seed": 7}
+    assert (entry.status, entry.outcome) == (200, "complete")
+    assert KEY not in repr(loopback.requests) and KEY not in repr(loopback)
+    conn = http.client.HTTPConnection("127.0.0.1", loopback.port, timeout=10)
+    conn.request("GET", "/v1/models", headers={"Authorization": "Basic dXNlcjpwYXNz", "X-Api-Key": KEY,
+                                               "Cookie": "session=abc"})
+    conn.getresponse().read()
+    conn.close()
+    headers = loopback.requests[-1].headers
+    assert (headers["Authorization"], headers["X-Api-Key"], headers["Cookie"]) == ("Basic ***", "***", "***")
+    assert abs(entry.time - time.time()) < 60
+
+
+def _control(server: LoopbackServer, method: str, path: str, data: Any = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
+    body = json.dumps(data).encode() if data is not None else (b"" if method == "POST" else None)
+    request = urllib.request.Request(server.root_url + path, data=body, method=method,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_control_api_queue_requests_and_reset(loopback):
+    assert _control(loopback, "POST", "/_loopback/queue", {"reply": "scripted over HTTP", "times": 2}) == (
+        200, {"queued": 1, "pending": 2})
+    assert _control(loopback, "POST", "/_loopback/queue", [{"tokens": 3}, {"fault": "server_error"}])[
+        1] == {"queued": 2, "pending": 4}
+    client = sdk(loopback)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+        0].message.content == "scripted over HTTP"
+    status, data = _control(loopback, "GET", "/_loopback/requests")
+    assert status == 200 and len(data["requests"]) == 1
+    logged = data["requests"][0]
+    assert logged["body"]["messages"] == QUESTION and logged["headers"]["authorization"] == "Bearer ***"
+    assert _control(loopback, "POST", "/_loopback/reset") == (200, {"reset": True})
+    assert loopback.pending == 0 and loopback.requests == []
+
+
+def test_control_api_rejects_bad_scripts_and_non_json_posts(loopback):
+    status, data = _control(loopback, "POST", "/_loopback/queue", {"fault": "meltdown"})
+    assert status == 400 and "unknown fault 'meltdown'" in data["error"]["message"]
+    status, data = _control(loopback, "POST", "/_loopback/queue", {"reply": "x"}, content_type="text/plain")
+    assert status == 415
+    assert _control(loopback, "GET", "/_loopback/nothing")[0] == 404
+    assert loopback.pending == 0
+
+
+def test_api_key_is_enforced_when_set():
+    with LoopbackServer(api_key=KEY) as server:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            sdk(server, api_key="sk-wrong").chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+        assert caught.value.code == "invalid_api_key" and "sk-wrong" not in caught.value.message
+        assert sdk(server).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0]
+        assert [r.status for r in server.requests] == [401, 200]
+        assert KEY not in repr(server)
+
+
+def test_binds_to_127_0_0_1_only():
+    with pytest.raises(ValueError, match="127.0.0.1 only"):
+        LoopbackServer(host="0.0.0.0")
+    with LoopbackServer() as server:
+        assert server.address == ("127.0.0.1", server.port)
+        assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/v1/models", headers={"Host": "evil.example"})  # DNS rebinding
+        assert conn.getresponse().status == 403
+        conn.close()
+
+
+def test_stop_ends_a_stream_in_progress_and_frees_the_port():
+    server = LoopbackServer().start()
+    port = server.port
+    server.queue(tokens=500, rate=5.0)  # would take 100 s
+    chunks = sdk(server).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, stream=True)
+    next(chunks)
+    server.stop()
+    with pytest.raises(openai.APIConnectionError):
+        list(chunks)
+    with pytest.raises(RuntimeError, match="not running"):
+        server.base_url
+    with LoopbackServer(port=port) as again:  # the port is free again
+        assert again.port == port
+
+
+def test_concurrent_streams_are_served_side_by_side(loopback):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = sdk(loopback)
+
+    def ask(i: int) -> str:
+        messages = [{"role": "user", "content": f"question {i}"}]
+        return streamed_text(stream(client, messages, extra_body={"loopback": {"tokens": 60, "rate": 600.0}}))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(ask, range(6)))
+    for i, answer in enumerate(answers):
+        loopback.queue(tokens=60)
+        alone = client.chat.completions.create(model="gpt-4o-mini",
+                                               messages=[{"role": "user", "content": f"question {i}"}])
+        assert answer == alone.choices[0].message.content
+    assert len(set(answers)) == 6
+
+
+def test_client_closing_a_stream_is_logged(loopback):
+    loopback.queue(tokens=2000, rate=500.0)
+    chunks = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, stream=True)
+    next(chunks)
+    next(chunks)
+    chunks.close()
+    deadline = time.monotonic() + 20
+    while chat_logs(loopback)[-1].outcome != "client_closed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert chat_logs(loopback)[-1].outcome == "client_closed"
+
+
+def test_stop_closes_kept_alive_connections():
+    server = LoopbackServer().start()
+    client = sdk(server)
+    assert client.models.list().data  # leaves a pooled keep-alive connection open
+    server.stop()
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
+
+
+def test_defaults_can_be_changed_while_running(loopback):
+    loopback.default_tokens = 400  # the fixture puts it back
+    text = sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[
+        0].message.content
+    assert len(encode(text)) >= 400
+    with pytest.raises(ValueError, match="default_rate must be > 0"):
+        loopback.default_rate = 0
+    with pytest.raises(ValueError, match="default_tokens must be an integer >= 1"):
+        loopback.default_tokens = 0
+
+
+def test_azure_deployment_route_with_api_key_header():
+    with LoopbackServer(api_key=KEY) as server:
+        server.queue(reply="from azure")
+        client = openai.AzureOpenAI(azure_endpoint=server.root_url, api_key=KEY, api_version="2024-10-21",
+                                    azure_deployment="gpt-4o", max_retries=0)
+        response = client.chat.completions.create(model="gpt-4o", messages=QUESTION)
+        assert response.choices[0].message.content == "from azure"
+        entry = server.requests[-1]
+        assert entry.path == "/openai/deployments/gpt-4o/chat/completions"
+        assert entry.query == "api-version=2024-10-21"
+        assert entry.headers["api-key"] == "***"
+
+
+def test_start_demo_server_is_one_lazy_singleton():
+    demo = start_demo_server()
+    assert start_demo_server() is demo
+    assert demo.default_rate == DEMO_RATE
+    response = sdk(demo).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    text = response.choices[0].message.content
+    assert text.startswith(DISCLOSURE)
+
+
+def test_module_entry_point_serves_until_ctrl_c(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "jupyter_llmchat.server", "--tokens", "20"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = [process.stdout.readline() for _ in range(3)]
+        assert "not from a model" in banner[0]
+        base_url = banner[1].split("base URL: ")[1].strip()
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        client = OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+        response = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+        assert response.choices[0].message.content.startswith(DISCLOSURE)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_module_entry_point_reports_a_busy_port():
+    with LoopbackServer() as busy:
+        port = busy.port
+        result = subprocess.run([sys.executable, "-m", "jupyter_llmchat.server", "--port", str(port)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.splitlines()[-1]
+
+
+def test_module_entry_point_rejects_bad_options():
+    result = subprocess.run([sys.executable, "-m", "jupyter_llmchat.server", "--rate", "-1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--rate must be > 0 tokens/s" in result.stderr

@@ -1,0 +1,91 @@
+"""JSON transcripts: an exact round trip (images, status, usage, system, model), clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jupyter_llmchat.core.chatbot import Chatbot
+from jupyter_llmchat.core.messages import ImageRef
+from jupyter_llmchat.core.reply import NullSink
+from jupyter_llmchat.store.transcript import FORMAT, TranscriptError, dump, load, read, save, to_markdown
+
+PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE"
+         "hQGAhKmMIQAAAABJRU5ErkJggg==")
+KEY = "sk-transcript-secret-99"
+
+
+def make_bot(loopback, model: str = "gpt-4o-mini", **kwargs) -> Chatbot:
+    return Chatbot(model, base_url=loopback.base_url, api_key=KEY, max_retries=0, **kwargs)
+
+
+def test_round_trip_restores_everything(loopback, tmp_path: Path) -> None:
+    loopback.queue(reply="A red pixel.")
+    loopback.queue(reply="Still red.")
+    bot = make_bot(loopback, system="Be brief.", temperature=0.2)
+    image = ImageRef(PIXEL, detail="low", width=1, height=1, mime="image/png", source="pixel.png")
+    bot.ask("What is this?", images=[image], sink=NullSink())
+    bot.ask("And now?", sink=NullSink())
+    path = save(bot, tmp_path / "sub" / "chat.json")
+    text = path.read_text(encoding="utf-8")
+    assert KEY not in text
+    data = json.loads(text)
+    assert (data["format"], data["version"], data["model"], data["system"], data["params"]) == \
+        (FORMAT, 1, "gpt-4o-mini", "Be brief.", {"temperature": 0.2})
+
+    other = make_bot(loopback, "gpt-4.1")
+    load(path, other)
+    assert other.model == "gpt-4o-mini" and other.system == "Be brief." and other.params == {"temperature": 0.2}
+    assert list(other.conversation.messages) == list(bot.conversation.messages)
+    assert other.conversation.messages[0].images == (image,)
+    assert dump(other)["messages"] == data["messages"]
+    # the restored conversation goes on: the next request carries the whole history, image included
+    loopback.queue(reply="ok")
+    other.ask("Continue", sink=NullSink())
+    sent = loopback.requests[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[1]["content"][1] == {"type": "image_url", "image_url": {"url": PIXEL, "detail": "low"}}
+
+
+def test_markdown_rendering(loopback) -> None:
+    loopback.queue(reply="Hi **there**")
+    bot = make_bot(loopback, system="Sys")
+    bot.ask("Hello", images=[ImageRef(PIXEL, width=1, height=1, source="dot.png")], sink=NullSink())
+    assert to_markdown(bot) == ("**model:** `gpt-4o-mini` · **messages:** 2\n\n### system\n\nSys\n\n"
+                                "### user\n\nHello\n\n[image: dot.png 1x1]\n\n"
+                                "### assistant · gpt-4o-mini\n\nHi **there**\n")
+    assert to_markdown(bot, image_html=True).count("<img src=\"data:image/") == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{broken", "'{path}' is not a transcript: invalid JSON at line 1 (Expecting property name enclosed in "
+                "double quotes)"),
+    ('{"a": 1}', "'{path}' is not a jupyter_llmchat transcript (no \"format\": \"jupyter_llmchat.transcript\")"),
+    (json.dumps({"format": FORMAT, "version": 9, "model": "m", "messages": []}),
+     "'{path}' is transcript version 9; this jupyter_llmchat reads version 1: upgrade the package"),
+    (json.dumps({"format": FORMAT, "version": 1, "model": "m"}),
+     "'{path}' is damaged: it needs a \"model\" string and a \"messages\" list"),
+    (json.dumps({"format": FORMAT, "version": 1, "model": "m", "messages": [{"role": "user"}]}),
+     "'{path}': message 1 is damaged (Message.__init__() missing 2 required positional arguments: 'text' "
+     "and 'tokens')"),
+])
+def test_bad_files_leave_the_conversation_untouched(loopback, tmp_path: Path, content: str, message: str) -> None:
+    loopback.queue(reply="kept")
+    bot = make_bot(loopback, system="Keep me")
+    bot.ask("q", sink=NullSink())
+    before = list(bot.conversation.messages)
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(TranscriptError) as caught:
+        load(path, bot)
+    assert str(caught.value) == message.format(path=path)
+    assert list(bot.conversation.messages) == before and bot.system == "Keep me"
+
+
+def test_missing_file_and_directory_target(loopback, tmp_path: Path) -> None:
+    with pytest.raises(TranscriptError, match="^no transcript at '.*nope.json': check the path"):
+        read(tmp_path / "nope.json")
+    with pytest.raises(TranscriptError, match="it is a directory; give a file name such as chat.json$"):
+        save(make_bot(loopback), tmp_path)
