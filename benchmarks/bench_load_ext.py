@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _kernel import ROOT, run_in_kernel  # noqa: E402
+from _kernel import ROOT, run_in_kernel
 
 HEAVY = ("openai", "httpx", "tiktoken", "pydantic", "jupyter_llmchat.core.chatbot", "jupyter_llmchat.core.client",
          "jupyter_llmchat.notebook.display", "PIL", "markdown")

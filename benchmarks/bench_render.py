@@ -176,7 +176,8 @@ def message_stats(messages: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
     finals = [size for m, size in shown if "text/plain" in m["content"].get("data", {})
               and m["content"]["data"]["text/plain"] == m["content"]["data"].get("text/markdown")]
     return {"messages": len(shown), "bytes": sum(size for _, size in shown), "peak_1s": peak1,
-            "peak_3s_avg": peak3 / RATE_WINDOW, "dropped": dropped, "final_display_bytes": finals[0] if finals else None}
+            "peak_3s_avg": peak3 / RATE_WINDOW, "dropped": dropped,
+            "final_display_bytes": finals[0] if finals else None}
 
 
 def run(sizes: list[int], rates: list[float | None], recipes: list[str],
@@ -235,8 +236,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         speed = "full speed" if r["rate"] is None else f"{r['rate']:g} tok/s"
-        lag = (lambda v: "-" if v is None else f"{v * 1000:.0f} ms")
-        ratio = (lambda v, d=1: "-" if v is None or r["messages"] == 0 else f"{v:.{d}f}x")
+        shown = r["messages"] > 0
+
+        def lag(v):
+            return "-" if v is None else f"{v * 1000:.0f} ms"
+
+        def ratio(v, d=1, shown=shown):
+            return "-" if v is None or not shown else f"{v:.{d}f}x"
         lines.append(
             f"| {r['recipe']} | {r['tokens']:,} tok, {speed} ({r['text_bytes']:,} B) | {r['wall']:.2f} s "
             f"| {r['cpu']:.2f} s | {ratio(r['cpu_vs_bare'], 2) if r['recipe'] != 'bare' else '1.00x'} "
@@ -262,7 +268,8 @@ def main() -> None:
     started = time.perf_counter()
     rows = run(sizes, rates, args.recipes, {"interval": args.interval} if args.interval else None, args.repeat)
     print(table(rows))
-    print(f"\n({time.perf_counter() - started:.0f} s; each row is the least-CPU run of up to {args.repeat} (others on this machine add noise); final display = our answer's display_data message, "
+    print(f"\n({time.perf_counter() - started:.0f} s; each row is the least-CPU run of up to {args.repeat} "
+          "(others on this machine add noise); final display = our answer's display_data message, "
           "text/markdown + text/plain, wire bytes; bytes are all display/stream messages of the call)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,8 @@ def measure_writes(messages: int, repeats: int, folder: Path) -> dict:
             if store:
                 assert store.conversation("bench").messages == messages
                 store.close()
-    per_message = lambda xs: statistics.median(xs) / messages * 1e6
+    def per_message(xs):
+        return statistics.median(xs) / messages * 1e6
     return {"messages": messages, "plain_us": per_message(plain_runs), "stored_us": per_message(stored_runs)}
 
 

@@ -18,8 +18,20 @@ if TYPE_CHECKING:
     from .store.store import Store
 
 __version__ = "0.1.0"
-__all__ = ["ChatPanel", "Chatbot", "ChatError", "ImageSource", "Store", "NullSink", "PrintSink", "Reply", "ReplySink", "Usage",
-           "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "ChatError",
+    "ChatPanel",
+    "Chatbot",
+    "ImageSource",
+    "NullSink",
+    "PrintSink",
+    "Reply",
+    "ReplySink",
+    "Store",
+    "Usage",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 
 _LAZY = {"Chatbot": "core.chatbot", "ChatPanel": "notebook.panel", "ImageSource": "core.images",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import errors
 from .client import ChatClient, ChatStream
@@ -66,7 +67,7 @@ class Chatbot:
                  max_history: int | None = None, max_tokens: int | None = None,
                  prompt_token_limit: int | None = None, context_window: int | None = None,
                  api_key: str | None = None, base_url: str | None = None,
-                 client: "ChatClient | openai.OpenAI | None" = None, azure_endpoint: str | None = None,
+                 client: ChatClient | openai.OpenAI | None = None, azure_endpoint: str | None = None,
                  api_version: str | None = None, azure_deployment: str | None = None,
                  max_retries: int = 3, timeout: float = 600.0, cache: ResponseCache | None = None,
                  **params: Any) -> None:
@@ -95,7 +96,7 @@ class Chatbot:
         self._stop = threading.Event()
 
     @classmethod
-    def load(cls, name: str, *, store: Any = None, **options: Any) -> "Chatbot":
+    def load(cls, name: str, *, store: Any = None, **options: Any) -> Chatbot:
         """The conversation saved as ``name`` in the SQLite store (a Store, a path, or None for the
         default file), restored exactly and still recording. ``options``: api_key, base_url, ..."""
         from ..store.store import open_store  # sqlite only when used
@@ -223,7 +224,7 @@ class Chatbot:
         except KeyboardInterrupt:
             stream.close()
             status = "interrupted"
-        except Exception as error:  # noqa: BLE001 - mapped to one line, or a stop
+        except Exception as error:
             stream.close()
             if self._stop.is_set():
                 status = "interrupted"

@@ -13,8 +13,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .reply import Usage
@@ -53,7 +54,7 @@ class ChatClient:
     """
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None,
-                 client: "openai.OpenAI | None" = None, azure_endpoint: str | None = None,
+                 client: openai.OpenAI | None = None, azure_endpoint: str | None = None,
                  api_version: str | None = None, azure_deployment: str | None = None,
                  max_retries: int = 3, timeout: float = 600.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -100,14 +101,14 @@ class ChatClient:
         return self.key_source != "missing"
 
     @property
-    def sdk(self) -> "openai.OpenAI":
+    def sdk(self) -> openai.OpenAI:
         """The SDK client, built once on first use (one connection pool for every request)."""
         with self._lock:
             if self._sdk is None:
                 self._sdk = self._build_sdk()
             return self._sdk
 
-    def _build_sdk(self) -> "openai.OpenAI":
+    def _build_sdk(self) -> openai.OpenAI:
         import openai
 
         if self._is_azure:
@@ -141,10 +142,10 @@ class ChatClient:
             return sorted(model.id for model in self.sdk.models.list())
         except errors.ChatError:
             raise
-        except Exception as error:  # noqa: BLE001 - mapped to one line
+        except Exception as error:
             raise self.map_error(error, model=None) from None
 
-    def stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> "ChatStream":
+    def stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> ChatStream:
         """Start streaming a completion; iterate the result for text deltas."""
         return ChatStream(self, model, messages, params)
 
@@ -180,12 +181,12 @@ class ChatClient:
         if isinstance(error, errors.ChatError):
             return error
         if mid_stream:
-            cause = _one_line(str(error.__cause__ or error) or repr(error))
+            cause = errors.one_line(str(error.__cause__ or error) or repr(error))
             return errors.StreamError(f"the stream from {where} broke after the answer started "
                                       f"({self.scrub(cause)}); the partial answer is kept, marked")
         if isinstance(error, openai.APIStatusError):
             status, code = error.status_code, _error_code(error)
-            detail = self.scrub(_one_line(_error_message(error)))
+            detail = self.scrub(errors.one_line(_error_message(error)))
             if status in (401, 403):
                 return errors.AuthenticationError(
                     f"authentication failed ({status}) at {where}: the API key was rejected or lacks "
@@ -223,11 +224,11 @@ class ChatClient:
             return errors.EndpointConnectionError(
                 f"timed out{tried} waiting for {where}: check that the server is up, or raise timeout=")
         if isinstance(error, openai.APIConnectionError):
-            cause = _one_line(str(error.__cause__ or error))
+            cause = errors.one_line(str(error.__cause__ or error))
             return errors.EndpointConnectionError(
                 f"could not reach {where}{tried} ({self.scrub(cause)}): check OPENAI_BASE_URL / "
                 "base_url= and that the server is running")
-        return errors.StreamError(f"the stream from {where} broke: {self.scrub(_one_line(repr(error)))}")
+        return errors.StreamError(f"the stream from {where} broke: {self.scrub(errors.one_line(repr(error)))}")
 
 
 class _TransportError(Exception):
@@ -255,7 +256,7 @@ class ChatStream:
         if stream is not None:
             try:
                 stream.close()
-            except Exception:  # noqa: BLE001 - closing a half-broken connection may raise
+            except Exception:
                 pass
 
     def __iter__(self) -> Iterator[str]:
@@ -289,7 +290,7 @@ class ChatStream:
                         self.got_text = True
                         return text, chunks
                 return None, iter(())
-            except Exception as error:  # noqa: BLE001 - classified below
+            except Exception as error:
                 if self._closed:
                     raise
                 if not _is_sdk_error(error):
@@ -384,8 +385,3 @@ def _error_code(error: Any) -> str | None:
 
 def _error_message(error: Any) -> str:
     return str(_error_body(error).get("message") or getattr(error, "message", "") or error)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .errors import PromptTooLongError
 from .messages import ImageRef, Message, MessageStatus, Role
@@ -89,7 +89,7 @@ class Conversation:
                 turn = []
 
     def window(self, question: Message, budget: int, *, history: bool = True,
-               system: Message | None | bool = True) -> list[Message]:
+               system: Message | bool | None = True) -> list[Message]:
         """The messages to send: system, then the newest whole turns that fit, then ``question``.
 
         ``budget`` is the most prompt tokens allowed. Raises PromptTooLongError, before anything is

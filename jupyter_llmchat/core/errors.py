@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` folded onto one line (runs of white space become one space), cut at ``limit``."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class ChatError(Exception):
     """Base class. ``str(error)`` is one line that says what went wrong and how to fix it."""
 

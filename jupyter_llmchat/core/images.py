@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 from .errors import ImageError
 from .messages import ImageRef
-from .models import ImageTokenRule, ModelInfo
+from .models import DEFAULT_IMAGE_RULE, ImageTokenRule, ModelInfo
 from .tokens import data_url_size, scaled_for_high_detail, scaled_for_patches
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ _CONVERT_FIRST = {  # files people try that Pillow cannot read: what to do inste
     ".heic": " (HEIC: export it as JPEG, or pip install pillow-heif and register its opener)",
     ".heif": " (HEIF: export it as JPEG, or pip install pillow-heif and register its opener)",
 }
-_DEFAULT_RULE = ImageTokenRule("tile", base=85, per_tile=170)  # tokens.image_tokens' rule for None
+_DEFAULT_RULE = DEFAULT_IMAGE_RULE
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def _unwrap(source: Any, detail: str) -> tuple[Any, str | None]:
     return source, chosen
 
 
-def _from_string(source: "str | PathLike[str]", rule: ImageTokenRule, detail: str) -> ImageRef:
+def _from_string(source: str | PathLike[str], rule: ImageTokenRule, detail: str) -> ImageRef:
     text = source if isinstance(source, str) else None
     if text is not None:
         text = text.strip()
@@ -236,7 +236,7 @@ def _from_ipython_image(image: Any, rule: ImageTokenRule, detail: str) -> ImageR
     raise ImageError("this IPython Image holds no data, URL or file name")
 
 
-def _pil_image(source: Any) -> "PILImage.Image | None":
+def _pil_image(source: Any) -> PILImage.Image | None:
     import sys
 
     pil = sys.modules.get("PIL.Image")  # a PIL image exists only if PIL is imported already
@@ -298,7 +298,7 @@ def _from_bytes(raw: bytes, label: str, rule: ImageTokenRule, detail: str) -> Im
     return ref
 
 
-def _from_pil(image: "PILImage.Image", label: str, rule: ImageTokenRule, detail: str,
+def _from_pil(image: PILImage.Image, label: str, rule: ImageTokenRule, detail: str,
               *, source_format: str | None = None) -> ImageRef:
     """Scale and encode a decoded image: JPEG stays JPEG, WEBP stays WEBP, everything else PNG."""
     from PIL import ImageOps
@@ -323,7 +323,7 @@ def _from_pil(image: "PILImage.Image", label: str, rule: ImageTokenRule, detail:
     return _ref(buffer.getvalue(), mime, *image.size, label, detail)
 
 
-def _normalize_mode(image: "PILImage.Image") -> "PILImage.Image":
+def _normalize_mode(image: PILImage.Image) -> PILImage.Image:
     """8-bit L, LA, RGB or RGBA: what every encoder and every provider takes."""
     if image.mode in ("L", "LA", "RGB", "RGBA"):
         return image

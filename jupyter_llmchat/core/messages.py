@@ -6,11 +6,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from .reply import Usage
+from .reply import Status, Usage
 
 Role = Literal["system", "user", "assistant"]
-# complete: a whole answer; interrupted: stopped by the user; failed: the stream broke; both partial.
-MessageStatus = Literal["complete", "truncated", "filtered", "interrupted", "failed"]
+MessageStatus = Status  # an assistant message keeps the status of the reply that wrote it
 
 
 @dataclass(frozen=True)
@@ -69,12 +68,12 @@ class Message:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Message":
+    def from_dict(cls, data: dict[str, Any]) -> Message:
         data = dict(data)
         data["images"] = tuple(ImageRef(**image) for image in data.get("images") or ())
         if data.get("usage") is not None and not isinstance(data["usage"], Usage):
             data["usage"] = Usage(**data["usage"])
         return cls(**data)
 
-    def with_tokens(self, tokens: int) -> "Message":
+    def with_tokens(self, tokens: int) -> Message:
         return replace(self, tokens=tokens)

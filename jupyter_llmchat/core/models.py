@@ -8,6 +8,7 @@ o200k_base estimate; pass ``context_window=`` to the Chatbot to set the real win
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 DEFAULT_CONTEXT_WINDOW = 8192
@@ -54,6 +55,8 @@ class ModelInfo:
 
 
 _TILE_4O = ImageTokenRule("tile", base=85, per_tile=170)
+# Vision models outside the table (local servers) are counted with gpt-4o's rule.
+DEFAULT_IMAGE_RULE = _TILE_4O
 _TILE_4O_MINI = ImageTokenRule("tile", base=2833, per_tile=5667)
 _TILE_O = ImageTokenRule("tile", base=75, per_tile=150)
 _TILE_5 = ImageTokenRule("tile", base=70, per_tile=140)
@@ -89,6 +92,17 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     _m("gpt-4", 8_192, 8_192, "cl100k_base", (30.0, None, 60.0)),
     _m("gpt-3.5-turbo", 16_385, 4_096, "cl100k_base", (0.50, None, 1.50)),
 ]}
+
+
+def format_cost(usd: float | None) -> str:
+    """USD as every view shows it: two significant digits below a cent ($0.0012), else cents
+    ($1.23); "$0" for nothing and "unknown" when the price is unknown."""
+    if usd is None:
+        return "unknown"
+    if usd <= 0:
+        return "$0"
+    digits = max(2, 1 - math.floor(math.log10(usd)))
+    return f"${usd:,.{digits}f}"
 
 
 def model_info(name: str, *, context_window: int | None = None) -> ModelInfo:

@@ -9,7 +9,24 @@ from typing import Any, Literal, Protocol, TextIO, runtime_checkable
 
 # complete: finish_reason "stop"; truncated: "length"; filtered: "content_filter";
 # interrupted: the user stopped it (KeyboardInterrupt or Chatbot.stop()); failed: an error ended it.
-ReplyStatus = Literal["complete", "truncated", "filtered", "interrupted", "failed"]
+Status = Literal["complete", "truncated", "filtered", "interrupted", "failed"]
+ReplyStatus = Status
+# What every view (cell footer, panel bubble and status line, plain text) says of an answer that is
+# not a clean, complete one: one wording for all of them.
+STATUS_NOTICES: dict[str, str] = {
+    "truncated": "answer truncated: it reached max_tokens (finish_reason=length)",
+    "filtered": "answer stopped by the provider's content filter (finish_reason=content_filter)",
+    "interrupted": "answer interrupted: partial text kept",
+    "failed": "request failed",
+}
+
+
+def status_notice(status: str, error: str | None = None) -> str | None:
+    """The line every view shows for an answer with ``status`` (None for a complete one)."""
+    notice = STATUS_NOTICES.get(status)
+    if notice is not None and status == "failed" and error:
+        return f"{notice}: {error}"
+    return notice
 
 
 @dataclass(frozen=True)
@@ -45,12 +62,7 @@ class Reply:
     @property
     def notice(self) -> str | None:
         """A short line to show the user when the answer is not a clean, complete one."""
-        return {
-            "truncated": "answer truncated: it reached max_tokens (finish_reason=length)",
-            "filtered": "answer stopped by the provider's content filter (finish_reason=content_filter)",
-            "interrupted": "answer interrupted: partial text kept",
-            "failed": f"request failed: {self.error}" if self.error else "request failed",
-        }.get(self.status)
+        return status_notice(self.status, self.error)
 
 
 @runtime_checkable

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from .chatbot import Chatbot
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .chatbot import Chatbot
 
 DEFAULT_SESSION = "default"
 
@@ -40,6 +43,10 @@ class Sessions:
 
     def items(self) -> Iterator[tuple[str, Chatbot]]:
         return iter(sorted(self._bots.items()))
+
+    def bots(self) -> list[Chatbot]:
+        """Every session's Chatbot, in name order."""
+        return [bot for _, bot in self.items()]
 
     def __contains__(self, name: Any) -> bool:
         return name in self._bots

@@ -14,10 +14,11 @@ import binascii
 import io
 import math
 import warnings
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from .models import ImageTokenRule, ModelInfo, model_info
+from .models import DEFAULT_IMAGE_RULE, ImageTokenRule, ModelInfo, model_info
 
 if TYPE_CHECKING:
     import tiktoken
@@ -51,18 +52,18 @@ _ENCODINGS = {
 }
 
 
-@lru_cache(maxsize=None)
-def get_encoding(name: str) -> "tiktoken.Encoding | None":
+@cache
+def get_encoding(name: str) -> tiktoken.Encoding | None:
     """The tiktoken encoding ``name`` (o200k_base, cl100k_base), or None if none can be loaded."""
     import tiktoken
 
     try:
         return _encoding_from_bpe_openai(name)
-    except Exception:  # noqa: BLE001 - any failure falls through to tiktoken's own loader
+    except Exception:
         pass
     try:
         return tiktoken.get_encoding(name)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         warnings.warn(
             f"jupyter_llmchat: token counts are estimates (UTF-8 bytes / {ESTIMATE_BYTES_PER_TOKEN}): "
             f"tiktoken encoding {name!r} could not be loaded ({error.__class__.__name__}); "
@@ -71,7 +72,7 @@ def get_encoding(name: str) -> "tiktoken.Encoding | None":
         return None
 
 
-def _encoding_from_bpe_openai(name: str) -> "tiktoken.Encoding":
+def _encoding_from_bpe_openai(name: str) -> tiktoken.Encoding:
     """Build the encoding from the vocabulary file the bpe-openai package ships (no download)."""
     import gzip
     import importlib.util
@@ -83,7 +84,7 @@ def _encoding_from_bpe_openai(name: str) -> "tiktoken.Encoding":
     spec = importlib.util.find_spec("bpe_openai")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("bpe-openai is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"{name}.tiktoken.gz"
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
     pattern, special = _ENCODINGS[name]
     ranks: dict[bytes, int] = {}
     with gzip.open(path, "rb") as vocab:
@@ -139,7 +140,7 @@ def image_tokens(width: int | None, height: int | None, detail: str,
                  rule: ImageTokenRule | None) -> int:
     """Tokens one image costs under ``rule``; detail "auto" is counted as "high" (the upper bound)."""
     if rule is None:
-        rule = ImageTokenRule("tile", base=85, per_tile=170)  # unknown vision model: gpt-4o's rule
+        rule = DEFAULT_IMAGE_RULE
     if width is None or height is None:
         width, height = UNKNOWN_IMAGE_SIZE
     if rule.kind == "patch":

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
+from ..core.reply import Reply
+from .display import footer_parts
 from .html import escape, markdown_to_html
 from .markdown_blocks import close_open, find_boundaries
-from .display import footer_parts
-from ..core.reply import Reply
 
 # Characters of live Markdown a streaming bubble resends per repaint before its finished blocks
 # are frozen (sent once). Small enough to bound each repaint, large enough to freeze rarely.

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
@@ -36,7 +37,7 @@ LINE_HELP = """\
 %chat --error [options]             ask why the last cell failed (its code and traceback are sent)"""
 
 
-def run(m: "ChatMagics", line: str) -> None:
+def run(m: ChatMagics, line: str) -> None:
     """Run ``%chat line``: a command, ``--error`` (ask why the last cell failed), or the help."""
     command, _, rest = line.strip().partition(" ")
     if not command:
@@ -48,7 +49,7 @@ def run(m: "ChatMagics", line: str) -> None:
                              "the question below (only %chat --error works on one line)")
         m.chat(line, "")
         return
-    handler: Callable[["ChatMagics", str], None] | None = COMMANDS.get(command)
+    handler: Callable[[ChatMagics, str], None] | None = COMMANDS.get(command)
     if handler is None:
         raise UsageError(f"unknown %chat command {command!r}; commands: {', '.join(COMMANDS)} (ask with "
                          "%%chat)")
@@ -58,11 +59,11 @@ def run(m: "ChatMagics", line: str) -> None:
         raise one_line(error) from None
 
 
-def cmd_reset(m: "ChatMagics", rest: str) -> None:
+def cmd_reset(m: ChatMagics, rest: str) -> None:
     """Forget a conversation (or all with --all); the system message stays."""
     words = _split(rest)
     if words == ["--all"]:
-        for _, bot in m.sessions.items():
+        for bot in m.sessions.bots():
             bot.reset()
         print(f"reset {len(m.sessions)} session(s)")
         return
@@ -71,7 +72,7 @@ def cmd_reset(m: "ChatMagics", rest: str) -> None:
     print(f"session {name!r} reset")
 
 
-def cmd_history(m: "ChatMagics", rest: str) -> None:
+def cmd_history(m: ChatMagics, rest: str) -> None:
     """Show a session's transcript as Markdown, images as thumbnails."""
     from ..store import transcript
 
@@ -81,7 +82,7 @@ def cmd_history(m: "ChatMagics", rest: str) -> None:
     _show({"text/plain": text, "text/markdown": transcript.to_markdown(bot, image_html=True)})
 
 
-def cmd_sessions(m: "ChatMagics", rest: str) -> None:
+def cmd_sessions(m: ChatMagics, rest: str) -> None:
     """List the sessions with model, messages, history tokens and system message."""
     if rest:
         raise UsageError("%chat sessions takes no arguments")
@@ -96,7 +97,7 @@ def cmd_sessions(m: "ChatMagics", rest: str) -> None:
     _show_table(rows)
 
 
-def cmd_usage(m: "ChatMagics", rest: str) -> None:
+def cmd_usage(m: ChatMagics, rest: str) -> None:
     """Tokens and cost per session and model (the store's ledger when a store is set)."""
     from ..store import usage
 
@@ -112,7 +113,7 @@ def cmd_usage(m: "ChatMagics", rest: str) -> None:
     _show({"text/plain": usage.to_text(rows), "text/markdown": usage.to_markdown(rows)})
 
 
-def cmd_config(m: "ChatMagics", rest: str) -> None:
+def cmd_config(m: ChatMagics, rest: str) -> None:
     """Each setting's effective value and where it came from; the key is never shown."""
     if rest:
         raise UsageError("%chat config takes no arguments; set values with %config ChatMagics.NAME = "
@@ -131,7 +132,7 @@ def cmd_config(m: "ChatMagics", rest: str) -> None:
     _show_table(rows)
 
 
-def cmd_model(m: "ChatMagics", rest: str) -> None:
+def cmd_model(m: ChatMagics, rest: str) -> None:
     """Show the model, or set it for all sessions (or one with -s)."""
     session, words = _session_option(_split(rest))
     if not words:
@@ -143,7 +144,7 @@ def cmd_model(m: "ChatMagics", rest: str) -> None:
     m.set_setting("model", words[0], session)
 
 
-def cmd_system(m: "ChatMagics", rest: str) -> None:
+def cmd_system(m: ChatMagics, rest: str) -> None:
     """Show the system message, or set it for all sessions (or one with -s); "" clears it."""
     session, words = _session_option(_split(rest, keep_quotes=True), keep_rest=True)
     text = unquote(" ".join(words)) if words else None
@@ -154,7 +155,7 @@ def cmd_system(m: "ChatMagics", rest: str) -> None:
     m.set_setting("system", text or None, session)
 
 
-def cmd_save(m: "ChatMagics", rest: str) -> None:
+def cmd_save(m: ChatMagics, rest: str) -> None:
     """Write a session as a JSON transcript (see transcript.py)."""
     from ..store import transcript
 
@@ -167,7 +168,7 @@ def cmd_save(m: "ChatMagics", rest: str) -> None:
     print(f"saved {len(bot.conversation)} messages of session {name!r} to {path}")
 
 
-def cmd_load(m: "ChatMagics", rest: str) -> None:
+def cmd_load(m: ChatMagics, rest: str) -> None:
     """Replace a session with a JSON transcript; a bad file changes nothing."""
     from ..store import transcript
 
@@ -183,7 +184,7 @@ def cmd_load(m: "ChatMagics", rest: str) -> None:
     print(f"loaded {len(bot.conversation)} messages into session {name!r} (model {bot.model})")
 
 
-def cmd_restore(m: "ChatMagics", rest: str) -> None:
+def cmd_restore(m: ChatMagics, rest: str) -> None:
     """Continue a session saved in the store (recording goes on into it)."""
     session, words = _session_option(_split(rest))
     if len(words) != 1:
@@ -200,7 +201,7 @@ def cmd_restore(m: "ChatMagics", rest: str) -> None:
           f"{name!r} (model {bot.model}); recording continues")
 
 
-def cmd_saved(m: "ChatMagics", rest: str) -> None:
+def cmd_saved(m: ChatMagics, rest: str) -> None:
     """List the sessions kept in the store."""
     if rest:
         raise UsageError("%chat saved takes no arguments")
@@ -212,7 +213,7 @@ def cmd_saved(m: "ChatMagics", rest: str) -> None:
     _show_table(rows)
 
 
-def _need_store(m: "ChatMagics", command: str) -> Any:
+def _need_store(m: ChatMagics, command: str) -> Any:
     store = m.opened_store()
     if store is None:
         raise UsageError(f"%chat {command} needs a store: %config ChatMagics.store = 'default' (or a "
@@ -220,14 +221,14 @@ def _need_store(m: "ChatMagics", command: str) -> Any:
     return store
 
 
-def cmd_models(m: "ChatMagics", rest: str) -> None:
+def cmd_models(m: ChatMagics, rest: str) -> None:
     """List the models the endpoint serves (GET /models)."""
     if rest:
         raise UsageError("%chat models takes no arguments")
     print("\n".join(m.client().list_models()))
 
 
-def cmd_panel(m: "ChatMagics", rest: str) -> None:
+def cmd_panel(m: ChatMagics, rest: str) -> None:
     """Open the ipywidgets chat panel on a session (shared with %%chat)."""
     name = _one_name(_split(rest), "panel")
     m.session(name)
@@ -280,7 +281,7 @@ def _show_table(rows: Sequence[Sequence[str]]) -> None:
     _show({"text/plain": "\n".join(text), "text/markdown": "\n".join(markdown)})
 
 
-COMMANDS: dict[str, Callable[["ChatMagics", str], None]] = {
+COMMANDS: dict[str, Callable[[ChatMagics, str], None]] = {
     "reset": cmd_reset,
     "history": cmd_history,
     "sessions": cmd_sessions,

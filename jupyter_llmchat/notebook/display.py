@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TextIO
 
-from .markdown_blocks import close_open_counted, find_boundaries, sentence_cut
-from ..core.reply import PrintSink, Reply, ReplySink
 from ..core.repaint import DEFAULT_INTERVAL, Repainter
+from ..core.reply import PrintSink, Reply, ReplySink
+from .markdown_blocks import close_open_counted, find_boundaries, sentence_cut
 
 __all__ = [
     "DisplayPublisher",

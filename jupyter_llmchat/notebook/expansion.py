@@ -9,9 +9,10 @@ placeholder's expression (dicts, sets, comprehensions) and inside its strings ar
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from ..core.errors import ChatError
+from ..core.errors import ChatError, one_line
 
 CLOSERS = {"(": ")", "[": "]", "{": "}"}
 LITERAL_HINT = "write {{ and }} for literal braces, or use %%chat --raw"
@@ -146,13 +147,13 @@ def _evaluate(template: str, start: int, field: str, namespace: Mapping[str, Any
         raise ExpansionError(f"{{{expression}}} at {where} is not a Python expression "
                              f"({error.msg}); {LITERAL_HINT}") from None
     try:
-        value = eval(code, _globals(namespace, global_namespace), namespace)  # noqa: S307 - user's own kernel
+        value = eval(code, _globals(namespace, global_namespace), namespace)
     except NameError as error:
         raise ExpansionError(f"{{{expression}}} at {where}: {error}; define it in a cell first, or "
                              f"{LITERAL_HINT}") from None
-    except Exception as error:  # noqa: BLE001 - any failure of the user's expression, one line
+    except Exception as error:
         raise ExpansionError(f"{{{expression}}} at {where} failed: {type(error).__name__}: "
-                             f"{_one_line(str(error))}") from None
+                             f"{one_line(str(error), 200)}") from None
     if conversion == "r":
         value = repr(value)
     elif conversion == "a":
@@ -174,8 +175,3 @@ def _where(text: str, index: int) -> str:
     line = text.count("\n", 0, index) + 1
     column = index - (text.rfind("\n", 0, index) + 1) + 1
     return f"line {line}, column {column}"
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

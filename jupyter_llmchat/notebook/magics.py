@@ -19,15 +19,15 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
 from ..core.errors import ChatError, ConfigurationError, ImageError, PromptTooLongError
-from .expansion import ExpansionError, expand
 from ..core.reply import PrintSink, ReplySink
+from ..core.sessions import DEFAULT_SESSION
+from .expansion import ExpansionError, expand
 
 if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
     from ..core.sessions import Sessions
     from ..store.usage import UsageLedger
 
-DEFAULT_SESSION = "default"
 FORMATS = ("markdown", "text", "code")
 # Setting -> environment variable that overrides %config (and is overridden by a cell's options).
 ENV_VARS = {
@@ -152,7 +152,7 @@ class ChatMagics(Magics):
 
     # -- sessions and clients ----------------------------------------------------------------------
     @property
-    def sessions(self) -> "Sessions":
+    def sessions(self) -> Sessions:
         """The named conversations (shared with the chat panel), made on first use."""
         if self._sessions is None:
             from ..core.sessions import Sessions
@@ -163,12 +163,12 @@ class ChatMagics(Magics):
         return self._sessions
 
     @property
-    def ledger(self) -> "UsageLedger":
+    def ledger(self) -> UsageLedger:
         self.sessions  # noqa: B018 - makes the ledger too
         assert self._ledger is not None
         return self._ledger
 
-    def session(self, name: str = DEFAULT_SESSION, *, create: bool = True) -> "Chatbot":
+    def session(self, name: str = DEFAULT_SESSION, *, create: bool = True) -> Chatbot:
         """Session ``name`` brought up to date with the effective settings."""
         try:
             bot = self.sessions.get(name, create=create)
@@ -177,7 +177,7 @@ class ChatMagics(Magics):
         self.sync(name, bot)
         return bot
 
-    def _new_bot(self, name: str) -> "Chatbot":
+    def _new_bot(self, name: str) -> Chatbot:
         from ..core.chatbot import Chatbot
 
         want = self._desired(name)
@@ -205,7 +205,7 @@ class ChatMagics(Magics):
                     print(f"conversations are not being saved: {error}", file=sys.stderr)
         return self._store
 
-    def _record(self, name: str, bot: "Chatbot") -> None:
+    def _record(self, name: str, bot: Chatbot) -> None:
         """Record the session in the store (when one is set), with the response cache if asked."""
         try:
             store = self.opened_store()
@@ -222,7 +222,7 @@ class ChatMagics(Magics):
         want["system"] = want["system"] or None
         return want
 
-    def sync(self, name: str, bot: "Chatbot") -> None:
+    def sync(self, name: str, bot: Chatbot) -> None:
         """Apply the settings that changed since they were last applied to this session.
 
         Only changes are applied, so a change made to the session directly (the panel's model
@@ -458,7 +458,7 @@ def one_line(error: ChatError) -> ChatError:
     return error
 
 
-def _apply(bot: "Chatbot", key: str, value: Any) -> None:
+def _apply(bot: Chatbot, key: str, value: Any) -> None:
     """Set one session setting on ``bot``."""
     if key == "model":
         bot.model = value
@@ -522,11 +522,11 @@ def _preload(model: str) -> None:
     finishes the same imports itself. Failures are left for that %%chat to report.
     """
     try:
-        from . import render  # noqa: F401 - the import is the work
         from ..core.chatbot import warm_up
+        from . import display  # noqa: F401 - the import is the work
 
         warm_up(model)
-    except Exception:  # noqa: BLE001, S110 - a warm-up only; the real call reports any problem
+    except Exception:
         pass
 
 
@@ -551,5 +551,11 @@ def current() -> ChatMagics | None:
     return shell.magics_manager.registry.get(ChatMagics.__name__) if shell is not None else None
 
 
-__all__ = ["ChatMagics", "ENV_VARS", "current", "load_ipython_extension", "one_line",
-           "unload_ipython_extension"]
+__all__ = [
+    "ENV_VARS",
+    "ChatMagics",
+    "current",
+    "load_ipython_extension",
+    "one_line",
+    "unload_ipython_extension",
+]

@@ -233,9 +233,9 @@ def _complete_table(lines: list[str]) -> list[str] | None:
     delimiter = "|" + " --- |" * _table_cells(lines[0])
     if len(lines) == 1:
         return [lines[0], delimiter]
-    if len(lines) == 2 and _HALF_DELIMITER.match(lines[1]):
-        if not (_DELIMITER.match(lines[1]) and _table_cells(lines[1]) == _table_cells(lines[0])):
-            return [lines[0], delimiter]
+    if (len(lines) == 2 and _HALF_DELIMITER.match(lines[1])
+            and not (_DELIMITER.match(lines[1]) and _table_cells(lines[1]) == _table_cells(lines[0]))):
+        return [lines[0], delimiter]
     return None
 
 

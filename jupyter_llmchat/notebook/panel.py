@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import base64
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
-from .bubbles import CSS, StreamingBubble, bubble_html, status_text
 from ..core.errors import ChatError
-from .html import escape
-from ..core.reply import Reply
 from ..core.repaint import DEFAULT_INTERVAL, Repainter
+from ..core.reply import Reply
+from ..core.sessions import DEFAULT_SESSION
+from .bubbles import CSS, StreamingBubble, bubble_html, status_text
+from .html import escape
 
 if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
     from ..core.messages import ImageRef, Message
     from ..core.sessions import Sessions
 
-DEFAULT_SESSION = "default"
 # Shift+Enter in the panel's input clicks its Send button (ipywidgets has no key events). It is
 # registered on window in the capture phase so it sees the key before anything in the page.
 # Front ends that do not run JavaScript outputs (VS Code) keep Shift+Enter as a newline; Send
@@ -91,7 +92,7 @@ class ChatPanel:
     not answer. Display it by making it a cell's last expression (or ``display(panel)``).
     """
 
-    def __init__(self, bot_or_sessions: "Chatbot | Sessions", *, session: str = DEFAULT_SESSION,
+    def __init__(self, bot_or_sessions: Chatbot | Sessions, *, session: str = DEFAULT_SESSION,
                  models: Sequence[str] = (), fetch_models: bool = True,
                  interval: float = DEFAULT_INTERVAL) -> None:
         from ..core.sessions import Sessions
@@ -173,7 +174,7 @@ class ChatPanel:
 
     # -- the session ---------------------------------------------------------------------------
     @property
-    def bot(self) -> "Chatbot":
+    def bot(self) -> Chatbot:
         """The Chatbot questions go to (looked up by name when the panel shows a session)."""
         bot = self._bot if self.sessions is None else self.sessions.get(self.session)
         assert bot is not None
@@ -220,7 +221,7 @@ class ChatPanel:
         bot = self.bot
         try:
             names = bot.client.list_models()
-        except Exception:  # noqa: BLE001 - any failure means "not listed": offer the configured names
+        except Exception:
             names = []
         self._set_model_options(names or self.configured_models, self.model.value or bot.model)
         self.models_ready.set()
@@ -300,14 +301,14 @@ class ChatPanel:
         thread.start()
         return thread
 
-    def _ask(self, bot: "Chatbot", text: str, images: list[bytes], options: dict[str, Any],
+    def _ask(self, bot: Chatbot, text: str, images: list[bytes], options: dict[str, Any],
              sink: _PanelSink, draft: tuple[str, Any]) -> None:
         failure: str | None = None
         try:
             bot.ask(text, images=images, sink=sink, **options)
         except ChatError as error:
             failure = str(error)
-        except Exception as error:  # noqa: BLE001 - a worker thread must report, not die silently
+        except Exception as error:
             failure = f"{type(error).__name__}: {error}".splitlines()[0]
         self._sync()
         if failure is not None:
@@ -367,7 +368,7 @@ class ChatPanel:
             for widget in old:
                 _close_tree(widget)  # the streaming bubble and pending user bubble, now redrawn
 
-    def _message_bubble(self, message: "Message") -> widgets.Widget:
+    def _message_bubble(self, message: Message) -> widgets.Widget:
         if message.role == "user":
             images = [_image_bytes(ref) for ref in message.images]
             return self._user_bubble(message.text, [item for item in images if item is not None])
@@ -410,7 +411,7 @@ def _thumbnail(mime: str, data: bytes) -> widgets.Image:
                                                                         margin="2px"))
 
 
-def _image_bytes(ref: "ImageRef") -> tuple[str, str, bytes] | None:
+def _image_bytes(ref: ImageRef) -> tuple[str, str, bytes] | None:
     """The bytes of an image sent as a data URL (http URLs are not fetched for a thumbnail)."""
     if not ref.url.startswith("data:") or ";base64," not in ref.url:
         return None
@@ -419,7 +420,7 @@ def _image_bytes(ref: "ImageRef") -> tuple[str, str, bytes] | None:
     return (ref.source or "image", mime, base64.b64decode(payload))
 
 
-def show_panel(sessions: "Sessions", name: str = DEFAULT_SESSION, **options: Any) -> ChatPanel:
+def show_panel(sessions: Sessions, name: str = DEFAULT_SESSION, **options: Any) -> ChatPanel:
     """Display a panel for session ``name`` (what ``%chat panel`` does) and return it."""
     from IPython.display import display
 

@@ -12,9 +12,10 @@ import json
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from ..core.models import model_info
 from .encoding import encoder, token_bytes

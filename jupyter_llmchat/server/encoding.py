@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import zlib
-from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
+from functools import cache
 
 from ..core.tokens import get_encoding
 
 
-@lru_cache(maxsize=None)
+@cache
 def encoder(encoding_name: str) -> Callable[[str], list[int]]:
     """``encode(text) -> token ids`` for the tiktoken encoding ``encoding_name``."""
     encoding = get_encoding(encoding_name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from .handler import LOOPBACK_HOSTS, LoopbackHTTPServer
 from .script import Script
@@ -36,7 +36,7 @@ class LoopbackServer:
         return f"<LoopbackServer {self.base_url if self._httpd else 'stopped'}>"
 
     # lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         """Bind and serve in a daemon thread; returns self, so ``LoopbackServer().start()`` chains."""
         if self._httpd is not None:
             return self
@@ -59,7 +59,7 @@ class LoopbackServer:
         self._thread.join(timeout=5)
         self._httpd = self._thread = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

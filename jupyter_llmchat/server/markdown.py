@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Callable
+from collections.abc import Callable
 
 DISCLOSURE = ("This reply comes from the jupyter_llmchat offline demo server, not from a model: the "
               "text below is generated placeholder Markdown. To talk to a real model, set "

@@ -8,8 +8,9 @@ validated the same way in all three cases so a typo fails loudly instead of bein
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 # name -> what the fault does; disconnect, malformed and stream_error strike after the stream started.
 FAULTS: dict[str, str] = {
@@ -64,7 +65,7 @@ class Script:
             raise ValueError(f"times must be an integer >= 1, got {self.times!r}")
 
     @classmethod
-    def from_mapping(cls, data: Any) -> "Script":
+    def from_mapping(cls, data: Any) -> Script:
         """Build from JSON (control API or a request's "loopback" field); unknown keys are errors."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a loopback script must be a JSON object, got {type(data).__name__}")

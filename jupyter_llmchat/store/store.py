@@ -34,10 +34,10 @@ from ..core.messages import Message
 from .transcript import is_json
 
 if TYPE_CHECKING:
-    from .cache import ResponseCache
     from ..core.chatbot import Chatbot
-    from .ledger import UsageRow
     from ..core.reply import Reply
+    from .cache import ResponseCache
+    from .ledger import UsageRow
 
 STORE_ENV = "JUPYTER_LLMCHAT_STORE"
 MEMORY = ":memory:"
@@ -389,8 +389,8 @@ class Store:
 
     def export_markdown(self, session: str, *, conversation: int | None = None) -> str:
         """The saved conversation as a Markdown transcript (transcript.to_markdown)."""
-        from . import transcript
         from ..core.chatbot import Chatbot
+        from . import transcript
 
         saved = self.conversation(session, conversation)
         bot = Chatbot(saved.model, base_url="http://127.0.0.1:9/v1")  # never asked: only rendered

@@ -33,7 +33,7 @@ class TranscriptError(ChatError):
     """A transcript file cannot be read or written, or is not a transcript."""
 
 
-def dump(bot: "Chatbot") -> dict[str, Any]:
+def dump(bot: Chatbot) -> dict[str, Any]:
     """The conversation as a JSON-ready dict (see the module docstring for the format)."""
     return {
         "format": FORMAT,
@@ -46,7 +46,7 @@ def dump(bot: "Chatbot") -> dict[str, Any]:
     }
 
 
-def save(bot: "Chatbot", path: str | os.PathLike[str]) -> Path:
+def save(bot: Chatbot, path: str | os.PathLike[str]) -> Path:
     """Write ``dump(bot)`` to ``path`` atomically (a crash never leaves half a file); returns the path."""
     target = Path(path).expanduser()
     if target.is_dir():
@@ -111,7 +111,7 @@ def messages_from(data: dict[str, Any], where: str = "transcript") -> list[Messa
     return out
 
 
-def restore(data: dict[str, Any], bot: "Chatbot", where: str = "transcript") -> "Chatbot":
+def restore(data: dict[str, Any], bot: Chatbot, where: str = "transcript") -> Chatbot:
     """Replace ``bot``'s model, system, params and history with a checked transcript's."""
     messages = messages_from(data, where)  # parse everything before changing anything
     params = data.get("params") or {}
@@ -126,12 +126,12 @@ def restore(data: dict[str, Any], bot: "Chatbot", where: str = "transcript") -> 
     return bot
 
 
-def load(path: str | os.PathLike[str], bot: "Chatbot") -> "Chatbot":
+def load(path: str | os.PathLike[str], bot: Chatbot) -> Chatbot:
     """Restore ``bot`` from the transcript at ``path`` (model, system, params, history)."""
     return restore(read(path), bot, str(path))
 
 
-def to_markdown(bot: "Chatbot", *, image_html: bool = False, thumbnail: int = 96) -> str:
+def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96) -> str:
     """The conversation as Markdown: one heading per message, images as thumbnails or text markers."""
     parts = [f"**model:** `{bot.model}` · **messages:** {len(bot.conversation.messages)}"]
     if bot.system:

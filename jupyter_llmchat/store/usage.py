@@ -7,8 +7,9 @@ the store can replace ``usage_rows`` with its persistent ledger.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
@@ -37,11 +38,11 @@ class UsageLedger:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
 
-    def attach(self, bot: "Chatbot", session: str) -> None:
+    def attach(self, bot: Chatbot, session: str) -> None:
         """Record each reply ``bot`` finishes under ``session``."""
         bot.reply_listeners.append(lambda reply: self.record(session, reply))
 
-    def record(self, session: str, reply: "Reply") -> None:
+    def record(self, session: str, reply: Reply) -> None:
         usage = reply.usage
         if usage is None and not reply.from_cache:
             return  # nothing was counted (e.g. a request that failed before the stream started)

@@ -150,7 +150,7 @@ def test_each_source_kind_is_sent_as_the_api_takes_it(loopback, tmp_path):
         ("image/png", (300, 200), "auto"), None, ("image/png", (768, 768), "auto"),
         ("image/png", (512, 341), "low"), ("image/png", (300, 200), "high"),
     ]
-    for part, want, source in zip(parts, expected, sources):
+    for part, want, _source in zip(parts, expected, sources):
         if want is None:
             assert part == {"url": "https://example.com/chart.png", "detail": "auto"}
             continue

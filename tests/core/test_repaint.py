@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import itertools
 import threading
 
 import pytest
@@ -26,7 +27,7 @@ def test_repaints_at_most_once_per_interval() -> None:
         repainter.changed()
         clock.now += 0.01
     assert len(painted) == 10
-    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(painted, painted[1:]))
+    assert all(b - a >= 0.1 - 1e-9 for a, b in itertools.pairwise(painted))
 
 
 def test_first_change_paints_at_once_and_nothing_pending_paints_nothing() -> None:
@@ -101,7 +102,7 @@ def test_a_held_back_change_is_due_from_when_it_arrived(held: float | bool | Non
         return held if len(painted) == 2 else None
 
     repainter = Repainter(paint, interval=0.1, trailing=False, clock=clock)
-    for step in range(0, 26):  # a change every 10 ms, plus one at 100.095
+    for step in range(26):  # a change every 10 ms, plus one at 100.095
         clock.now = 100 + step / 100
         repainter.changed()
         if step == 9:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyter_llmchat.notebook.bubbles import StreamingBubble, bubble_html, status_text
 from jupyter_llmchat.core.reply import Reply, Usage
+from jupyter_llmchat.notebook.bubbles import StreamingBubble, bubble_html, status_text
 
 
 def test_bubble_html_exact() -> None:

@@ -13,7 +13,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ import nbformat
 import openai
 import pytest
 
-from jupyter_llmchat.notebook.markdown_blocks import close_open
-from jupyter_llmchat.notebook.display import MarkdownDisplaySink, footer_markdown, make_sink
 from jupyter_llmchat.core.reply import PrintSink, Reply, Usage
+from jupyter_llmchat.notebook.display import MarkdownDisplaySink, footer_markdown, make_sink
 
 ROOT = Path(__file__).resolve().parents[2]
 

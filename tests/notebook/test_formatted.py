@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jupyter_llmchat.notebook.formatted import FormattedSink, first_code_block, format_answer
 from jupyter_llmchat.core.reply import Reply, Usage
+from jupyter_llmchat.notebook.formatted import FormattedSink, first_code_block, format_answer
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from jupyter_llmchat import Chatbot
-from jupyter_llmchat.notebook.html import escape, markdown_to_html
-from jupyter_llmchat.notebook.bubbles import NOTICES, bubble_html, status_text
-from jupyter_llmchat.notebook.panel import ChatPanel, show_panel
 from jupyter_llmchat.core.reply import NullSink
-from jupyter_llmchat.server import LoopbackServer
 from jupyter_llmchat.core.sessions import Sessions
+from jupyter_llmchat.notebook.bubbles import NOTICES, bubble_html, status_text
+from jupyter_llmchat.notebook.html import escape, markdown_to_html
+from jupyter_llmchat.notebook.panel import ChatPanel, show_panel
+from jupyter_llmchat.server import LoopbackServer
 
 TABLE_AND_CODE = "Here:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n"
 PAYLOAD = '<img src=x onerror="window.__pwned=1"> and <script>window.__pwned=2</script>'

@@ -17,9 +17,8 @@ from typing import Any
 
 import nbformat
 import pytest
+from support.browser.jupyter_harness import REPO_ROOT, JupyterLab, NotebookPage, launch_chromium, missing_requirements
 
-from support.browser.jupyter_harness import (REPO_ROOT, JupyterLab, NotebookPage, launch_chromium,
-                                     missing_requirements)
 from jupyter_llmchat.server import LoopbackServer
 
 MISSING = missing_requirements()

@@ -22,8 +22,8 @@ import pytest
 from openai import OpenAI
 
 from jupyter_llmchat.core.models import model_info
-from jupyter_llmchat.server import DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer, start_demo_server
 from jupyter_llmchat.core.tokens import get_encoding
+from jupyter_llmchat.server import DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer, start_demo_server
 
 KEY = "sk-test-loopback-secret-0123456789"
 QUESTION = [{"role": "user", "content": "Hi there"}]
@@ -99,7 +99,7 @@ def test_streamed_text_equals_non_streamed_text_and_usage_is_exact(loopback):
         assert usage.completion_tokens_details.reasoning_tokens == 0
     # role chunk, one chunk per token (ASCII text), finish chunk, usage chunk with no choices
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == ""
-    content = [c for c in chunks[1:-2]]
+    content = list(chunks[1:-2])
     assert len(content) == whole.usage.completion_tokens
     assert all(c.usage is None for c in chunks[:-1])
     assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].choices == []
@@ -593,7 +593,7 @@ def test_stop_ends_a_stream_in_progress_and_frees_the_port():
     with pytest.raises(openai.APIConnectionError):
         list(chunks)
     with pytest.raises(RuntimeError, match="not running"):
-        server.base_url
+        _ = server.base_url
     with LoopbackServer(port=port) as again:  # the port is free again
         assert again.port == port
 

@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from support.recording import RecordingSink
 
-from jupyter_llmchat.store.cache import ResponseCache, deterministic, request_key
 from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.core.messages import ImageRef
-from jupyter_llmchat.core.reply import NullSink, Reply
+from jupyter_llmchat.core.reply import NullSink
+from jupyter_llmchat.store.cache import ResponseCache, deterministic, request_key
 from jupyter_llmchat.store.store import Store
-
-from support.recording import RecordingSink
 
 KEY = "sk-test-cache-1b2c"
 

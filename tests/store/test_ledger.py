@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_llmchat.core.chatbot import Chatbot
-from jupyter_llmchat.store.ledger import format_usage, ledger_row, price, total, usage_html
 from jupyter_llmchat.core.reply import NullSink, Reply, Usage
+from jupyter_llmchat.store.ledger import format_usage, ledger_row, price, total, usage_html
 from jupyter_llmchat.store.store import Store, StoreError
 
 KEY = "sk-test-ledger-77"

@@ -94,7 +94,7 @@ class JupyterLab:
             "JUPYTERLAB_WORKSPACES_DIR": str(self._home / "workspaces"),
         }
 
-    def start(self, timeout: float = 90.0) -> "JupyterLab":
+    def start(self, timeout: float = 90.0) -> JupyterLab:
         env = dict(os.environ)
         env.update(self._write_config())
         # The kernel inherits this env: it must import jupyter_llmchat from this checkout.
@@ -120,9 +120,8 @@ class JupyterLab:
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")  # CI containers run as root; the server refuses otherwise
-        log = open(self.log_path, "wb")
-        self._proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root_dir)
-        log.close()
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root_dir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -153,7 +152,7 @@ class JupyterLab:
         self._proc = None
         shutil.rmtree(self._home, ignore_errors=True)
 
-    def __enter__(self) -> "JupyterLab":
+    def __enter__(self) -> JupyterLab:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -178,7 +177,7 @@ class NotebookPage:
         self.page = page
         self.lab = lab
 
-    def open(self, name: str, timeout_ms: int = 90_000) -> "NotebookPage":
+    def open(self, name: str, timeout_ms: int = 90_000) -> NotebookPage:
         self.page.goto(self.lab.url(f"lab/tree/{name}"))
         self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout_ms)
         self.page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=timeout_ms)
