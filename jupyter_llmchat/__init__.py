@@ -1,7 +1,8 @@
 """jupyter_llmchat: talk to large language models from Jupyter.
 
 ``Chatbot`` is the core (no IPython needed). In a notebook, ``%load_ext jupyter_llmchat`` adds the
-``%%chat`` and ``%chat`` magics. Heavy modules load on first use, so importing this is cheap.
+``%%chat`` and ``%chat`` magics; ``load_chatbot(name)`` continues a session saved in the store.
+Heavy modules load on first use, so importing this is cheap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from .core.errors import ChatError
 from .core.reply import NullSink, PrintSink, Reply, ReplySink, Usage
 
 if TYPE_CHECKING:
+    import os
+
     from .core.chatbot import Chatbot
     from .core.images import ImageSource
     from .notebook.panel import ChatPanel
@@ -29,6 +32,7 @@ __all__ = [
     "ReplySink",
     "Store",
     "Usage",
+    "load_chatbot",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
@@ -45,6 +49,15 @@ def __getattr__(name: str) -> Any:
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'jupyter_llmchat' has no attribute {name!r}")
+
+
+def load_chatbot(name: str, *, store: Store | str | os.PathLike[str] | None = None, **options: Any) -> Chatbot:
+    """The conversation saved as session ``name``, restored exactly into a new Chatbot that keeps
+    recording into it. ``store``: a Store, a file path, or None for the default file (what the
+    magics use). ``options`` are what the store does not keep: api_key, base_url, client, ..."""
+    from .store.store import open_store  # SQLite and the SDK load only when used
+
+    return open_store(store).chatbot(name, **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -16,10 +16,10 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..core.reply import Reply, Usage
-from .store import warn_failed
+from .errors import warn_failed
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .database import Database
 
 KEY_VERSION = "jupyter_llmchat.cache/1"  # change when the request shape changes, to miss old keys
 
@@ -38,10 +38,10 @@ def deterministic(request: dict[str, Any]) -> bool:
 
 
 class ResponseCache:
-    """Implements ``chatbot.ResponseCache`` on a Store's ``cache`` table."""
+    """Implements ``chatbot.ResponseCache`` on the ``cache`` table of a store's database."""
 
-    def __init__(self, store: Store, *, cache_random: bool = False) -> None:
-        self.store = store
+    def __init__(self, database: Database, *, cache_random: bool = False) -> None:
+        self.database = database
         self.cache_random = cache_random
 
     def cacheable(self, request: dict[str, Any]) -> bool:
@@ -53,10 +53,10 @@ class ResponseCache:
             return None
         key = request_key(request)
         try:
-            rows = self.store.query("SELECT reply FROM cache WHERE key = ?", (key,))
+            rows = self.database.query("SELECT reply FROM cache WHERE key = ?", (key,))
             if not rows:
                 return None
-            with self.store.transaction() as db:  # hit counts tell the user what the cache saved
+            with self.database.transaction() as db:  # hit counts tell the user what the cache saved
                 db.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
         except sqlite3.Error as error:
             warn_failed("read the response cache", error)
@@ -71,7 +71,7 @@ class ResponseCache:
                 "finish_reason": reply.finish_reason,
                 "usage": asdict(reply.usage) if reply.usage else None, "logprobs": reply.logprobs}
         try:
-            with self.store.transaction() as db:
+            with self.database.transaction() as db:
                 db.execute("INSERT OR REPLACE INTO cache (key, model, reply, created, hits) VALUES (?, ?, ?, ?, 0)",
                            (request_key(request), request.get("model", reply.model),
                             json.dumps(data, ensure_ascii=False), time.time()))
@@ -80,14 +80,14 @@ class ResponseCache:
 
     def clear(self) -> int:
         """Forget every cached answer; returns how many."""
-        with self.store.transaction() as db:
+        with self.database.transaction() as db:
             return db.execute("DELETE FROM cache").rowcount
 
     def __len__(self) -> int:
-        return int(self.store.query("SELECT COUNT(*) AS n FROM cache")[0]["n"])
+        return int(self.database.query("SELECT COUNT(*) AS n FROM cache")[0]["n"])
 
     def __repr__(self) -> str:
-        return f"ResponseCache({self.store.path!r}, cache_random={self.cache_random})"
+        return f"ResponseCache({self.database.path!r}, cache_random={self.cache_random})"
 
 
 def _reply(data: dict[str, Any]) -> Reply:

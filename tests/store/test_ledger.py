@@ -11,7 +11,7 @@ import pytest
 
 from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.core.reply import NullSink, Reply, Usage
-from jupyter_llmchat.store.ledger import format_usage, ledger_row, price, total, usage_html
+from jupyter_llmchat.store.ledger import ledger_row, price, reply_usage, total
 from jupyter_llmchat.store.store import Store, StoreError
 
 KEY = "sk-test-ledger-77"
@@ -62,9 +62,59 @@ def test_cache_hits_cost_nothing_and_record_what_they_saved():
     assert row["saved"] == pytest.approx(0.000450)
 
 
-def test_no_usage_costs_nothing_unless_text_arrived():
-    assert ledger_row(Reply("", "gpt-4o", status="failed", error="boom"))["cost"] == 0.0
-    assert ledger_row(Reply("partial", "gpt-4o", status="interrupted"))["cost"] is None
+def test_a_reply_without_usage_is_one_request_of_zero_tokens_marked_missing():
+    # No text arrived: nothing was generated, so nothing was billed.
+    failed = ledger_row(Reply("", "gpt-4o", status="failed", error="boom"), at=1.0)
+    # Text arrived but no usage: tokens were generated and billed, how many is unknown.
+    cut = ledger_row(Reply("partial", "gpt-4o", status="interrupted"), at=1.0)
+    for row, cost in ((failed, 0.0), (cut, None)):
+        assert {key: row[key] for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost",
+                                          "saved", "from_cache", "usage_source")} == {
+            "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost": cost, "saved": None,
+            "from_cache": 0, "usage_source": "missing"}
+    reported = ledger_row(Reply("x", "gpt-4o", usage=Usage(10, 2)))
+    hit_without_usage = ledger_row(Reply("x", "gpt-4o", from_cache=True, cost=0.0))  # known: it billed nothing
+    assert (reported["usage_source"], hit_without_usage["usage_source"]) == ("reported", "reported")
+    assert (hit_without_usage["cost"], hit_without_usage["saved"]) == (0.0, None)
+    assert reply_usage(Reply("x", "gpt-4o")) == (None, "missing")
+    assert reply_usage(Reply("x", "gpt-4o", usage=Usage(10, 2))) == (Usage(10, 2), "reported")
+
+
+class InterruptingSink(NullSink):
+    """Raises KeyboardInterrupt at the third delta, as a kernel interrupt would: text, no usage."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def write(self, text: str) -> None:
+        self.seen += 1
+        if self.seen == 3:
+            raise KeyboardInterrupt
+
+
+def test_replies_without_usage_are_counted_in_the_summary(store: Store, loopback):
+    from jupyter_llmchat.core import errors
+
+    bot = make_bot(loopback)
+    store.attach(bot, "local")
+    loopback.queue(reply="with usage")
+    answered = bot.ask("one", sink=NullSink())
+    loopback.queue(tokens=400)
+    cut = bot.ask("two", sink=InterruptingSink())
+    loopback.queue(fault="unauthorized")
+    with pytest.raises(errors.AuthenticationError):
+        bot.ask("three", sink=NullSink())
+    assert (cut.status, cut.usage, bool(cut.text)) == ("interrupted", None, True)
+    assert store.query("SELECT status, prompt_tokens, cost IS NULL AS unknown, usage_source FROM ledger "
+                       "ORDER BY id") == [
+        {"status": "complete", "prompt_tokens": answered.usage.prompt_tokens, "unknown": 0,
+         "usage_source": "reported"},
+        {"status": "interrupted", "prompt_tokens": 0, "unknown": 1, "usage_source": "missing"},
+        {"status": "failed", "prompt_tokens": 0, "unknown": 0, "usage_source": "missing"}]
+    (row,) = store.usage_summary(("session",))
+    assert (row.requests, row.unreported, row.unpriced, row.prompt_tokens) == (
+        3, 2, 1, answered.usage.prompt_tokens)
+    assert row.cost == pytest.approx(answered.cost, rel=1e-12)
 
 
 def test_every_answer_gets_a_row_priced_from_the_reported_usage(store: Store, loopback):
@@ -154,46 +204,3 @@ def test_usage_summary_rejects_unknown_groupings(ledger: Store):
 
 def test_empty_ledger(store: Store):
     assert store.usage_summary() == [] and store.usage_summary(()) == []
-    assert format_usage([]) == "no usage recorded yet\n"
-    assert usage_html([]) == "<p>no usage recorded yet</p>"
-
-
-def test_text_table_with_bars_and_total(ledger: Store):
-    text = format_usage(ledger.usage_summary(("session", "model")), width=10)
-    assert text == (
-        "session  model        requests  cached  prompt  completion       cost\n"
-        "alpha    gpt-4o              2       0   3,000         300    $0.0092  ██████████\n"
-        "alpha    gpt-4o-mini         1       1       0           0    $0.0000\n"
-        "beta     llama3              1       0      50           5  $0.0000+?\n"
-        "total                        4       1   3,050         305  $0.0092+?\n")
-
-
-def test_bars_show_tokens_when_nothing_has_a_price(store: Store):
-    insert(store, model="llama3", prompt_tokens=300, completion_tokens=100, cost=None)
-    insert(store, model="mistral", prompt_tokens=100, completion_tokens=0, cost=None)
-    lines = format_usage(store.usage_summary("model"), width=8).splitlines()
-    assert lines[1].endswith("████████") and lines[2].endswith(" ██")
-
-
-def test_html_table_escapes_names_and_draws_bars(store: Store):
-    insert(store, session="<b>x</b>", cost=0.002)
-    insert(store, session="y", cost=0.001)
-    out = usage_html(store.usage_summary("session"))
-    assert "<td>&lt;b&gt;x&lt;/b&gt;</td>" in out and "<b>x</b>" not in out
-    assert out.count("width:100%") == 1 and out.count("width:50%") == 1
-    assert out.startswith("<table><thead><tr><th>session</th><th>requests</th>")
-    assert "<tr><td>total</td>" in out and "$0.0030" in out
-
-
-def test_usage_rows_feed_the_usage_module_tables(ledger: Store):
-    from jupyter_llmchat.store import usage
-    from jupyter_llmchat.store.ledger import usage_rows
-
-    rows = usage_rows(ledger)
-    assert [tuple(row) for row in rows] == [usage.COLUMNS] * 4
-    assert [(r["session"], r["model"], r["requests"], r["total_tokens"], r["cost_usd"]) for r in rows] == [
-        ("alpha", "gpt-4o", 2, 3300, pytest.approx(0.00922)), ("alpha", "gpt-4o-mini", 1, 0, 0.0),
-        ("beta", "llama3", 1, 55, None), ("total", "", 4, 3355, None)]
-    table = usage.to_markdown(rows)
-    assert table.splitlines()[2] == "| alpha | gpt-4o | 2 | 3000 | 1024 | 300 | 3300 | $0.009220 |"
-    assert usage_rows(ledger, session="nobody") == []

@@ -8,16 +8,16 @@ import base64
 import json
 import os
 import sqlite3
-import stat
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from jupyter_llmchat import load_chatbot
 from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.core.messages import ImageRef
 from jupyter_llmchat.core.reply import NullSink
-from jupyter_llmchat.store.store import MEMORY, STORE_ENV, Store, StoreError, default_path
+from jupyter_llmchat.store.store import MEMORY, STORE_ENV, Store, StoreError
 
 KEY = "sk-test-NEVER-STORE-8d1e77a3"
 # A 1x1 PNG, small enough to keep inline: images are stored as sent (data URL).
@@ -53,33 +53,6 @@ def history(bot: Chatbot) -> list[dict]:
 def store(tmp_path: Path):
     with Store(tmp_path / "chats" / "store.sqlite3") as opened:
         yield opened
-
-
-def test_file_directory_wal_and_shm_are_private(tmp_path: Path, loopback):
-    path = tmp_path / "new-dir" / "store.sqlite3"
-    with Store(path) as store:
-        bot = make_bot(loopback)
-        store.attach(bot, "private")
-        loopback.queue(reply="ok")
-        bot.ask("hello", sink=NullSink())
-        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
-        assert all(file.exists() for file in files)
-        for file in files:
-            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-
-
-def test_default_path_is_the_env_override_else_the_user_data_dir(monkeypatch, tmp_path: Path):
-    import platformdirs
-
-    monkeypatch.delenv(STORE_ENV, raising=False)
-    assert default_path() == Path(platformdirs.user_data_dir("jupyter_llmchat")) / "store.sqlite3"
-    monkeypatch.setenv(STORE_ENV, str(tmp_path / "mine.db"))
-    assert default_path() == tmp_path / "mine.db"
-    monkeypatch.chdir(tmp_path)
-    with Store() as store:
-        assert store.path == str(tmp_path / "mine.db")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.db"]  # nothing else in the cwd
 
 
 def test_memory_store_keeps_nothing_on_disk(tmp_path: Path, monkeypatch, loopback):
@@ -119,7 +92,7 @@ def test_restore_is_exact_images_status_usage_system_model_params_settings(store
                                                "complete", "complete"]
     assert bot.history[0].images == (IMAGE,) and bot.history[1].usage.prompt_tokens > 0
 
-    restored = Chatbot.load("vision", store=store, base_url=loopback.base_url, api_key=KEY)
+    restored = load_chatbot("vision", store=store, base_url=loopback.base_url, api_key=KEY)
     assert history(restored) == history(bot)
     assert restored.conversation.messages == bot.conversation.messages  # Message objects equal too
     assert (restored.model, restored.system, restored.params) == (
@@ -213,20 +186,6 @@ def test_unknown_session_is_a_one_line_error_naming_what_exists(store: Store, lo
     assert str(caught.value) == (f"no saved session 'beta' in {store.path} (saved sessions: alpha)")
     with pytest.raises(StoreError, match="a session name must be non-empty text"):
         store.attach(bot, "  ")
-
-
-def test_a_path_that_is_not_a_database_is_a_one_line_error(tmp_path: Path):
-    path = tmp_path / "notes.txt"
-    path.write_text("these are my notes, not a database\n" * 100)
-    with pytest.raises(StoreError) as caught:
-        Store(path)
-    assert str(caught.value) == (f"cannot open the store {path}: file is not a database; pass another "
-                                 "path or move the file away")
-    assert path.read_text().startswith("these are my notes")  # nothing lost
-    with pytest.raises(StoreError) as caught:
-        Store(tmp_path)
-    assert str(caught.value) == (f"cannot open the store {tmp_path}: it is a directory; give a file path "
-                                 f"such as {tmp_path / 'store.sqlite3'}")
 
 
 def test_the_api_key_is_nowhere_in_the_database_files(tmp_path: Path, loopback):
@@ -529,9 +488,9 @@ print(json.dumps([m.to_dict() for m in bot.history]))
 
 KERNEL_TWO = """
 import json
-from jupyter_llmchat.core.chatbot import Chatbot
+from jupyter_llmchat import load_chatbot
 
-loaded = Chatbot.load("trip", base_url=BASE_URL, api_key=API_KEY)
+loaded = load_chatbot("trip", base_url=BASE_URL, api_key=API_KEY)  # the default store file
 print(json.dumps({"history": [m.to_dict() for m in loaded.history], "system": loaded.system,
                   "model": loaded.model, "params": loaded.params}))
 """
