@@ -95,14 +95,6 @@ class Chatbot:
         self._active: ChatStream | None = None
         self._stop = threading.Event()
 
-    @classmethod
-    def load(cls, name: str, *, store: Any = None, **options: Any) -> Chatbot:
-        """The conversation saved as ``name`` in the SQLite store (a Store, a path, or None for the
-        default file), restored exactly and still recording. ``options``: api_key, base_url, ..."""
-        from ..store.store import open_store  # sqlite only when used
-
-        return open_store(store).chatbot(name, **options)
-
     # -- settings ------------------------------------------------------------------------------
     @property
     def model(self) -> str:
