@@ -1,16 +1,16 @@
 """Chatbot: a conversation plus a client. ``ask`` builds the prompt window, streams the answer
-to a sink, and records the turn only once the stream has ended. No IPython here."""
+to a sink, and records the turn only once the stream has ended. No IPython, no HTTP here."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import errors
-from .client import ChatClient, ChatStream
+from .client import ChatStream, StreamResult, chat_client, import_sdk
 from .conversation import Conversation
 from .messages import ImageRef, Message
 from .models import DEFAULT_ANSWER_RESERVE, ModelInfo, model_info
@@ -18,7 +18,7 @@ from .reply import PrintSink, Reply, ReplySink, ReplyStatus
 from .tokens import TokenCounter
 
 if TYPE_CHECKING:
-    import openai
+    from .client import AnyClient, ChatClient
 
 # Request parameters people tune; any of them can be set on the Chatbot or for one question.
 REQUEST_PARAMS = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "stop",
@@ -61,24 +61,25 @@ class Chatbot:
     (unset: ``DEFAULT_ANSWER_RESERVE`` or the model's output limit, whichever is smaller, is
     reserved and nothing is sent). ``prompt_token_limit`` caps prompt tokens further, to save
     cost. ``context_window`` overrides the model table (local models).
+
+    ``client``: a ChatClient, or a ready ``openai.OpenAI`` / ``AzureOpenAI`` to use as it is (its
+    own ``max_retries`` then rules; see ChatClient). Without one, a client is built from
+    ``api_key``, ``base_url``, the Azure settings, ``max_retries`` (default 3) and ``timeout``.
     """
 
     def __init__(self, model: str = "gpt-4o-mini", *, system: str | None = None,
                  max_history: int | None = None, max_tokens: int | None = None,
                  prompt_token_limit: int | None = None, context_window: int | None = None,
                  api_key: str | None = None, base_url: str | None = None,
-                 client: ChatClient | openai.OpenAI | None = None, azure_endpoint: str | None = None,
+                 client: AnyClient | None = None, azure_endpoint: str | None = None,
                  api_version: str | None = None, azure_deployment: str | None = None,
-                 max_retries: int = 3, timeout: float = 600.0, cache: ResponseCache | None = None,
-                 **params: Any) -> None:
+                 max_retries: int | None = None, timeout: float | None = None,
+                 cache: ResponseCache | None = None, **params: Any) -> None:
         _check_params(params)
-        if isinstance(client, ChatClient):
-            self.client = client
-        else:
-            self.client = ChatClient(api_key=api_key, base_url=base_url, client=client,
-                                     azure_endpoint=azure_endpoint, api_version=api_version,
-                                     azure_deployment=azure_deployment, max_retries=max_retries,
-                                     timeout=timeout)
+        self.client: ChatClient = chat_client(
+            client, api_key=api_key, base_url=base_url, azure_endpoint=azure_endpoint,
+            api_version=api_version, azure_deployment=azure_deployment, max_retries=max_retries,
+            timeout=timeout)
         if max_history is not None and max_history < 1:
             raise errors.ConfigurationError(f"max_history must be at least 1, got {max_history}")
         self._model = model
@@ -92,7 +93,7 @@ class Chatbot:
         # usage ledger and the panel's status line listen here.
         self.reply_listeners: list[Callable[[Reply], None]] = []
         self.conversation = Conversation(TokenCounter(self.info), system=system, max_history=max_history)
-        self._active: ChatStream | None = None
+        self._active: ChatStream | _Replay | None = None
         self._stop = threading.Event()
 
     # -- settings ------------------------------------------------------------------------------
@@ -184,88 +185,73 @@ class Chatbot:
             history: bool = True, **overrides: Any) -> Reply:
         """Ask ``question``; stream the answer to ``sink`` (default: print it) and return the Reply.
 
-        With ``history=False`` the question neither reads nor writes the conversation.
+        With ``history=False`` the question neither reads nor writes the conversation. Once
+        ``sink.start`` is called, ``sink.finish`` follows exactly once, whatever happens.
         """
         request = self.prepare(question, images=images, history=history, **overrides)
         sink = sink if sink is not None else PrintSink()
-        if self.cache is not None:
-            cached = self.cache.lookup(request.as_request())
-            if cached is not None:
-                return self._replay(request, cached, sink)
-        return self._stream(request, sink)
+        cached = self.cache.lookup(request.as_request()) if self.cache is not None else None
+        if cached is not None:
+            return self._deliver(request, _Replay(cached), sink)
+        return self._deliver(request, self.client.stream(request.model, request.messages, request.params), sink)
 
-    def _stream(self, request: PreparedRequest, sink: ReplySink) -> Reply:
+    def _deliver(self, request: PreparedRequest, source: ChatStream | _Replay, sink: ReplySink) -> Reply:
+        """Stream ``source`` into ``sink``; then, on every path (the endpoint failed, the user
+        interrupted, the sink or our own code raised), record the turn, tell the listeners and
+        finish the sink. ChatErrors and bugs are raised again afterwards; an interrupt is not."""
         self._stop.clear()
-        stream = self.client.stream(request.model, request.messages, request.params)
-        self._active = stream
+        self._active = source
+        if self._stop.is_set():  # stop() came before the stream was active
+            source.close()
         parts: list[str] = []
-        status: ReplyStatus = "complete"
-        failure: errors.ChatError | None = None
+        status: ReplyStatus = "failed"
+        error: str | None = None
         started = time.perf_counter()
         first: float | None = None
         try:
             sink.start(request.model)
-            if self._stop.is_set():
-                raise KeyboardInterrupt
             write = sink.write
-            for delta in stream:
+            for delta in source:
                 if first is None:
                     first = time.perf_counter() - started
                 parts.append(delta)
                 write(delta)
+            status = _final_status(source)
         except KeyboardInterrupt:
-            stream.close()
             status = "interrupted"
-        except Exception as error:
-            stream.close()
-            if self._stop.is_set():
-                status = "interrupted"
-            else:
-                status = "failed"
-                failure = self.client.map_error(error, model=request.model, retries=stream.result.retries,
-                                                mid_stream=stream.got_text)
+        except errors.ChatError as failure:
+            error = str(failure)
+            raise
+        except Exception as bug:  # the sink's or ours, not the endpoint's: raised again as it is
+            error = self.client.scrub(errors.one_line(f"{type(bug).__name__}: {bug}"))
+            raise
         finally:
+            source.close()
             self._active = None
-        total = time.perf_counter() - started
-        result = stream.result
-        if status == "complete":
-            status = STATUS_BY_FINISH.get(result.finish_reason, "complete")
-        usage = result.usage
-        reply = Reply(
-            text="".join(parts), model=result.model or request.model, status=status,
-            finish_reason=result.finish_reason, usage=usage,
-            cost=request.info.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-            if usage else None,
-            time_to_first_token=first, total_time=total, logprobs=result.logprobs,
-            error=str(failure) if failure else None,
-            request={"model": request.model, "params": request.params,
-                     "prompt_tokens_counted": request.prompt_tokens})
-        self._record(request, reply)
-        self._notify(reply)
-        if failure is None and status in ("complete", "truncated", "filtered") and self.cache is not None:
-            self.cache.save(request.as_request(), reply)
-        sink.finish(reply)
-        if failure is not None:
-            raise failure
+            reply = self._reply(request, source, "".join(parts), status, error, first, started)
+            try:
+                self._record(request, reply)
+                self._notify(reply)
+                if self.cache is not None and not reply.from_cache and status in ("complete", "truncated",
+                                                                                  "filtered"):
+                    self.cache.save(request.as_request(), reply)
+            finally:
+                sink.finish(reply)
         return reply
 
-    def _replay(self, request: PreparedRequest, cached: Reply, sink: ReplySink) -> Reply:
-        """Stream a cached answer through the same sink, at once, and record the turn."""
-        started = time.perf_counter()
-        sink.start(request.model)
-        text = cached.text
-        for offset in range(0, len(text), REPLAY_CHUNK):
-            sink.write(text[offset:offset + REPLAY_CHUNK])
-        reply = Reply(text=text, model=cached.model, status=cached.status,
-                      finish_reason=cached.finish_reason, usage=cached.usage, cost=0.0,
-                      time_to_first_token=0.0, total_time=time.perf_counter() - started,
-                      logprobs=cached.logprobs, from_cache=True,
-                      request={"model": request.model, "params": request.params,
-                               "prompt_tokens_counted": request.prompt_tokens})
-        self._record(request, reply)
-        self._notify(reply)
-        sink.finish(reply)
-        return reply
+    def _reply(self, request: PreparedRequest, source: ChatStream | _Replay, text: str, status: ReplyStatus,
+               error: str | None, first: float | None, started: float) -> Reply:
+        result = source.result
+        usage = result.usage
+        from_cache = isinstance(source, _Replay)
+        cost = 0.0 if from_cache else (
+            request.info.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) if usage else None)
+        return Reply(text=text, model=result.model or request.model, status=status,
+                     finish_reason=result.finish_reason, usage=usage, cost=cost, time_to_first_token=first,
+                     total_time=time.perf_counter() - started, logprobs=result.logprobs, error=error,
+                     from_cache=from_cache,
+                     request={"model": request.model, "params": request.params,
+                              "prompt_tokens_counted": request.prompt_tokens})
 
     def _notify(self, reply: Reply) -> None:
         for listener in list(self.reply_listeners):
@@ -288,9 +274,43 @@ class Chatbot:
 def warm_up(model: str) -> None:
     """Do the slow first-use work now (import the SDK, load ``model``'s token vocabulary), so a
     first question asked later does not wait for it."""
-    import openai  # noqa: F401 - the import is the work
-
+    import_sdk()
     TokenCounter(model_info(model))
+
+
+class _Replay:
+    """A cached Reply played back like a stream, so it takes the same path to the sink: no HTTP."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.result = StreamResult(model=reply.model, finish_reason=reply.finish_reason, usage=reply.usage,
+                                   logprobs=reply.logprobs)
+        self._closed = False
+        self._done = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._closed and not self._done
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __iter__(self) -> Iterator[str]:
+        text = self.reply.text
+        for offset in range(0, len(text), REPLAY_CHUNK):
+            if self._closed:
+                return
+            yield text[offset:offset + REPLAY_CHUNK]
+        self._done = True
+
+
+def _final_status(source: ChatStream | _Replay) -> ReplyStatus:
+    """How an answer that ended without an exception ended."""
+    if source.stopped:
+        return "interrupted"
+    if isinstance(source, _Replay):
+        return source.reply.status
+    return STATUS_BY_FINISH.get(source.result.finish_reason, "complete")
 
 
 def load_images(sources: Any, *, model: ModelInfo) -> list[ImageRef]:

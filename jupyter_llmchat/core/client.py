@@ -1,37 +1,51 @@
 """The only module that talks HTTP: streams Chat Completions through the openai SDK.
 
-Retries (429, 5xx, connection failures) happen here, only before the first text arrives, with
-exponential backoff that honours retry-after. SDK exceptions become one-line ChatErrors that name
-the cause and the fix. The API key lives only inside the SDK client: never in a repr or a message.
+One retry policy, the SDK's: it re-sends on 408/409/429/5xx and on connection failures, with its
+own backoff, honouring retry-after(-ms) within its own limit. The SDK returns as soon as the
+headers arrive, so a stream that drops before its first text delta is the one failure it cannot
+retry: that one is re-sent here, from the same budget, at once (the server had accepted the
+request, so nothing asked us to wait). A question never costs more than ``max_retries + 1``
+requests, whatever mix of failures it meets.
+
+Failures of the endpoint or the connection become one-line ChatErrors that name the cause and
+the fix; anything else raised while streaming is a bug and propagates unchanged, never retried.
+The API key lives only inside the SDK client: never in a repr or a message.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import os
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from . import errors
 from .reply import Usage
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import openai
 
-MAX_RETRY_AFTER = 60.0  # seconds; a longer retry-after is reported instead of waited for
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 8.0
+    # What Chatbot(client=...) takes: a ChatClient, or a ready SDK client (OpenAI, AzureOpenAI) to wrap.
+    AnyClient: TypeAlias = "ChatClient | openai.OpenAI"
+
+DEFAULT_MAX_RETRIES = 3  # re-sends per question for clients built here (a given client keeps its own)
+DEFAULT_TIMEOUT = 600.0  # seconds, for clients built here
 # OpenAI's codes for an image it could not use. A model without vision answers 400 with no code and
 # param "messages.[i].content.[j].type" ("Invalid content type. image_url is only supported by ...").
 IMAGE_ERROR_CODES = ("invalid_image", "invalid_image_format", "invalid_image_url", "image_parse_error")
 _CONTENT_TYPE_PARAM = re.compile(r"^messages\.?\[\d+\]\.content\.?\[\d+\]\.type$")
 MISSING_KEY_FIX = ("set OPENAI_API_KEY, pass api_key=, or point OPENAI_BASE_URL (base_url=) "
                    "at a local OpenAI-compatible server")
+# Where a failure struck: while sending (the SDK has retried what it could), after the stream
+# opened but before any text, or after the answer had started (the partial text is kept).
+Stage = Literal["sending", "before_text", "after_text"]
 
 
 @dataclass
@@ -42,7 +56,32 @@ class StreamResult:
     finish_reason: str | None = None
     usage: Usage | None = None
     logprobs: list[dict[str, Any]] | None = None
-    retries: int = 0
+    retries: int = 0  # requests re-sent, by the SDK or by the drop-before-text loop
+
+
+def chat_client(client: AnyClient | None = None, **settings: Any) -> ChatClient:
+    """The ChatClient for ``Chatbot(client=..., **settings)``: ``client`` itself if it is one,
+    else one wrapping the given SDK client, or built from ``settings`` when none is given."""
+    if isinstance(client, ChatClient):
+        _refuse_settings_beside(settings)
+        return client
+    return ChatClient(client=client, **settings)
+
+
+def _refuse_settings_beside(settings: dict[str, Any]) -> None:
+    """A ready client owns its key, address, retries and timeout: silently ignoring ours would
+    leave the caller believing they apply."""
+    given = [f"{name}=" for name, value in settings.items() if value is not None]
+    if given:
+        them = "it" if len(given) == 1 else "them"
+        raise errors.ConfigurationError(
+            f"{', '.join(given)} cannot apply to a ready client=: set {them} on the client itself, e.g. "
+            "openai.OpenAI(base_url=..., max_retries=2), or leave client= out")
+
+
+def import_sdk() -> None:
+    """Import the openai SDK now, so the first request does not wait for it (the slow part of warm_up)."""
+    import openai  # noqa: F401 - the import is the work
 
 
 class ChatClient:
@@ -51,13 +90,25 @@ class ChatClient:
     ``api_key`` / ``base_url`` default to OPENAI_API_KEY / OPENAI_BASE_URL as the SDK reads them.
     A base URL without a key gets a placeholder key (local servers ignore it). Azure: give
     ``azure_endpoint`` (or AZURE_OPENAI_ENDPOINT), ``api_version`` and ``azure_deployment``.
+
+    ``max_retries`` (default 3) is how many times one question may be re-sent, whatever failed.
+    A ready SDK client given as ``client=`` keeps its own: its ``max_retries`` is the budget
+    (``openai.OpenAI(max_retries=N)``, or ``sdk.with_options(max_retries=N)`` for a copy), and
+    giving ``max_retries=`` (or a key, URL or timeout) beside it is an error.
     """
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None,
                  client: openai.OpenAI | None = None, azure_endpoint: str | None = None,
                  api_version: str | None = None, azure_deployment: str | None = None,
-                 max_retries: int = 3, timeout: float = 600.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_retries: int | None = None, timeout: float | None = None) -> None:
+        if client is not None:
+            _refuse_settings_beside({
+                "api_key": api_key, "base_url": base_url, "azure_endpoint": azure_endpoint,
+                "api_version": api_version, "azure_deployment": azure_deployment,
+                "max_retries": max_retries, "timeout": timeout})
+        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
+                                        or max_retries < 0):
+            raise errors.ConfigurationError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
         self._api_key = api_key
         self._base_url = base_url
         self._azure = {"azure_endpoint": azure_endpoint, "api_version": api_version,
@@ -65,9 +116,8 @@ class ChatClient:
         self._sdk = client
         self._client_given = client is not None
         self._lock = threading.Lock()
-        self.max_retries = max_retries
-        self.timeout = timeout
-        self.sleep = sleep
+        self._max_retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
 
     # -- configuration -------------------------------------------------------------------------
     @property
@@ -81,6 +131,11 @@ class ChatClient:
     @property
     def _is_azure(self) -> bool:
         return any(self._azure.values())
+
+    @property
+    def max_retries(self) -> int:
+        """How many times one question may be re-sent: the SDK client's own setting."""
+        return self._sdk.max_retries if self._sdk is not None else self._max_retries
 
     @property
     def key_source(self) -> str:
@@ -116,13 +171,19 @@ class ChatClient:
             if not key:
                 raise errors.MissingAPIKeyError(
                     "no Azure OpenAI key: set AZURE_OPENAI_API_KEY or pass api_key=")
-            return openai.AzureOpenAI(api_key=key, max_retries=0, timeout=self.timeout,
-                                      **{k: v for k, v in self._azure.items() if v})
+            endpoint = self._azure["azure_endpoint"]
+            version, deployment = self._azure["api_version"] or None, self._azure["azure_deployment"] or None
+            if not endpoint:  # the SDK reads AZURE_OPENAI_ENDPOINT
+                return openai.AzureOpenAI(api_key=key, api_version=version, azure_deployment=deployment,
+                                          max_retries=self._max_retries, timeout=self.timeout)
+            return openai.AzureOpenAI(api_key=key, azure_endpoint=endpoint, api_version=version,
+                                      azure_deployment=deployment, max_retries=self._max_retries,
+                                      timeout=self.timeout)
         base_url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = self._api_key or os.environ.get("OPENAI_API_KEY")
         if not key and not base_url:
             raise errors.MissingAPIKeyError(f"no API key and no base URL: {MISSING_KEY_FIX}")
-        return openai.OpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=0,
+        return openai.OpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=self._max_retries,
                              timeout=self.timeout)
 
     def scrub(self, text: str) -> str:
@@ -138,105 +199,107 @@ class ChatClient:
     # -- requests ------------------------------------------------------------------------------
     def list_models(self) -> list[str]:
         """Model ids the endpoint serves (GET /models)."""
+        import openai
+
         try:
             return sorted(model.id for model in self.sdk.models.list())
-        except errors.ChatError:
-            raise
-        except Exception as error:
-            raise self.map_error(error, model=None) from None
+        except openai.APIError as error:
+            raise self.map_error(error, model=None, retries=_retries_taken(error)) from None
 
     def stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> ChatStream:
         """Start streaming a completion; iterate the result for text deltas."""
         return ChatStream(self, model, messages, params)
 
-    def _open(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
-        return self.sdk.chat.completions.create(
-            model=model, messages=messages, stream=True,
+    def _open(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], *,
+              max_retries: int) -> Any:
+        """Send the request; the SDK retries it up to ``max_retries`` times and returns at the headers."""
+        sdk = self.sdk
+        if max_retries != sdk.max_retries:
+            sdk = sdk.with_options(max_retries=max_retries)  # a copy sharing the connection pool
+        # Our message dicts are the API's message params; the SDK spells those as TypedDicts.
+        return sdk.chat.completions.create(
+            model=model, messages=cast("list[Any]", messages), stream=True,
             stream_options={"include_usage": True}, **params)
 
-    def retry_delay(self, error: Exception, attempt: int) -> float | None:
-        """Seconds to wait before retrying after ``error``, or None if it is not retryable."""
-        import openai
-
-        if isinstance(error, (openai.APIConnectionError, _TransportError)):
-            return _backoff(attempt)
-        if isinstance(error, openai.APIStatusError):
-            if error.status_code == 429 and _error_code(error) == "insufficient_quota":
-                return None
-            if error.status_code == 429 or error.status_code >= 500:
-                after = _retry_after(error.response.headers)
-                return _backoff(attempt) if after is None else after
-        return None
-
     def map_error(self, error: Exception, *, model: str | None, retries: int = 0,
-                  mid_stream: bool = False) -> errors.ChatError:
-        """One ChatError, with a one-line message naming cause and fix, for an SDK or stream error.
-
-        ``mid_stream``: text had already arrived, so whatever broke, broke the stream itself.
-        """
+                  stage: Stage = "sending") -> errors.ChatError:
+        """One ChatError, with a one-line message naming cause and fix, for an SDK or stream failure."""
         import openai
 
         tried = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
         where = self.base_url
         if isinstance(error, errors.ChatError):
             return error
-        if mid_stream:
-            cause = errors.one_line(str(error.__cause__ or error) or repr(error))
+        if stage == "after_text":
             return errors.StreamError(f"the stream from {where} broke after the answer started "
-                                      f"({self.scrub(cause)}); the partial answer is kept, marked")
+                                      f"({self.scrub(_cause(error))}); the partial answer is kept, marked")
         if isinstance(error, openai.APIStatusError):
-            status, code = error.status_code, _error_code(error)
-            detail = self.scrub(errors.one_line(_error_message(error)))
-            if status in (401, 403):
-                return errors.AuthenticationError(
-                    f"authentication failed ({status}) at {where}: the API key was rejected or lacks "
-                    f"access; {MISSING_KEY_FIX}", status=status, code=code)
-            if status == 404 or code == "model_not_found":
-                return errors.ModelNotFoundError(
-                    f"model {model!r} is not available at {where} ({status}): check the name "
-                    "(Chatbot.client.list_models() lists what it serves) or the Azure deployment",
-                    status=status, code=code)
-            if status == 429:
-                if code == "insufficient_quota":
-                    return errors.RateLimitError(
-                        f"quota exhausted (429 insufficient_quota) at {where}: check the account's "
-                        "plan and billing", status=status, code=code)
-                after = _retry_after(error.response.headers)
-                wait = f"; the server asks to wait {after:.0f} s" if after else ""
-                return errors.RateLimitError(
-                    f"rate limited (429){tried} at {where}{wait}: wait and ask again, or lower the "
-                    "request rate", status=status, code=code)
-            if status >= 500:
-                return errors.ServerError(
-                    f"server error ({status}){tried} at {where}: {detail or 'no details'}; try again "
-                    "later", status=status, code=code)
-            if code == "context_length_exceeded":
-                return errors.ContextLengthError(
-                    f"the endpoint says the prompt exceeds the model's context window ({detail}); set "
-                    "context_window= to the model's real window so trimming uses it",
-                    status=status, code=code)
-            image_problem = _image_rejection(error, status, code, detail, model, where)
-            if image_problem:
-                return errors.BadRequestError(image_problem, status=status, code=code)
-            return errors.BadRequestError(f"request rejected ({status}{', ' + code if code else ''}): "
-                                          f"{detail}", status=status, code=code)
+            return self._map_status(error, model, tried)
+        if isinstance(error, openai.APIConnectionError) and stage == "before_text":
+            return errors.StreamError(f"the stream from {where} dropped before any text{tried} "
+                                      f"({self.scrub(_cause(error))}); ask again, or check the server")
         if isinstance(error, openai.APITimeoutError):
             return errors.EndpointConnectionError(
                 f"timed out{tried} waiting for {where}: check that the server is up, or raise timeout=")
         if isinstance(error, openai.APIConnectionError):
-            cause = errors.one_line(str(error.__cause__ or error))
             return errors.EndpointConnectionError(
-                f"could not reach {where}{tried} ({self.scrub(cause)}): check OPENAI_BASE_URL / "
+                f"could not reach {where}{tried} ({self.scrub(_cause(error))}): check OPENAI_BASE_URL / "
                 "base_url= and that the server is running")
-        return errors.StreamError(f"the stream from {where} broke: {self.scrub(errors.one_line(repr(error)))}")
+        if isinstance(error, json.JSONDecodeError):
+            return errors.StreamError(f"the stream from {where} sent malformed data before any text "
+                                      f"({_cause(error)}): check that base_url= is an OpenAI-compatible "
+                                      "endpoint")
+        if isinstance(error, openai.APIError):  # an error event in the stream
+            code = _error_code(error)
+            return errors.StreamError(f"the stream from {where} reported an error before any text "
+                                      f"({self.scrub(_cause(error))}); ask again later", code=code)
+        return errors.StreamError(f"the stream from {where} failed: {self.scrub(_cause(error))}")
 
-
-class _TransportError(Exception):
-    """The connection broke before any text arrived (retryable)."""
+    def _map_status(self, error: openai.APIStatusError, model: str | None, tried: str) -> errors.ChatError:
+        where = self.base_url
+        status, code = error.status_code, _error_code(error)
+        detail = self.scrub(errors.one_line(_error_message(error)))
+        if status in (401, 403):
+            return errors.AuthenticationError(
+                f"authentication failed ({status}) at {where}: the API key was rejected or lacks "
+                f"access; {MISSING_KEY_FIX}", status=status, code=code)
+        if status == 404 or code == "model_not_found":
+            return errors.ModelNotFoundError(
+                f"model {model!r} is not available at {where} ({status}): check the name "
+                "(Chatbot.client.list_models() lists what it serves) or the Azure deployment",
+                status=status, code=code)
+        if status == 429:
+            if code == "insufficient_quota":
+                return errors.RateLimitError(
+                    f"quota exhausted (429 insufficient_quota) at {where}: check the account's "
+                    "plan and billing", status=status, code=code)
+            after = _asked_wait(error.response.headers)
+            wait = f"; the server asks to wait {after:.0f} s" if after else ""
+            return errors.RateLimitError(
+                f"rate limited (429){tried} at {where}{wait}: wait and ask again, or lower the "
+                "request rate", status=status, code=code)
+        if status >= 500:
+            return errors.ServerError(
+                f"server error ({status}){tried} at {where}: {detail or 'no details'}; try again "
+                "later", status=status, code=code)
+        if code == "context_length_exceeded":
+            return errors.ContextLengthError(
+                f"the endpoint says the prompt exceeds the model's context window ({detail}); set "
+                "context_window= to the model's real window so trimming uses it",
+                status=status, code=code)
+        image_problem = _image_rejection(error, status, code, detail, model, where)
+        if image_problem:
+            return errors.BadRequestError(image_problem, status=status, code=code)
+        return errors.BadRequestError(f"request rejected ({status}{', ' + code if code else ''}): "
+                                      f"{detail}", status=status, code=code)
 
 
 class ChatStream:
-    """Iterates text deltas of one completion; ``close()`` (any thread) ends it at once."""
+    """Iterates text deltas of one completion; ``close()`` (any thread) ends it at once.
+
+    Failures of the endpoint or the connection are raised as ChatErrors; anything else (a bug)
+    propagates as it is. After ``close()`` the iteration just ends: ``stopped`` tells.
+    """
 
     def __init__(self, client: ChatClient, model: str, messages: list[dict[str, Any]],
                  params: dict[str, Any]) -> None:
@@ -249,58 +312,85 @@ class ChatStream:
         self._closed = False
         self.got_text = False
 
+    @property
+    def stopped(self) -> bool:
+        """True when ``close()`` ended the answer before the endpoint did."""
+        return self._closed and self.result.finish_reason is None
+
     def close(self) -> None:
-        """Close the HTTP response now; safe to call from another thread or twice."""
+        """Close the HTTP response now; safe to call from another thread or twice. (While the SDK
+        waits to retry, it takes effect when that wait ends: the SDK's sleep cannot be cut short.)"""
         self._closed = True
+        self._release()
+
+    def _release(self) -> None:
         stream = self._sdk_stream
         if stream is not None:
             try:
                 stream.close()
             except Exception:
-                pass
+                pass  # closing a response another thread is reading may fail; it is closed either way
 
     def __iter__(self) -> Iterator[str]:
         try:
             yield from self._deltas()
         finally:
-            self.close()
+            self._release()
 
     def _deltas(self) -> Iterator[str]:
-        first, chunks = self._open_until_text()
-        if first:
+        import openai
+
+        try:
+            first, chunks = self._open_until_text()
+            if first is None:
+                return
+            self.got_text = True
             yield first
-        absorb = self._absorb
-        for chunk in chunks:
-            text = absorb(chunk)
-            if text:
-                yield text
+            absorb = self._absorb
+            for chunk in chunks:
+                text = absorb(chunk)
+                if text:
+                    yield text
+        except Exception as error:
+            if self._closed:
+                return  # close() cut the connection: what the cut raised is not a failure
+            if isinstance(error, (openai.APIError, json.JSONDecodeError)):
+                stage: Stage = "after_text" if self.got_text else "before_text"
+                raise self.client.map_error(error, model=self.model, retries=self.result.retries,
+                                            stage=stage) from None
+            raise
 
     def _open_until_text(self) -> tuple[str | None, Iterator[Any]]:
-        """Open the stream, retrying retryable failures until a first text delta is in hand."""
-        attempt = 0
+        """Send the request until a first text delta is in hand (None: the stream had no text).
+
+        The SDK retries failed requests itself; only a stream that drops before any text is re-sent
+        here, from what is left of the same budget.
+        """
+        import openai
+
+        budget = self.client.max_retries
         while not self._closed:
             try:
-                self._sdk_stream = self.client._open(self.model, self.messages, self.params)
-                if self._closed:  # stopped while the request was being sent
-                    self.close()
-                chunks = iter(self._sdk_stream)
+                self._sdk_stream = self.client._open(self.model, self.messages, self.params,
+                                                     max_retries=budget - self.result.retries)
+            except openai.APIError as error:  # the SDK gave up, or the failure was not one to retry
+                self.result.retries += _retries_taken(error)
+                raise self.client.map_error(error, model=self.model, retries=self.result.retries) from None
+            self.result.retries += _retries_taken(self._sdk_stream)
+            if self._closed:  # stopped while the request was being sent
+                break
+            chunks = iter(self._sdk_stream)
+            try:
                 for chunk in chunks:
                     text = self._absorb(chunk)
                     if text:
-                        self.got_text = True
                         return text, chunks
-                return None, iter(())
-            except Exception as error:
-                if self._closed:
+                return None, chunks
+            except openai.APIConnectionError:  # dropped (or timed out) before any text
+                if self._closed or self.result.retries >= budget:
                     raise
-                if not _is_sdk_error(error):
-                    error = _TransportError(repr(error))
-                delay = self.client.retry_delay(error, attempt)
-                if delay is None or attempt >= self.client.max_retries or delay > MAX_RETRY_AFTER:
-                    raise self.client.map_error(error, model=self.model, retries=attempt) from None
-                attempt += 1
-                self.result.retries = attempt
-                self.client.sleep(delay)
+                self._release()
+                self.result = StreamResult(retries=self.result.retries + 1)  # nothing of the lost one
         return None, iter(())
 
     def _absorb(self, chunk: Any) -> str | None:
@@ -330,18 +420,28 @@ def _logprob_dict(item: Any) -> dict[str, Any]:
                              for top in (item.top_logprobs or [])]}
 
 
-def _is_sdk_error(error: Exception) -> bool:
-    import openai
+def _retries_taken(sent: Any) -> int:
+    """How many times the SDK re-sent a request: it numbers each attempt in a header, and both
+    its errors (``.request``) and its streams (``.response.request``) carry the last one sent."""
+    request = getattr(sent, "request", None) or getattr(getattr(sent, "response", None), "request", None)
+    headers = getattr(request, "headers", None) or {}
+    try:
+        return int(headers.get("x-stainless-retry-count", 0))
+    except (TypeError, ValueError):
+        return 0
 
-    return isinstance(error, (openai.OpenAIError, errors.ChatError))
+
+def _cause(error: BaseException) -> str:
+    """What went wrong, in words, for a message: the underlying cause, not a class repr."""
+    if isinstance(error, json.JSONDecodeError):
+        return errors.one_line(f"a chunk that is not JSON: {error.msg} at character {error.pos}")
+    text = str(error.__cause__ or error) or type(error).__name__
+    return errors.one_line(text)
 
 
-def _backoff(attempt: int) -> float:
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** attempt) * random.uniform(0.75, 1.25)
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from retry-after-ms / retry-after (seconds or an HTTP date), as the SDK reads them."""
+def _asked_wait(headers: Any) -> float | None:
+    """Seconds a 429 asks to wait (retry-after-ms, or retry-after as seconds or a date), for the
+    message only: the SDK decides whether and how long to wait."""
     try:
         if headers.get("retry-after-ms"):
             return float(headers["retry-after-ms"]) / 1000

@@ -1,0 +1,292 @@
+"""ChatClient through the real openai SDK against the loopback server: one retry policy (the
+SDK's retries plus the drop-before-text loop, one budget), a given SDK client keeping its own
+max_retries, one-line errors that name their cause, bugs not retried, the key kept secret."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+
+import openai
+import pytest
+
+from jupyter_llmchat.core import errors
+from jupyter_llmchat.core.chatbot import Chatbot
+from jupyter_llmchat.core.client import ChatClient, ChatStream
+from jupyter_llmchat.core.reply import NullSink
+from jupyter_llmchat.server import LoopbackServer
+
+KEY = "sk-test-DO-NOT-LEAK-4f9a2c"
+QUESTION = [{"role": "user", "content": "hi"}]
+DROPPED = "peer closed connection without sending complete message body (incomplete chunked read)"
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_client(loopback, **kwargs) -> ChatClient:
+    kwargs.setdefault("max_retries", 2)
+    return ChatClient(base_url=loopback.base_url, api_key=KEY, **kwargs)
+
+
+def make_sdk(loopback, max_retries: int) -> openai.OpenAI:
+    return openai.OpenAI(base_url=loopback.base_url, api_key=KEY, max_retries=max_retries)
+
+
+def read(stream: ChatStream) -> str:
+    return "".join(stream)
+
+
+def chat_logs(loopback) -> list:
+    return [r for r in loopback.requests if r.path.endswith("/chat/completions")]
+
+
+def retry_counts(loopback) -> list[str]:
+    """The SDK numbers each attempt of one call: 0 for the first, 1 for its first retry, ..."""
+    return [r.headers["x-stainless-retry-count"] for r in chat_logs(loopback)]
+
+
+# -- one retry budget: the SDK's retries and the drop-before-text loop -----------------------
+
+def test_a_rate_limit_is_retried_by_the_sdk_exactly_max_retries_times(loopback):
+    client = make_client(loopback)
+    loopback.queue(fault="rate_limit", retry_after=0.01, times=5)
+    with pytest.raises(errors.RateLimitError) as caught:
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (f"rate limited (429) after 2 retries at {loopback.base_url}; the server asks "
+                                 "to wait 0 s: wait and ask again, or lower the request rate")
+    assert retry_counts(loopback) == ["0", "1", "2"]  # one SDK call re-sent twice, nothing multiplied
+    assert loopback.pending == 2
+
+
+def test_a_server_error_is_retried_by_the_sdk_then_succeeds(loopback):
+    client = make_client(loopback, max_retries=1)
+    loopback.queue(fault="server_error")
+    loopback.queue(reply="fine")
+    stream = client.stream("gpt-4o", QUESTION, {})
+    assert read(stream) == "fine"
+    assert retry_counts(loopback) == ["0", "1"] and stream.result.retries == 1
+
+
+def test_a_server_error_that_persists_ends_in_one_line(loopback):
+    client = make_client(loopback, max_retries=1)
+    loopback.queue(fault="server_error", times=3)
+    with pytest.raises(errors.ServerError) as caught:
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (f"server error (500) after 1 retry at {loopback.base_url}: The server had an "
+                                 "error while processing your request. Sorry about that!; try again later")
+    assert len(chat_logs(loopback)) == 2
+
+
+def test_retry_after_is_honoured(loopback):
+    loopback.queue(fault="rate_limit", retry_after=0.3)  # retry-after-ms: 300 (retry-after rounds up to 1)
+    loopback.queue(reply="ok after retry")
+    assert read(make_client(loopback).stream("gpt-4o", QUESTION, {})) == "ok after retry"
+    first, second = (r.time for r in chat_logs(loopback))
+    assert second - first >= 0.3  # waited as told (ordering, not a speed assertion)
+
+
+def test_a_wait_longer_than_the_sdk_allows_is_reported_not_waited(loopback):
+    loopback.queue(fault="rate_limit", retry_after=300)
+    with pytest.raises(errors.RateLimitError) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (f"rate limited (429) at {loopback.base_url}; the server asks to wait 300 s: "
+                                 "wait and ask again, or lower the request rate")
+    assert len(chat_logs(loopback)) == 1
+
+
+def test_a_stream_that_drops_before_any_text_is_sent_again(loopback):
+    loopback.queue(reply="lost", fault="disconnect", after_tokens=0)
+    loopback.queue(reply="second try")
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {})
+    assert read(stream) == "second try"
+    assert [r.outcome for r in chat_logs(loopback)] == ["fault:disconnect", "complete"]
+    assert stream.result.retries == 1
+
+
+def test_drops_before_any_text_stop_at_max_retries(loopback):
+    loopback.queue(reply="lost", fault="disconnect", after_tokens=0, times=5)
+    with pytest.raises(errors.StreamError) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (f"the stream from {loopback.base_url} dropped before any text after 2 retries "
+                                 f"({DROPPED}); ask again, or check the server")
+    assert len(chat_logs(loopback)) == 3
+
+
+@pytest.mark.parametrize("faults, error_class", [
+    (["disconnect", "rate_limit", "disconnect"], errors.StreamError),
+    (["rate_limit", "disconnect", "rate_limit"], errors.RateLimitError),
+])
+def test_drops_and_status_failures_share_one_budget(loopback, faults, error_class):
+    for fault in faults:
+        loopback.queue(reply="lost", fault=fault, retry_after=0.01, after_tokens=0)
+    loopback.queue(reply="never sent", fault=faults[-1], retry_after=0.01, after_tokens=0, times=5)
+    with pytest.raises(error_class, match=" after 2 retries "):
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert [r.outcome for r in chat_logs(loopback)] == [f"fault:{fault}" for fault in faults]
+
+
+# -- a ready SDK client keeps its own max_retries ----------------------------------------------
+
+@pytest.mark.parametrize("fault", ["rate_limit", "disconnect"])
+def test_a_given_sdk_client_keeps_its_own_max_retries(loopback, fault):
+    bot = Chatbot("gpt-4o", client=make_sdk(loopback, max_retries=3))
+    assert bot.client.max_retries == 3 and bot.client.key_source == "client="
+    loopback.queue(reply="lost", fault=fault, retry_after=0.01, after_tokens=0, times=10)
+    with pytest.raises(errors.APIError, match=" after 3 retries "):
+        bot.ask("a", sink=NullSink())
+    assert len(chat_logs(loopback)) == 4  # 3 + 1, not our budget times the SDK's
+
+
+def test_a_copy_with_other_retries_is_the_way_to_change_them(loopback):
+    sdk = make_sdk(loopback, max_retries=3)
+    client = ChatClient(client=sdk.with_options(max_retries=1))
+    loopback.queue(fault="rate_limit", retry_after=0.01, times=5)
+    with pytest.raises(errors.RateLimitError, match=" after 1 retry "):
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert retry_counts(loopback) == ["0", "1"] and sdk.max_retries == 3
+
+
+def test_settings_beside_a_given_client_are_refused(loopback):
+    sdk = make_sdk(loopback, max_retries=3)
+    with pytest.raises(errors.ConfigurationError) as caught:
+        ChatClient(client=sdk, max_retries=5)
+    assert str(caught.value) == ("max_retries= cannot apply to a ready client=: set it on the client itself, "
+                                 "e.g. openai.OpenAI(base_url=..., max_retries=2), or leave client= out")
+    with pytest.raises(errors.ConfigurationError, match="^api_key=, timeout= cannot apply to a ready client=: "
+                                                        "set them on the client itself"):
+        Chatbot("gpt-4o", client=ChatClient(client=sdk), api_key=KEY, timeout=5.0)
+
+
+@pytest.mark.parametrize("value", [-1, True, 2.5])
+def test_max_retries_must_be_a_whole_number(value):
+    with pytest.raises(errors.ConfigurationError, match=f"^max_retries must be a whole number >= 0, got {value}$"):
+        ChatClient(base_url="http://127.0.0.1:9/v1", max_retries=value)
+
+
+# -- what is not retried, and what the errors say ----------------------------------------------
+
+def test_malformed_data_before_any_text_is_one_readable_line_and_not_retried(loopback):
+    loopback.queue(reply="lost", fault="malformed", after_tokens=0)
+    with pytest.raises(errors.StreamError) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (
+        f"the stream from {loopback.base_url} sent malformed data before any text (a chunk that is not JSON: "
+        "Expecting property name enclosed in double quotes at character 1): check that base_url= is an "
+        "OpenAI-compatible endpoint")
+    assert len(chat_logs(loopback)) == 1
+
+
+def test_an_error_event_before_any_text_is_one_line_and_not_retried(loopback):
+    loopback.queue(reply="lost", fault="stream_error", after_tokens=0)
+    with pytest.raises(errors.StreamError) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (
+        f"the stream from {loopback.base_url} reported an error before any text (The server had an error while "
+        "processing your request. Sorry about that!); ask again later")
+    assert len(chat_logs(loopback)) == 1
+
+
+@pytest.mark.parametrize("fault, cause", [
+    ("disconnect", DROPPED),
+    ("malformed", "a chunk that is not JSON: Expecting property name enclosed in double quotes at character 1"),
+    ("stream_error", "The server had an error while processing your request. Sorry about that!"),
+])
+def test_a_stream_that_breaks_after_text_names_the_cause_and_is_not_sent_again(loopback, fault, cause):
+    loopback.queue(reply=" alpha beta gamma delta", fault=fault, after_tokens=2)
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {})
+    received: list[str] = []
+    with pytest.raises(errors.StreamError) as caught:
+        received.extend(stream)  # what arrived before the break stays in the list
+    assert "".join(received) == " alpha beta"
+    assert str(caught.value) == (f"the stream from {loopback.base_url} broke after the answer started ({cause}); "
+                                 "the partial answer is kept, marked")
+    assert len(chat_logs(loopback)) == 1
+
+
+def test_a_bug_in_the_request_is_raised_as_it_is_and_never_sent(loopback):
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {"temperature": object()})
+    with pytest.raises(TypeError, match="^Object of type object is not JSON serializable$"):
+        read(stream)
+    assert chat_logs(loopback) == []
+
+
+@pytest.mark.parametrize("fault, error_class, message", [
+    ("unauthorized", errors.AuthenticationError,
+     "authentication failed (401) at {url}: the API key was rejected or lacks access; set OPENAI_API_KEY, "
+     "pass api_key=, or point OPENAI_BASE_URL (base_url=) at a local OpenAI-compatible server"),
+    ("context_length", errors.ContextLengthError,
+     "the endpoint says the prompt exceeds the model's context window ("),
+    ("model_not_found", errors.ModelNotFoundError,
+     "model 'gpt-4o' is not available at {url} (404): check the name (Chatbot.client.list_models() lists "
+     "what it serves) or the Azure deployment"),
+])
+def test_requests_the_endpoint_refuses_are_one_line_and_not_retried(loopback, fault, error_class, message):
+    loopback.queue(fault=fault, times=3)
+    with pytest.raises(error_class) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    text = str(caught.value)
+    assert text.startswith(message.format(url=loopback.base_url)) and "\n" not in text and KEY not in text
+    assert len(chat_logs(loopback)) == 1
+
+
+def test_connection_refused_is_one_line(unused_port):
+    client = ChatClient(base_url=f"http://127.0.0.1:{unused_port}/v1", api_key=KEY, max_retries=1)
+    with pytest.raises(errors.EndpointConnectionError) as caught:
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert re.fullmatch(rf"could not reach http://127\.0\.0\.1:{unused_port}/v1 after 1 retry \(\[Errno \d+\] "
+                        r"Connection refused\): check OPENAI_BASE_URL / base_url= and that the server is running",
+                        str(caught.value))
+
+
+def test_missing_key_names_the_fixes(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    client = ChatClient()
+    assert (client.configured(), client.key_source) == (False, "missing")
+    with pytest.raises(errors.MissingAPIKeyError) as caught:
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == ("no API key and no base URL: set OPENAI_API_KEY, pass api_key=, or point "
+                                 "OPENAI_BASE_URL (base_url=) at a local OpenAI-compatible server")
+
+
+def test_list_models_lists_what_the_endpoint_serves():
+    with LoopbackServer(api_key=KEY, models=["gpt-4o-mini", "gpt-4o"]) as server:
+        assert ChatClient(base_url=server.base_url, api_key=KEY).list_models() == ["gpt-4o", "gpt-4o-mini"]
+        with pytest.raises(errors.AuthenticationError, match=r"^authentication failed \(401\) at "):
+            ChatClient(base_url=server.base_url, api_key="sk-wrong-key").list_models()
+
+
+# -- the key stays secret; Azure ---------------------------------------------------------------
+
+def test_key_absent_from_reprs_and_logs(loopback, caplog):
+    caplog.set_level(logging.DEBUG)
+    bot = Chatbot("gpt-4o", base_url=loopback.base_url, api_key=KEY, max_retries=0)
+    reply = bot.ask("a", sink=NullSink())
+    loopback.queue(fault="unauthorized")
+    with pytest.raises(errors.AuthenticationError) as caught:
+        bot.ask("b", sink=NullSink())
+    shown = [repr(bot), repr(bot.client), repr(bot.conversation), repr(reply), str(reply.request),
+             str(caught.value), caplog.text]
+    assert caplog.text  # the SDK and httpx did log at DEBUG
+    for text in shown:
+        assert KEY not in text
+    assert repr(bot.client) == f"ChatClient(base_url={loopback.base_url!r}, key_source='api_key=')"
+
+
+def test_azure_openai_through_the_sdks_azure_client(loopback):
+    client = ChatClient(azure_endpoint=loopback.root_url, api_version="2024-10-21", azure_deployment="my-gpt4o",
+                        api_key=KEY)
+    loopback.queue(reply="from azure")
+    assert read(client.stream("gpt-4o", QUESTION, {})) == "from azure"
+    request = chat_logs(loopback)[-1]
+    assert request.path == "/openai/deployments/my-gpt4o/chat/completions"
+    assert request.query == "api-version=2024-10-21"
+    assert request.headers.get("api-key") == "***"  # the log masks credentials
+    assert isinstance(client.sdk, openai.AzureOpenAI) and client.sdk.max_retries == 3
+    assert KEY not in repr(client) and client.key_source == "api_key="
