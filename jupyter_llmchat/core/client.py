@@ -274,7 +274,7 @@ class ChatClient:
                     f"quota exhausted (429 insufficient_quota) at {where}: check the account's "
                     "plan and billing", status=status, code=code)
             after = _asked_wait(error.response.headers)
-            wait = f"; the server asks to wait {after:.0f} s" if after else ""
+            wait = f"; the server asks to wait {round(after, 2):g} s" if after else ""
             return errors.RateLimitError(
                 f"rate limited (429){tried} at {where}{wait}: wait and ask again, or lower the "
                 "request rate", status=status, code=code)

@@ -59,7 +59,7 @@ def test_a_rate_limit_is_retried_by_the_sdk_exactly_max_retries_times(loopback):
     with pytest.raises(errors.RateLimitError) as caught:
         read(client.stream("gpt-4o", QUESTION, {}))
     assert str(caught.value) == (f"rate limited (429) after 2 retries at {loopback.base_url}; the server asks "
-                                 "to wait 0 s: wait and ask again, or lower the request rate")
+                                 "to wait 0.01 s: wait and ask again, or lower the request rate")
     assert retry_counts(loopback) == ["0", "1", "2"]  # one SDK call re-sent twice, nothing multiplied
     assert loopback.pending == 2
 
