@@ -1,91 +1,133 @@
 """The ``%chat`` line commands: sessions, settings, transcripts, usage, the store and the panel.
 
-Each ``cmd_NAME(magics, rest)`` handles ``%chat NAME rest``; ``run`` dispatches. They only read
-and change state through ChatMagics (settings, sessions, client) and show tables or text.
+Each command is a function with its own ``magic_arguments`` parser, so ``%chat?`` documents every
+command with its arguments (``HELP``) and a line is split like a shell line (``"quoted text"``,
+``'my file.json'``). ``run`` dispatches. Commands reach the kernel's state only through a
+``ChatHost`` (ChatMagics in magics.py, which imports this module; never the other way round).
 """
 
 from __future__ import annotations
 
-import shlex
+import argparse
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.errors import ChatError
-from .magics import DEFAULT_SESSION, ENV_VARS, one_line, unquote
+from ..core.sessions import DEFAULT_SESSION
+from .arguments import parse, split_line, usage_line
+from .error_display import shown_in_one_line
+from .settings import ENV_VARS
+from .tables import show, show_table
 
 if TYPE_CHECKING:
-    from .magics import ChatMagics
-
-LINE_HELP = """\
-%%chat [options]   ask the question in the cell body (%%chat? lists the options)
-%chat reset [SESSION | --all]       forget a conversation (the system message stays)
-%chat history [SESSION]             show the transcript
-%chat sessions                      list the conversations
-%chat usage                         tokens and cost per session and model
-%chat config                        effective settings and where each came from
-%chat model [NAME] [-s SESSION]     show or set the model (all sessions, or one)
-%chat system [TEXT] [-s SESSION]    show or set the system message ("" clears it)
-%chat save PATH [-s SESSION]        write the conversation as a JSON transcript
-%chat load PATH [-s SESSION]        restore a conversation from a JSON transcript
-%chat saved                         list the sessions kept in the store (see ChatMagics.store)
-%chat restore NAME [-s SESSION]     continue a session saved in the store, in this kernel
-%chat models                        list the models the endpoint serves
-%chat panel [SESSION]               open the chat panel on a session
-%chat --error [options]             ask why the last cell failed (its code and traceback are sent)"""
+    from ..core.chatbot import Chatbot
+    from ..core.client import ChatClient
+    from ..core.sessions import Sessions
+    from ..store.ledger import UsageRow
+    from ..store.store import Store
 
 
-def run(m: ChatMagics, line: str) -> None:
-    """Run ``%chat line``: a command, ``--error`` (ask why the last cell failed), or the help."""
-    command, _, rest = line.strip().partition(" ")
-    if not command:
-        print(LINE_HELP)
+class ChatHost(Protocol):
+    """What the commands use of the magics: settings, sessions, the client and the store."""
+
+    demo_url: str | None
+
+    @property
+    def sessions(self) -> Sessions: ...
+
+    def session(self, name: str = DEFAULT_SESSION, *, create: bool = True) -> Chatbot: ...
+
+    def sync(self, name: str, bot: Chatbot) -> None: ...
+
+    def setting(self, name: str) -> tuple[Any, str]: ...
+
+    def set_setting(self, name: str, value: Any, session: str | None = None) -> None: ...
+
+    def pin(self, session: str, **values: Any) -> None: ...
+
+    def client(self) -> ChatClient: ...
+
+    def opened_store(self) -> Store: ...
+
+    def chat(self, line: str, cell: str) -> None: ...
+
+
+Command = Callable[[ChatHost, argparse.Namespace], None]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(function: Any) -> Any:
+    """Register a ``magic_arguments``-decorated function as ``%chat NAME``."""
+    COMMANDS[function.argcmd_name.split()[-1]] = function
+    return function
+
+
+def run(m: ChatHost, line: str) -> None:
+    """Run ``%chat line``: a command, ``--error`` (ask why the last cell failed), or the list."""
+    words = split_line(line, hint="%chat? lists the commands and their arguments")
+    if not words:
+        print(COMMAND_LIST)
         return
-    if command.startswith("-"):  # %chat --error [options]: the cell magic without a body
-        if "--error" not in _split(line):
+    name, rest = words[0], words[1:]
+    if name.startswith("-"):  # %chat --error [options]: the cell magic without a body
+        if "--error" not in words:
             raise UsageError("to ask a question use the cell magic: %%chat [options] on the first line, "
                              "the question below (only %chat --error works on one line)")
         m.chat(line, "")
         return
-    handler: Callable[[ChatMagics, str], None] | None = COMMANDS.get(command)
+    handler = COMMANDS.get(name)
     if handler is None:
-        raise UsageError(f"unknown %chat command {command!r}; commands: {', '.join(COMMANDS)} (ask with "
-                         "%%chat)")
+        raise UsageError(f"unknown %chat command {name!r}; commands: {', '.join(COMMANDS)} (ask with %%chat)")
+    args = parse(handler.parser, rest, where=f"%chat {name}: ",  # type: ignore[attr-defined]
+                 hint=f"usage: {usage_line(handler)}")
     try:
-        handler(m, rest.strip())
+        handler(m, args)
     except ChatError as error:
-        raise one_line(error) from None
+        raise shown_in_one_line(error) from None
 
 
-def cmd_reset(m: ChatMagics, rest: str) -> None:
-    """Forget a conversation (or all with --all); the system message stays."""
-    words = _split(rest)
-    if words == ["--all"]:
+SESSION_OPTION = argument("-s", "--session", metavar="NAME", help="The session (default: 'default').")
+
+
+@command
+@magic_arguments("chat reset")
+@argument("--all", action="store_true", help="Reset every session.")
+@argument("name", nargs="?", metavar="SESSION", help="The session to reset (default: 'default').")
+def cmd_reset(m: ChatHost, args: argparse.Namespace) -> None:
+    """Forget a conversation, or all with --all; the system message stays."""
+    if args.all:
+        if args.name is not None:
+            raise UsageError("%chat reset takes a SESSION or --all, not both")
         for bot in m.sessions.bots():
             bot.reset()
         print(f"reset {len(m.sessions)} session(s)")
         return
-    name = _one_name(words, "reset")
+    name = args.name or DEFAULT_SESSION
     m.session(name, create=name == DEFAULT_SESSION).reset()
     print(f"session {name!r} reset")
 
 
-def cmd_history(m: ChatMagics, rest: str) -> None:
+@command
+@magic_arguments("chat history")
+@argument("name", nargs="?", metavar="SESSION", help="The session to show (default: 'default').")
+def cmd_history(m: ChatHost, args: argparse.Namespace) -> None:
     """Show a session's transcript as Markdown, images as thumbnails."""
     from ..store import transcript
 
-    name = _one_name(_split(rest), "history")
+    name = args.name or DEFAULT_SESSION
     bot = m.session(name, create=name == DEFAULT_SESSION)
-    text = transcript.to_markdown(bot)
-    _show({"text/plain": text, "text/markdown": transcript.to_markdown(bot, image_html=True)})
+    show({"text/plain": transcript.to_markdown(bot),
+          "text/markdown": transcript.to_markdown(bot, image_html=True)})
 
 
-def cmd_sessions(m: ChatMagics, rest: str) -> None:
-    """List the sessions with model, messages, history tokens and system message."""
-    if rest:
-        raise UsageError("%chat sessions takes no arguments")
+@command
+@magic_arguments("chat sessions")
+def cmd_sessions(m: ChatHost, args: argparse.Namespace) -> None:
+    """List the sessions of this kernel: model, messages, history tokens, system message."""
     if DEFAULT_SESSION not in m.sessions:
         m.session(DEFAULT_SESSION)
     rows = [("session", "model", "messages", "history tokens", "system")]
@@ -94,30 +136,59 @@ def cmd_sessions(m: ChatMagics, rest: str) -> None:
         tokens = sum(message.tokens for message in bot.conversation.messages)
         system = (bot.system or "")[:40] + ("…" if bot.system and len(bot.system) > 40 else "")
         rows.append((name, bot.model, str(len(bot.conversation)), str(tokens), system))
-    _show_table(rows)
+    show_table(rows, numeric=(2, 3))
 
 
-def cmd_usage(m: ChatMagics, rest: str) -> None:
-    """Tokens and cost per session and model (the store's ledger when a store is set)."""
-    from ..store import usage
+@command
+@magic_arguments("chat usage")
+@argument("--by", nargs="+", choices=("session", "model", "day"), default=["session", "model"],
+          metavar="GROUP", help="Group by any of session, model, day (default: session model).")
+@argument("-s", "--session", metavar="NAME", help="Only this session's replies (default: every session).")
+def cmd_usage(m: ChatHost, args: argparse.Namespace) -> None:
+    """Requests, tokens and cost from the store's ledger: every kernel that recorded into it."""
+    rows = m.opened_store().usage_summary(tuple(dict.fromkeys(args.by)), session=args.session)
+    if not rows:
+        print("no replies recorded yet" + (f" in session {args.session!r}" if args.session else ""))
+        return
+    table, note = usage_table(rows)
+    show_table(table, numeric=range(len(rows[0].keys), len(table[0])), note=note)
 
-    if rest:
-        raise UsageError("%chat usage takes no arguments")
-    store = m.opened_store()
-    if store is not None:  # the persistent ledger: every kernel that recorded into this store
-        from ..store.ledger import usage_rows
 
-        rows = usage_rows(store)
+def usage_table(rows: list[UsageRow]) -> tuple[list[tuple[str, ...]], str | None]:
+    """``%chat usage``'s table cells (with a total row) and its note on replies without usage."""
+    from ..store.ledger import total
+
+    names = tuple(rows[0].keys)
+    header = (*names, "requests", "from cache", "prompt tokens", "cached tokens", "completion tokens", "cost")
+    overall = total(rows)
+    lines = [header] + [(*(str(row.keys[name]) for name in names), *_usage_numbers(row)) for row in rows]
+    if len(rows) > 1:
+        lines.append(("total", *[""] * (len(names) - 1), *_usage_numbers(overall)))
+    note = None
+    if overall.unreported:
+        note = (f"{overall.unreported} of {overall.requests} replies came without token counts from the "
+                "endpoint: they count 0 tokens, and cost $0 if no text arrived, else an unknown amount.")
+    return lines, note
+
+
+def _usage_numbers(row: UsageRow) -> tuple[str, ...]:
+    from ..core.models import format_cost
+
+    if row.unpriced == row.requests:
+        cost = "unknown"
     else:
-        rows = m.ledger.rows()
-    _show({"text/plain": usage.to_text(rows), "text/markdown": usage.to_markdown(rows)})
+        cost = format_cost(row.cost) + (" + unknown" if row.unpriced else "")
+    return (f"{row.requests:,}", f"{row.cache_hits:,}", f"{row.prompt_tokens:,}", f"{row.cached_tokens:,}",
+            f"{row.completion_tokens:,}", cost)
 
 
-def cmd_config(m: ChatMagics, rest: str) -> None:
-    """Each setting's effective value and where it came from; the key is never shown."""
-    if rest:
-        raise UsageError("%chat config takes no arguments; set values with %config ChatMagics.NAME = "
-                         "VALUE or the environment variables shown")
+@command
+@magic_arguments("chat config")
+def cmd_config(m: ChatHost, args: argparse.Namespace) -> None:
+    """Each setting's effective value and where it came from; the key is never shown.
+
+    Set values with %config ChatMagics.NAME = VALUE or the environment variables listed.
+    """
     rows = [("setting", "value", "source", "environment variable")]
     for name, env in ENV_VARS.items():
         value, source = m.setting(name)
@@ -129,170 +200,142 @@ def cmd_config(m: ChatMagics, rest: str) -> None:
     else:
         rows.append(("endpoint", client.base_url, "base_url" if m.setting("base_url")[0] else
                      "OpenAI default", ""))
-    _show_table(rows)
+    show_table(rows)
 
 
-def cmd_model(m: ChatMagics, rest: str) -> None:
-    """Show the model, or set it for all sessions (or one with -s)."""
-    session, words = _session_option(_split(rest))
-    if not words:
-        bot = m.session(session or DEFAULT_SESSION, create=session in (None, DEFAULT_SESSION))
-        print(bot.model)
+@command
+@magic_arguments("chat model")
+@SESSION_OPTION
+@argument("name", nargs="?", metavar="MODEL", help="The model to use from now on.")
+def cmd_model(m: ChatHost, args: argparse.Namespace) -> None:
+    """Show the model, or set it for every session (or one with -s)."""
+    if args.name is None:
+        print(m.session(args.session or DEFAULT_SESSION, create=args.session in (None, DEFAULT_SESSION)).model)
         return
-    if len(words) > 1:
-        raise UsageError("%chat model takes one model name, e.g. %chat model gpt-4o")
-    m.set_setting("model", words[0], session)
+    if not args.name.strip():
+        raise UsageError("%chat model needs a model name, e.g. %chat model gpt-4o")
+    m.set_setting("model", args.name, args.session)
 
 
-def cmd_system(m: ChatMagics, rest: str) -> None:
-    """Show the system message, or set it for all sessions (or one with -s); "" clears it."""
-    session, words = _session_option(_split(rest, keep_quotes=True), keep_rest=True)
-    text = unquote(" ".join(words)) if words else None
-    if text is None:
-        bot = m.session(session or DEFAULT_SESSION, create=session in (None, DEFAULT_SESSION))
+@command
+@magic_arguments("chat system")
+@SESSION_OPTION
+@argument("text", nargs="*", metavar="TEXT",
+          help='The system message (quote it to keep spacing or an apostrophe; "" clears it).')
+def cmd_system(m: ChatHost, args: argparse.Namespace) -> None:
+    """Show the system message, or set it for every session (or one with -s)."""
+    if not args.text:
+        bot = m.session(args.session or DEFAULT_SESSION, create=args.session in (None, DEFAULT_SESSION))
         print(bot.system if bot.system is not None else "(no system message)")
         return
-    m.set_setting("system", text or None, session)
+    m.set_setting("system", " ".join(args.text) or None, args.session)
 
 
-def cmd_save(m: ChatMagics, rest: str) -> None:
-    """Write a session as a JSON transcript (see transcript.py)."""
+@command
+@magic_arguments("chat save")
+@SESSION_OPTION
+@argument("path", metavar="PATH", help="The JSON file to write, e.g. chat.json.")
+def cmd_save(m: ChatHost, args: argparse.Namespace) -> None:
+    """Write a session as a JSON transcript (images inside)."""
     from ..store import transcript
 
-    session, words = _session_option(_split(rest))
-    if len(words) != 1:
-        raise UsageError("%chat save needs one PATH, e.g. %chat save chat.json")
-    name = session or DEFAULT_SESSION
+    name = args.session or DEFAULT_SESSION
     bot = m.session(name, create=name == DEFAULT_SESSION)
-    path = transcript.save(bot, words[0])
+    path = transcript.save(bot, args.path)
     print(f"saved {len(bot.conversation)} messages of session {name!r} to {path}")
 
 
-def cmd_load(m: ChatMagics, rest: str) -> None:
+@command
+@magic_arguments("chat load")
+@SESSION_OPTION
+@argument("path", metavar="PATH", help="A JSON transcript (%%chat save writes one).")
+def cmd_load(m: ChatHost, args: argparse.Namespace) -> None:
     """Replace a session with a JSON transcript; a bad file changes nothing."""
     from ..store import transcript
 
-    session, words = _session_option(_split(rest))
-    if len(words) != 1:
-        raise UsageError("%chat load needs one PATH, e.g. %chat load chat.json")
-    data = transcript.read(words[0])
-    transcript.messages_from(data, words[0])  # a damaged file stops here, the session untouched
-    name = session or DEFAULT_SESSION
+    data = transcript.read(args.path)
+    transcript.messages_from(data, args.path)  # a damaged file stops here, the session untouched
+    name = args.session or DEFAULT_SESSION
     bot = m.session(name)
     m.pin(name, model=data["model"], system=data.get("system"))
-    transcript.restore(data, bot, words[0])
+    transcript.restore(data, bot, args.path)
     print(f"loaded {len(bot.conversation)} messages into session {name!r} (model {bot.model})")
 
 
-def cmd_restore(m: ChatMagics, rest: str) -> None:
-    """Continue a session saved in the store (recording goes on into it)."""
-    session, words = _session_option(_split(rest))
-    if len(words) != 1:
-        raise UsageError("%chat restore needs one saved session NAME (%chat saved lists them)")
-    store = _need_store(m, "restore")
+@command
+@magic_arguments("chat restore")
+@argument("-s", "--session", metavar="NAME", help="The session to restore into (default: SAVED).")
+@argument("saved", metavar="SAVED", help="A session saved in the store (%%chat saved lists them).")
+def cmd_restore(m: ChatHost, args: argparse.Namespace) -> None:
+    """Continue a session saved in the store, in this kernel; recording goes on into it."""
+    store = _store_file(m, "restore")
     saved = [entry.session for entry in store.sessions()]
-    if words[0] not in saved:
-        raise UsageError(f"no saved session {words[0]!r} in the store (saved sessions: "
+    if args.saved not in saved:
+        raise UsageError(f"no saved session {args.saved!r} in the store (saved sessions: "
                          f"{', '.join(saved) or 'none yet'}); %chat saved lists them")
-    name = session or words[0]
+    name = args.session or args.saved
     bot = m.session(name)
-    store.load(words[0], bot)
-    print(f"restored {len(bot.conversation)} messages of saved session {words[0]!r} into session "
+    store.load(args.saved, bot)
+    print(f"restored {len(bot.conversation)} messages of saved session {args.saved!r} into session "
           f"{name!r} (model {bot.model}); recording continues")
 
 
-def cmd_saved(m: ChatMagics, rest: str) -> None:
-    """List the sessions kept in the store."""
-    if rest:
-        raise UsageError("%chat saved takes no arguments")
-    store = _need_store(m, "saved")
+@command
+@magic_arguments("chat saved")
+def cmd_saved(m: ChatHost, args: argparse.Namespace) -> None:
+    """List the sessions kept in the store file (ChatMagics.store)."""
+    store = _store_file(m, "saved")
     rows = [("session", "model", "messages", "updated")]
     for saved in store.sessions():
         rows.append((saved.session, saved.model, str(saved.messages),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(saved.updated))))
-    _show_table(rows)
+    show_table(rows, numeric=(2,))
 
 
-def _need_store(m: ChatMagics, command: str) -> Any:
+def _store_file(m: ChatHost, command: str) -> Store:
     store = m.opened_store()
-    if store is None:
-        raise UsageError(f"%chat {command} needs a store: %config ChatMagics.store = 'default' (or a "
-                         "file path), or set JUPYTER_LLMCHAT_STORE")
+    if store.in_memory:
+        raise UsageError(f"%chat {command} needs a store file, and this kernel keeps conversations in memory "
+                         "only: %config ChatMagics.store = 'default' (or a file path), or set "
+                         "JUPYTER_LLMCHAT_STORE")
     return store
 
 
-def cmd_models(m: ChatMagics, rest: str) -> None:
+@command
+@magic_arguments("chat models")
+def cmd_models(m: ChatHost, args: argparse.Namespace) -> None:
     """List the models the endpoint serves (GET /models)."""
-    if rest:
-        raise UsageError("%chat models takes no arguments")
     print("\n".join(m.client().list_models()))
 
 
-def cmd_panel(m: ChatMagics, rest: str) -> None:
-    """Open the ipywidgets chat panel on a session (shared with %%chat)."""
-    name = _one_name(_split(rest), "panel")
+@command
+@magic_arguments("chat panel")
+@argument("name", nargs="?", metavar="SESSION", help="The session to open (default: 'default').")
+def cmd_panel(m: ChatHost, args: argparse.Namespace) -> None:
+    """Open the chat panel on a session (shared with %%chat)."""
+    name = args.name or DEFAULT_SESSION
     m.session(name)
     from .panel import show_panel
 
     show_panel(m.sessions, name)
 
 
-def _split(rest: str, keep_quotes: bool = False) -> list[str]:
-    if keep_quotes:
-        return rest.split(" ") if rest else []
-    try:
-        return shlex.split(rest)
-    except ValueError as error:
-        raise UsageError(f"cannot parse {rest!r}: {error}") from None
+def _summary(function: Any) -> str:
+    """The first paragraph of a command's description, on one line."""
+    return " ".join(function.parser.description.strip().split("\n\n")[0].split()).rstrip(".")
 
 
-def _one_name(words: list[str], command: str) -> str:
-    if len(words) > 1:
-        raise UsageError(f"%chat {command} takes at most one session name")
-    return words[0] if words else DEFAULT_SESSION
-
-
-def _session_option(words: list[str], keep_rest: bool = False) -> tuple[str | None, list[str]]:
-    """Pull ``-s NAME`` / ``--session NAME`` out of ``words``."""
-    for flag in ("-s", "--session"):
-        if flag in words:
-            index = words.index(flag)
-            if index + 1 >= len(words) or not words[index + 1]:
-                raise UsageError(f"{flag} needs a session name")
-            return words[index + 1], words[:index] + words[index + 2:]
-    return None, words
-
-
-def _show(bundle: dict[str, Any]) -> None:
-    from IPython.display import display
-
-    display(bundle, raw=True)
-
-
-def _show_table(rows: Sequence[Sequence[str]]) -> None:
-    """A table as Markdown for notebooks and aligned text for terminals."""
-    def cell(value: str) -> str:
-        return value.replace("|", "\\|").replace("\n", " ")
-
-    markdown = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    markdown += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[1:]]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    text = ["  ".join(v.replace("\n", " ").ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    _show({"text/plain": "\n".join(text), "text/markdown": "\n".join(markdown)})
-
-
-COMMANDS: dict[str, Callable[[ChatMagics, str], None]] = {
-    "reset": cmd_reset,
-    "history": cmd_history,
-    "sessions": cmd_sessions,
-    "usage": cmd_usage,
-    "config": cmd_config,
-    "model": cmd_model,
-    "system": cmd_system,
-    "save": cmd_save,
-    "load": cmd_load,
-    "restore": cmd_restore,
-    "saved": cmd_saved,
-    "models": cmd_models,
-    "panel": cmd_panel,
-}
+_ASK = "%%chat [options]"
+_ERROR = "%chat --error [options]"
+_WIDTH = max(len(usage_line(f)) for f in COMMANDS.values())
+# ``%chat`` alone: one line per command.
+COMMAND_LIST = "\n".join(
+    [f"{_ASK.ljust(_WIDTH)}  ask the question in the cell body (%%chat? lists the options)"]
+    + [f"{usage_line(f).ljust(_WIDTH)}  {_summary(f)}" for f in COMMANDS.values()]
+    + [f"{_ERROR.ljust(_WIDTH)}  ask why the last cell failed (its code and traceback are sent)"])
+# ``%chat?``: every command with its arguments (magic_arguments wrote each one's help).
+HELP = "\n".join(
+    ["Manage chat sessions and settings: %chat COMMAND [arguments]. %chat alone lists the commands;",
+     "ask questions with %%chat (%%chat? lists its options); %chat --error [options] asks why the last",
+     "cell failed.", ""]
+    + [(f.__doc__ or "").strip() + "\n" for f in COMMANDS.values()])

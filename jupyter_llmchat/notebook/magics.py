@@ -4,7 +4,9 @@ Settings come from, lowest precedence first: trait defaults, ``%config ChatMagic
 ipython_config.py, environment variables (``LLMCHAT_*``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``),
 ``%chat model`` / ``%chat system``, and the options of one ``%%chat`` cell. ``%chat config``
 shows the effective value of each and where it came from. This module only parses, resolves
-settings and shows results: asking is ``Chatbot.ask``, streaming display is ``render``.
+settings and shows results: asking is ``Chatbot.ask``, streaming display is ``display``, the
+``%chat`` commands are commands.py. Lines are split like a shell's (``arg_split``) and parsed by
+``magic_arguments``, so ``--system 'Be terse.'`` and ``-i "my plot.png"`` mean what they say.
 """
 
 from __future__ import annotations
@@ -15,38 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
-from ..core.errors import ChatError, ConfigurationError, ImageError, PromptTooLongError
+from ..core.errors import ChatError
 from ..core.reply import PrintSink, ReplySink
 from ..core.sessions import DEFAULT_SESSION
+from . import commands
+from .arguments import parse, split_line
+from .error_display import shown_in_one_line
 from .expansion import ExpansionError, expand
+from .settings import CLIENT_SETTINGS, ENV_VARS, FORMATS, REQUEST_SETTINGS, SESSION_SETTINGS
 
 if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
+    from ..core.client import ChatClient
     from ..core.sessions import Sessions
-    from ..store.usage import UsageLedger
+    from ..store.store import Store
 
-FORMATS = ("markdown", "text", "code")
-# Setting -> environment variable that overrides %config (and is overridden by a cell's options).
-ENV_VARS = {
-    "model": "LLMCHAT_MODEL", "system": "LLMCHAT_SYSTEM", "temperature": "LLMCHAT_TEMPERATURE",
-    "top_p": "LLMCHAT_TOP_P", "max_tokens": "LLMCHAT_MAX_TOKENS", "seed": "LLMCHAT_SEED",
-    "max_history": "LLMCHAT_MAX_HISTORY", "prompt_token_limit": "LLMCHAT_PROMPT_TOKEN_LIMIT",
-    "context_window": "LLMCHAT_CONTEXT_WINDOW", "format": "LLMCHAT_FORMAT", "footer": "LLMCHAT_FOOTER",
-    "timeout": "LLMCHAT_TIMEOUT", "max_retries": "LLMCHAT_MAX_RETRIES",
-    "api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL",
-    "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
-    "azure_deployment": "LLMCHAT_AZURE_DEPLOYMENT",
-    "store": "JUPYTER_LLMCHAT_STORE", "cache": "LLMCHAT_CACHE",
-}
-REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
-CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "azure_endpoint", "api_version",
-                   "azure_deployment")
-SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt_token_limit", "context_window")
-# Raised before anything is sent: the message says so, since "nothing lost" is the promise.
-PRE_SEND_ERRORS = (ExpansionError, ImageError, PromptTooLongError, ConfigurationError)
 ERROR_QUESTION = "Why did this fail, and how do I fix it?"
 
 
@@ -84,8 +72,8 @@ class ChatMagics(Magics):
     azure_deployment = Unicode(None, allow_none=True, help="Azure OpenAI deployment name.").tag(config=True)
     store = Unicode("default", allow_none=True,
                     help="SQLite file that keeps conversations, usage and cached replies across kernels: "
-                         "'default' (a file in the user data directory), a path, or ':memory:' to keep "
-                         "nothing on disk.").tag(config=True)
+                         "'default' (a file in the user data directory), a path, or ':memory:' (or None) "
+                         "to keep them in memory for this kernel only.").tag(config=True)
     cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
     preload = Bool(True, help="After %load_ext, import the SDK and load the token vocabulary in a "
                               "background thread, so the first %%chat does not wait for them.").tag(config=True)
@@ -93,15 +81,14 @@ class ChatMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._sessions: Sessions | None = None
-        self._ledger: UsageLedger | None = None
         self._runtime: dict[str, Any] = {}  # set by %chat model / %chat system
         self._pins: dict[str, dict[str, Any]] = {}  # per-session model/system (%chat ... -s, load)
         self._applied: dict[str, dict[str, Any]] = {}  # per session: setting values last applied
-        self._client: Any = None
+        self._client: ChatClient | None = None
         self._client_ident: tuple[Any, ...] | None = None
         self.demo_url: str | None = None  # the offline demo server's URL when it is in use
-        self._store: Any = None
-        self._store_path: str | None = None
+        self._store: Store | None = None
+        self._store_setting: str | None = None  # the store setting self._store was opened for
         self._demo_noted = False
 
     def __repr__(self) -> str:  # the key is never part of it
@@ -156,17 +143,9 @@ class ChatMagics(Magics):
         """The named conversations (shared with the chat panel), made on first use."""
         if self._sessions is None:
             from ..core.sessions import Sessions
-            from ..store.usage import UsageLedger
 
-            self._ledger = UsageLedger()
             self._sessions = Sessions(self._new_bot)
         return self._sessions
-
-    @property
-    def ledger(self) -> UsageLedger:
-        self.sessions  # noqa: B018 - makes the ledger too
-        assert self._ledger is not None
-        return self._ledger
 
     def session(self, name: str = DEFAULT_SESSION, *, create: bool = True) -> Chatbot:
         """Session ``name`` brought up to date with the effective settings."""
@@ -185,33 +164,34 @@ class ChatMagics(Magics):
                       prompt_token_limit=want["prompt_token_limit"], context_window=want["context_window"],
                       client=self.client(), **{k: want[k] for k in REQUEST_SETTINGS})
         self._applied[name] = want
-        self.ledger.attach(bot, name)
         self._record(name, bot)
         return bot
 
-    def opened_store(self) -> Any:
-        """The SQLite store named by the ``store`` setting, opened once; None when it is unset."""
-        path = self.setting("store")[0] or None
-        if path != self._store_path:
+    def opened_store(self) -> Store:
+        """The store the ``store`` setting names, opened once: its file, or one in memory when the
+        setting is None or ':memory:' (the same ledger and cache, kept for this kernel only)."""
+        from ..store.database import MEMORY
+        from ..store.store import Store
+
+        chosen = self.setting("store")[0] or MEMORY
+        if self._store is None or chosen != self._store_setting:
             if self._store is not None:
                 self._store.close()
-            self._store, self._store_path = None, path
-            if path is not None:
-                from ..store.store import Store
-
-                try:
-                    self._store = Store(_default_store_path() if path == "default" else path)
-                except ChatError as error:  # chatting goes on without a store; say so once
-                    print(f"conversations are not being saved: {error}", file=sys.stderr)
+            self._store_setting = chosen
+            try:
+                self._store = Store(None if chosen == "default" else chosen)
+            except ChatError as error:  # chatting goes on in memory; say so once
+                print(f"conversations are kept in memory only, not saved: {error}", file=sys.stderr)
+                self._store = Store(MEMORY)
         return self._store
 
     def _record(self, name: str, bot: Chatbot) -> None:
-        """Record the session in the store (when one is set), with the response cache if asked."""
+        """Record the session in the store (its ledger too), with the response cache if asked."""
         try:
             store = self.opened_store()
         except ChatError as error:
-            raise one_line(error) from None
-        if store is not None and store.recorder(bot) is None:
+            raise shown_in_one_line(error) from None
+        if store.recorder(bot) is None:
             store.attach(bot, name, cache=self.setting("cache")[0])
 
     def _desired(self, name: str) -> dict[str, Any]:
@@ -238,7 +218,7 @@ class ChatMagics(Magics):
         bot.client = self.client()
         self._record(name, bot)
 
-    def client(self) -> Any:
+    def client(self) -> ChatClient:
         """One ChatClient for every session (one connection pool), rebuilt when its settings change.
 
         With no key and no base URL anywhere, the offline demo server answers instead.
@@ -292,15 +272,8 @@ class ChatMagics(Magics):
         (``{In[3]}``, ``{Out[4]}``, ``{df.shape}``, ``{x!r}``, ``{x:.2f}``); ``{{`` and ``}}`` are
         literal braces. A placeholder that cannot be evaluated stops the cell before anything is sent.
         """
-        try:
-            args = parse_argstring(self.chat, line)
-        except UsageError as error:  # argparse says what is wrong; say where the options are listed
-            raise UsageError(f"{error}; %%chat? lists the options (nothing was sent)") from None
-        # IPython splits magic lines keeping quotes ("--system 'Be terse.'"): drop them as a shell would
-        for name in ("model", "system", "session"):
-            if getattr(args, name) is not None:
-                setattr(args, name, unquote(getattr(args, name)))
-        args.image = [unquote(source) for source in args.image]
+        hint = "%%chat? lists the options (nothing was sent)"
+        args = parse(self.chat.parser, split_line(line, hint=hint), hint=hint)
         if not args.session.strip():
             raise UsageError("--session needs a name, e.g. -s review")
         fmt = args.format or self.setting("format")[0]
@@ -319,7 +292,7 @@ class ChatMagics(Magics):
         try:
             reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, **overrides)
         except ChatError as error:
-            raise one_line(error) from None
+            raise shown_in_one_line(error) from None
         self.shell.user_ns["_chat"] = reply.text
         if fmt == "code" and not args.json:
             from .formatted import first_code_block
@@ -351,7 +324,7 @@ class ChatMagics(Magics):
             try:
                 question = expand(question, self.shell.user_ns, self.shell.user_global_ns)
             except ExpansionError as failure:
-                raise one_line(failure) from None
+                raise shown_in_one_line(failure) from None
         if error:
             from .tracebacks import last_error_block
 
@@ -382,7 +355,7 @@ class ChatMagics(Magics):
         try:
             return load_images(objects, model=info)
         except ChatError as error:
-            raise one_line(error) from None
+            raise shown_in_one_line(error) from None
 
     def _resolve_image(self, source: str) -> Any:
         """A variable (or attribute path) from the notebook if ``source`` names one, else the string."""
@@ -419,14 +392,9 @@ class ChatMagics(Magics):
     # -- %chat ------------------------------------------------------------------------------------
     @line_magic("chat")
     def chat_command(self, line: str) -> None:
-        """Manage chat sessions and settings; ``%chat`` alone lists the commands.
+        commands.run(self, line)
 
-        reset, history, sessions, usage, config, model, system, save, load, saved, restore, models,
-        panel; ``%chat --error`` asks why the last cell failed.
-        """
-        from .commands import run
-
-        run(self, line)
+    chat_command.__doc__ = commands.HELP  # %chat? lists every command with its arguments
 
     def set_setting(self, name: str, value: Any, session: str | None = None) -> None:
         """``%chat model`` / ``%chat system``: for every session (over env and config), or one."""
@@ -447,17 +415,8 @@ class ChatMagics(Magics):
         """Give ``session`` its own model / system, kept over the shared settings."""
         self._pins.setdefault(session, {}).update(values)
 
+
 # -- helpers --------------------------------------------------------------------------------------
-def one_line(error: ChatError) -> ChatError:
-    """``error`` shown by IPython as one line ("ImageError: ...") instead of a traceback."""
-    message = str(error)
-    if isinstance(error, PRE_SEND_ERRORS):
-        message += " (nothing was sent)"
-    line = f"{type(error).__name__}: {message}"
-    error._render_traceback_ = lambda: [line]  # type: ignore[attr-defined] # IPython's hook
-    return error
-
-
 def _apply(bot: Chatbot, key: str, value: Any) -> None:
     """Set one session setting on ``bot``."""
     if key == "model":
@@ -479,13 +438,6 @@ def _apply(bot: Chatbot, key: str, value: Any) -> None:
         setattr(bot, key, value)
 
 
-def unquote(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
-
-
 JSON_INSTRUCTION = "Respond with one valid JSON object."
 
 
@@ -495,12 +447,6 @@ def _ask_for_json(question: str, overrides: dict[str, Any], system: str | None) 
     if "json" in (question + system).lower():
         return overrides
     return {**overrides, "system": f"{system}\n\n{JSON_INSTRUCTION}".strip()}
-
-
-def _default_store_path() -> str:
-    import platformdirs
-
-    return os.path.join(platformdirs.user_data_dir("jupyter_llmchat"), "store.sqlite3")
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -552,10 +498,8 @@ def current() -> ChatMagics | None:
 
 
 __all__ = [
-    "ENV_VARS",
     "ChatMagics",
     "current",
     "load_ipython_extension",
-    "one_line",
     "unload_ipython_extension",
 ]

@@ -1,7 +1,8 @@
 """%chat line commands in a real (in-process) IPython shell against the loopback server.
 
 The notebook-level checks (tables as Markdown, a second kernel, the panel widget) are in
-test_magics.py; here each command's parsing, text output and one-line errors, quickly.
+test_magics.py; here each command's parsing (shell-style, one magic_arguments parser each), its
+help, text output and one-line errors, quickly.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from jupyter_llmchat.notebook.commands import COMMANDS, LINE_HELP
+from jupyter_llmchat.notebook.arguments import usage_line
+from jupyter_llmchat.notebook.commands import COMMAND_LIST, COMMANDS, HELP, usage_table
 from jupyter_llmchat.notebook.magics import ChatMagics, current, load_ipython_extension, unload_ipython_extension
+from jupyter_llmchat.store.ledger import UsageRow
 
 
 @pytest.fixture
@@ -31,28 +34,49 @@ def chat(shell, line: str) -> None:
     shell.run_line_magic("chat", line)
 
 
-def test_help_lists_every_command(shell, capsys) -> None:
+def test_bare_chat_lists_every_command_with_its_usage(shell, capsys) -> None:
     chat(shell, "")
     out = capsys.readouterr().out
-    assert out == LINE_HELP + "\n"
-    for command in COMMANDS:
-        assert f"%chat {command}" in out
+    assert out == COMMAND_LIST + "\n"
+    lines = out.splitlines()
+    assert lines[0].startswith("%%chat [options]   ") and lines[-1].startswith("%chat --error [options]   ")
+    assert [line.split("  ")[0] for line in lines[1:-1]] == [
+        "%chat reset [--all] [SESSION]", "%chat history [SESSION]", "%chat sessions",
+        "%chat usage [--by GROUP [GROUP ...]] [-s NAME]", "%chat config", "%chat model [-s NAME] [MODEL]",
+        "%chat system [-s NAME] [TEXT ...]", "%chat save [-s NAME] PATH", "%chat load [-s NAME] PATH",
+        "%chat restore [-s NAME] SAVED", "%chat saved", "%chat models", "%chat panel [SESSION]"]
+
+
+def test_chat_help_documents_each_command_with_its_arguments(shell, capsys) -> None:
+    shell.run_line_magic("pinfo", "%chat")  # what %chat? shows
+    page = capsys.readouterr().out
+    assert HELP in page
+    for name, handler in COMMANDS.items():
+        help_text = handler.__doc__
+        assert help_text == handler.parser.format_help()  # magic_arguments wrote it from the parser
+        assert f"  {usage_line(handler)}\n" in help_text and help_text in HELP, name
+        for action in handler.parser._actions:
+            assert action.help and action.help.replace("%%", "%")[:40] in " ".join(help_text.split()), (
+                name, action.dest)
+    assert "  --by <GROUP [GROUP ...]>\n" in HELP and "  PATH                  The JSON file to write" in HELP
 
 
 def test_model_and_system_for_all_sessions_or_one(shell, loopback, capsys) -> None:
     loopback.queue(reply="a", times=3)
     shell.run_cell_magic("chat", "-s one", "q")
     chat(shell, "model gpt-4.1")
-    chat(shell, "system 'Quoted text'")  # for every session ...
-    chat(shell, "system -s one You are   terse.")  # ... then one session gets its own
+    chat(shell, "system Plain words,   unquoted")  # for every session: words joined by one space ...
+    chat(shell, "system 'Quoted text'")  # ... quotes removed as a shell removes them ...
+    chat(shell, 'system -s one "You are   terse, don\'t ramble."')  # ... then one session gets its own
     out = capsys.readouterr().out.splitlines()
-    assert out[-3:] == ["model for all sessions: 'gpt-4.1'", "system for all sessions: 'Quoted text'",
-                        "system for session 'one': 'You are   terse.'"]
+    assert out[-4:] == ["model for all sessions: 'gpt-4.1'", "system for all sessions: 'Plain words, unquoted'",
+                        "system for all sessions: 'Quoted text'",
+                        "system for session 'one': \"You are   terse, don't ramble.\""]
     shell.run_cell_magic("chat", "-s one", "q2")
     shell.run_cell_magic("chat", "-s two", "q3")
     bodies = [r.body for r in loopback.requests]
-    assert bodies[1]["model"] == "gpt-4.1" and bodies[1]["messages"][0] == {"role": "system",
-                                                                            "content": "You are   terse."}
+    assert bodies[1]["model"] == "gpt-4.1" and bodies[1]["messages"][0] == {
+        "role": "system", "content": "You are   terse, don't ramble."}
     assert bodies[2]["messages"][0] == {"role": "system", "content": "Quoted text"}  # a pin wins only its session
     capsys.readouterr()
     chat(shell, "model -s one")
@@ -77,17 +101,24 @@ def test_reset_all_and_models(shell, loopback, capsys) -> None:
 @pytest.mark.parametrize("line, message", [
     ("frob", "unknown %chat command 'frob'; commands: reset, history, sessions, usage, config, model, system, "
              "save, load, restore, saved, models, panel (ask with %%chat)"),
-    ("reset a b", "%chat reset takes at most one session name"),
+    ("reset a b", "%chat reset: unrecognized arguments: b; usage: %chat reset [--all] [SESSION]"),
+    ("reset a --all", "%chat reset takes a SESSION or --all, not both"),
     ("history nosuch", "unknown session 'nosuch' (sessions: default); start it by asking with -s nosuch"),
-    ("model a b", "%chat model takes one model name, e.g. %chat model gpt-4o"),
-    ("model -s", "-s needs a session name"),
-    ("save", "%chat save needs one PATH, e.g. %chat save chat.json"),
-    ("load a b", "%chat load needs one PATH, e.g. %chat load chat.json"),
-    ("usage x", "%chat usage takes no arguments"),
-    ("config x", "%chat config takes no arguments; set values with %config ChatMagics.NAME = VALUE or the "
-                 "environment variables shown"),
-    ("save 'unclosed", "cannot parse \"'unclosed\": No closing quotation"),
-    ("restore proj", "no saved session 'proj' in the store (saved sessions: none yet); %chat saved lists them"),
+    ("model a b", "%chat model: unrecognized arguments: b; usage: %chat model [-s NAME] [MODEL]"),
+    ("model -s", "%chat model: argument -s/--session: expected one argument; usage: %chat model [-s NAME] [MODEL]"),
+    ("model ''", "%chat model needs a model name, e.g. %chat model gpt-4o"),
+    ("save", "%chat save: the following arguments are required: PATH; usage: %chat save [-s NAME] PATH"),
+    ("load a b", "%chat load: unrecognized arguments: b; usage: %chat load [-s NAME] PATH"),
+    ("usage x", "%chat usage: unrecognized arguments: x; usage: %chat usage [--by GROUP [GROUP ...]] [-s NAME]"),
+    ("usage --by week", "%chat usage: argument --by: invalid choice: 'week' (choose from 'session', 'model', "
+                        "'day'); usage: %chat usage [--by GROUP [GROUP ...]] [-s NAME]"),
+    ("config x", "%chat config: unrecognized arguments: x; usage: %chat config"),
+    ("save 'unclosed", "cannot parse \"save 'unclosed\": No closing quotation; %chat? lists the commands and "
+                       "their arguments"),
+    ("system don't", "cannot parse \"system don't\": No closing quotation; %chat? lists the commands and their "
+                     "arguments"),
+    ("restore proj", "%chat restore needs a store file, and this kernel keeps conversations in memory only: "
+                     "%config ChatMagics.store = 'default' (or a file path), or set JUPYTER_LLMCHAT_STORE"),
     ("-m gpt-4o", "to ask a question use the cell magic: %%chat [options] on the first line, the question below "
                   "(only %chat --error works on one line)"),
 ])
@@ -116,3 +147,50 @@ def test_json_mode_mentions_json_when_the_prompt_does_not(shell, loopback, capsy
     assert first["messages"] == [{"role": "system", "content": "Respond with one valid JSON object."},
                                  {"role": "user", "content": "List two primes"}]
     assert second["messages"] == [{"role": "user", "content": "List two primes as JSON"}]
+
+
+def test_restore_names_what_the_store_file_holds(shell, tmp_path) -> None:
+    shell.run_line_magic("config", f"ChatMagics.store = '{tmp_path / 'chat.sqlite3'}'")
+    with pytest.raises(UsageError) as caught:
+        chat(shell, "restore proj")
+    assert str(caught.value) == "no saved session 'proj' in the store (saved sessions: none yet); %chat saved lists them"
+
+
+def test_usage_comes_from_the_ledger_even_in_memory(shell, loopback, capsys) -> None:
+    chat(shell, "usage")
+    assert capsys.readouterr().out == "no replies recorded yet\n"
+    loopback.queue(reply="a", times=3)
+    shell.run_cell_magic("chat", "-s 'two words'", "q")  # quoted: a session name with a space
+    shell.run_cell_magic("chat", "-s b", "q")
+    shell.run_cell_magic("chat", "-s b --no-history", "q")  # one-off questions count too
+    assert current().opened_store().in_memory
+    rows = current().opened_store().usage_summary(("session", "model"))
+    capsys.readouterr()
+    chat(shell, "usage")
+    table, note = usage_table(rows)
+    assert note is None and [row[:3] for row in table] == [
+        ("session", "model", "requests"), ("b", "gpt-4o-mini", "2"), ("two words", "gpt-4o-mini", "1"),
+        ("total", "", "3")]
+    assert capsys.readouterr().out.splitlines()[0].split() == [
+        "session", "model", "requests", "from", "cache", "prompt", "tokens", "cached", "tokens", "completion",
+        "tokens", "cost"]
+    chat(shell, "usage -s b --by model day")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["model", "day", "requests"] and len(lines) == 2  # one group: no total
+
+
+def test_usage_table_cells_costs_and_the_note_on_replies_without_usage() -> None:
+    rows = [UsageRow({"session": "a"}, requests=3, cache_hits=1, prompt_tokens=1500, completion_tokens=300,
+                     cached_tokens=400, cost=0.000375),
+            UsageRow({"session": "b"}, requests=2, prompt_tokens=10, completion_tokens=5, cost=0.0, unpriced=2,
+                     unreported=1),
+            UsageRow({"session": "c"}, requests=2, prompt_tokens=10, cost=0.25, unpriced=1)]
+    table, note = usage_table(rows)
+    assert table == [
+        ("session", "requests", "from cache", "prompt tokens", "cached tokens", "completion tokens", "cost"),
+        ("a", "3", "1", "1,500", "400", "300", "$0.00038"),
+        ("b", "2", "0", "10", "0", "5", "unknown"),
+        ("c", "2", "0", "10", "0", "0", "$0.25 + unknown"),
+        ("total", "7", "1", "1,520", "400", "305", "$0.25 + unknown")]
+    assert note == ("1 of 7 replies came without token counts from the endpoint: they count 0 tokens, and cost "
+                    "$0 if no text arrived, else an unknown amount.")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from support.kernel_notebook import ROOT, Run, run_cells
 
+from jupyter_llmchat.notebook.commands import COMMAND_LIST, HELP
+
 KEY = "sk-test-secret-key-0123456789abcdef"
 
 
@@ -57,6 +59,16 @@ def last_user(body: dict) -> object:
     return body["messages"][-1]["content"]
 
 
+def table(markdown: str) -> list[list[str]]:
+    """The cells of a %chat Markdown table (header first, rule skipped), backslash escapes undone."""
+    import re
+
+    lines = markdown.splitlines()
+    rows = [lines[0]] + [line for line in lines[2:] if line.startswith("|")]
+    return [[re.sub(r"\\(.)", r"\1", cell).strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]]
+            for row in rows]
+
+
 # -- the main tour: every %%chat option, expansion, sessions, history, --error, bad input ---------------
 def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path) -> None:
     replies = ["Answer one", "Answer two", "Other session", "One-off", "Fresh start", '{"a": 1, "b": [1, 2]}',
@@ -67,7 +79,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     loopback.queue(fault="server_error")
     from PIL import Image
 
-    Image.new("RGB", (40, 20), "blue").save(tmp_path / "blue.png")
+    Image.new("RGB", (40, 20), "blue").save(tmp_path / "blue sky.png")
     (tmp_path / "junk.json").write_text("{not json", encoding="utf-8")
 
     c = Cells()
@@ -126,7 +138,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
         red = Image.new("RGB", (64, 32), "red")
         """)
     c.add("images", """
-        %%chat -i red -i blue.png -i https://example.com/cat.png -s pics
+        %%chat -i red -i "blue sky.png" -i https://example.com/cat.png -s pics
         What colours?
         """)
     c.add("value", "21 * 2")
@@ -156,6 +168,7 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     c.add("usage", "%chat usage")
     c.add("save", "%chat save saved.json -s pics")
     c.add("help", "%%chat?")
+    c.add("line_help", "%chat?")
     c.add("bare", "%chat")
     # a change made to a session directly sticks until that setting itself changes
     c.add("direct", 'm.sessions.get("other").params["temperature"] = 1.1')
@@ -269,18 +282,18 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     assert history.startswith("**model:** `gpt-4o-mini` · **messages:** 2\n\n### user\n\nWhat colours?")
     assert history.count("<img ") == 3 and "### assistant · gpt-4o-mini\n\nSaw the images." in history
     plain_history = run.displays(c["history"], "text/plain")[0]
-    assert "[image: blue.png 40x20]" in plain_history
+    assert "[image: blue sky.png 40x20]" in plain_history  # -i "blue sky.png": quotes parsed as a shell does
     # %chat sessions / usage tables
     sessions = run.displays(c["sessions"])[0].splitlines()
     assert sessions[0] == "| session | model | messages | history tokens | system |"
-    assert [row.split(" | ")[:3] for row in sessions[2:]] == [
-        ["| default", "gpt-4o-mini", "4"], ["| other", "gpt-4o-mini", "2"], ["| pics", "gpt-4o-mini", "2"]]
+    assert [row[:3] for row in table(run.displays(c["sessions"])[0])[1:]] == [
+        ["default", "gpt-4o-mini", "4"], ["other", "gpt-4o-mini", "2"], ["pics", "gpt-4o-mini", "2"]]
     usage = run.displays(c["usage"])[0].splitlines()
-    assert usage[0] == ("| session | model | requests | prompt_tokens | cached_tokens | completion_tokens | "
-                        "total_tokens | cost_usd |")
-    requests = {tuple(cell.strip() for cell in row.strip("|").split("|")[:3]) for row in usage[2:]}
+    assert usage[:2] == ["| session | model | requests | from cache | prompt tokens | cached tokens | "
+                         "completion tokens | cost |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    requests = {tuple(row[:3]) for row in table(run.displays(c["usage"])[0])[1:]}
     assert requests == {("default", "gpt-4o", "1"), ("default", "gpt-4o-mini", "8"), ("other", "gpt-4o-mini", "2"),
-                        ("pics", "gpt-4o-mini", "1"), ("**total**", "", "**12**")}
+                        ("pics", "gpt-4o-mini", "1"), ("total", "", "12")}
     # %chat save writes the transcript with the images inside
     saved = json.loads((tmp_path / "saved.json").read_text(encoding="utf-8"))
     assert saved["format"] == "jupyter_llmchat.transcript" and saved["model"] == "gpt-4o-mini"
@@ -291,7 +304,9 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     page = "".join(p["data"]["text/plain"] for p in run.payloads[c["help"]] if p["source"] == "page")
     for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format", "--error"):
         assert option in page
-    assert run.stdout(c["bare"]).startswith("%%chat [options]   ask the question in the cell body")
+    line_page = "".join(p["data"]["text/plain"] for p in run.payloads[c["line_help"]] if p["source"] == "page")
+    assert HELP in line_page  # %chat? documents every command with its arguments
+    assert run.stdout(c["bare"]) == COMMAND_LIST + "\n"
 
     assert [b.get("temperature") for b in bodies[12:14]] == [1.1, 0.4]
     assert run.error_line(c["fail"]).startswith(
@@ -357,8 +372,7 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     shown = run.displays(c["q1"])  # footer on by default: the answer, then a separate small footer
     assert shown[0] == "r1" and shown[1].startswith("<sub>gpt-4.1-mini · ") and "out tokens" in shown[1]
     assert bodies[3]["messages"][0]["role"] == "user"  # %chat system "" cleared it
-    rows = {line.split(" | ")[0].strip("| "): [cell.strip() for cell in line.strip("|").split("|")]
-            for line in run.displays(c["config"])[0].splitlines()[2:]}
+    rows = {row[0]: row for row in table(run.displays(c["config"])[0])[1:]}
     assert rows["model"] == ["model", "'gpt-4.1-mini'", "env LLMCHAT_MODEL", "LLMCHAT_MODEL"]
     assert rows["temperature"] == ["temperature", "0.3", "%config / config file", "LLMCHAT_TEMPERATURE"]
     assert rows["system"] == ["system", "'From the config file.'", "%config / config file", "LLMCHAT_SYSTEM"]
@@ -541,18 +555,16 @@ def test_store_restores_sessions_and_usage_across_kernels(loopback, tmp_path: Pa
     d.add("usage", "%chat usage")
     d.add("no_store", "%config ChatMagics.store = None\n%chat saved", raises=True)
     second = run_cells(d.sources, raises=d.raises, env=env, cwd=tmp_path)
-    saved = second.displays(d["saved"])[0].splitlines()
-    assert [cell.strip() for cell in saved[2].strip("|").split("|")][:3] == ["proj", "gpt-4o-mini", "4"]
+    assert table(second.displays(d["saved"])[0])[1][:3] == ["proj", "gpt-4o-mini", "4"]
     assert second.stdout(d["restore"]) == ("restored 4 messages of saved session 'proj' into session 'proj' "
                                            "(model gpt-4o-mini); recording continues\n")
     bodies = chat_bodies(loopback)
     assert [m["content"] for m in bodies[2]["messages"]] == ["first", "one", "second", "two", "third"]
     assert len(bodies) == 4  # the repeated question was answered from the cache
     assert answer(second, d["c2"]) == answer(second, d["c1"]) == "cached answer"
-    rows = {tuple(cell.strip() for cell in row.strip("|").split("|")[:3])
-            for row in second.displays(d["usage"])[0].splitlines()[2:]}
+    rows = {tuple(row[:3]) for row in table(second.displays(d["usage"])[0])[1:]}
     # both kernels' replies, from the store's ledger (the cache hit counts as a request that cost nothing)
-    assert rows == {("proj", "gpt-4o-mini", "3"), ("default", "gpt-4o-mini", "2"), ("**total**", "", "**5**")}
+    assert rows == {("proj", "gpt-4o-mini", "3"), ("default", "gpt-4o-mini", "2"), ("total", "", "5")}
     assert second.error_line(d["no_store"]) == (
-        "UsageError: %chat saved needs a store: %config ChatMagics.store = 'default' (or a file path), or set "
-        "JUPYTER_LLMCHAT_STORE")
+        "UsageError: %chat saved needs a store file, and this kernel keeps conversations in memory only: "
+        "%config ChatMagics.store = 'default' (or a file path), or set JUPYTER_LLMCHAT_STORE")

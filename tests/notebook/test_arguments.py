@@ -1,0 +1,37 @@
+"""Magic lines split like a shell's and parsed by magic_arguments parsers; mistakes are one line."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from jupyter_llmchat.notebook.arguments import parse, split_line, usage_line
+
+
+@magic_arguments("demo")
+@argument("-i", "--image", action="append", default=[], metavar="SOURCE")
+@argument("--system", metavar="TEXT")
+@argument("-t", type=float)
+def demo(line: str) -> None:
+    """A magic to parse with."""
+
+
+def test_quotes_are_removed_as_a_shell_removes_them() -> None:
+    words = split_line("""--system 'Be terse.' -i "my plot.png" -i it\\'s.png""", hint="h")
+    assert words == ["--system", "Be terse.", "-i", "my plot.png", "-i", "it's.png"]
+    args = parse(demo.parser, words, hint="h")
+    assert (args.system, args.image, args.t) == ("Be terse.", ["my plot.png", "it's.png"], None)
+
+
+def test_mistakes_are_one_line_with_the_hint() -> None:
+    with pytest.raises(UsageError) as caught:
+        split_line("--system 'unclosed", hint="demo? lists the options")
+    assert str(caught.value) == "cannot parse \"--system 'unclosed\": No closing quotation; demo? lists the options"
+    with pytest.raises(UsageError) as caught:
+        parse(demo.parser, ["-t", "warm"], hint="demo? lists the options", where="%demo: ")
+    assert str(caught.value) == "%demo: argument -t: invalid float value: 'warm'; demo? lists the options"
+
+
+def test_usage_line() -> None:
+    assert usage_line(demo) == "%demo [-i SOURCE] [--system TEXT] [-t T]"
