@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _kernel import ROOT, run_in_kernel
 
 HEAVY = ("openai", "httpx", "tiktoken", "pydantic", "jupyter_llmchat.core.chatbot", "jupyter_llmchat.core.client",
-         "jupyter_llmchat.notebook.display", "PIL", "markdown")
+         "jupyter_llmchat.notebook.display", "jupyter_llmchat.store.store", "PIL", "markdown")
 
 LOAD_EXT = """
 import json, sys, time

@@ -6,6 +6,8 @@
 (b) Store write overhead per message: Conversation.append with a store recording it (one WAL
     transaction per message) against the same append with nothing attached; and Chatbot.ask
     (a 200-token answer) with and without the store.
+(c) Opening a store: a new file (every migration runs), an up-to-date file (the version check
+    only) and ":memory:" (what the magics use when no store file is set).
 
     python benchmarks/bench_store.py            # full run
     python benchmarks/bench_store.py --quick    # smaller sizes, for a smoke test
@@ -103,6 +105,25 @@ def measure_ask(tokens: int, repeats: int, folder: Path) -> dict:
             "stored_ms": statistics.median(times["stored"]) * 1000}
 
 
+def measure_open(repeats: int, folder: Path) -> dict:
+    from jupyter_llmchat.store.store import MEMORY, Store
+
+    fresh, again, memory = [], [], []
+    for number in range(repeats):
+        path = folder / f"open-{number}.sqlite3"
+        t0 = time.perf_counter()
+        Store(path).close()  # creates the file and applies every migration
+        fresh.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        Store(path).close()
+        again.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        Store(MEMORY).close()
+        memory.append(time.perf_counter() - t0)
+    return {key: statistics.median(values) * 1000 for key, values in
+            (("new_ms", fresh), ("current_ms", again), ("memory_ms", memory))}
+
+
 def kernel_main(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:
         replay = measure_replay(2_000 if quick else 8_000, 2 if quick else 5, Path(folder))
@@ -111,6 +132,8 @@ def kernel_main(quick: bool) -> None:
         print("RESULT " + json.dumps({"writes": writes}), flush=True)
         ask = measure_ask(200, 5 if quick else 30, Path(folder))
         print("RESULT " + json.dumps({"ask": ask}), flush=True)
+        opened = measure_open(5 if quick else 30, Path(folder))
+        print("RESULT " + json.dumps({"open": opened}), flush=True)
 
 
 def main() -> None:
@@ -120,7 +143,7 @@ def main() -> None:
     from _kernel import run_script_in_kernel
 
     results = run_script_in_kernel(__file__, args.quick)
-    r, w, a = results["replay"], results["writes"], results["ask"]
+    r, w, a, o = results["replay"], results["writes"], results["ask"], results["open"]
     print("| measure | store | without | ratio |")
     print("|---|---|---|---|")
     print(f"| {r['tokens']:,}-token answer ({r['chars']:,} chars): cache-hit replay vs streamed from loopback "
@@ -131,6 +154,9 @@ def main() -> None:
           f"{w['stored_us']:.0f} | {w['plain_us']:.1f} (deque only) | +{w['stored_us'] - w['plain_us']:.0f} us |")
     print(f"| Chatbot.ask, {a['tokens']}-token answer (ms, median) | {a['stored_ms']:.2f} | {a['plain_ms']:.2f} | "
           f"{a['stored_ms'] / a['plain_ms']:.2f}x |")
+    print(f"| open a new file, every migration applied (ms, median) | {o['new_ms']:.2f} | - | - |")
+    print(f"| open an up-to-date file (ms, median) | {o['current_ms']:.2f} | {o['memory_ms']:.2f} (':memory:') | "
+          f"{o['current_ms'] / o['memory_ms']:.1f}x |")
 
 
 if __name__ == "__main__":
