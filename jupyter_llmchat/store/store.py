@@ -111,20 +111,20 @@ class Store:
                          settings: dict[str, Any] | None = None) -> int:
         """Start a new conversation under ``session`` (it becomes the one ``load`` returns)."""
         check_name(session)
-        with self.transaction() as db:
+        with self.database.transaction() as db:
             return insert_conversation(db, session, model, system, params, settings)
 
     def add_message(self, conversation: int, message: Message, *,
                     state: dict[str, Any] | None = None) -> None:
         """Append ``message`` in one transaction; ``state`` (model, system, params, settings) too."""
-        with self.transaction() as db:
+        with self.database.transaction() as db:
             insert_message(db, conversation, message)
             if state:
                 update_state(db, conversation, state)
 
     def update_conversation(self, conversation: int, **state: Any) -> None:
         """Save a new system message, model, params or settings for ``conversation``."""
-        with self.transaction() as db:
+        with self.database.transaction() as db:
             update_state(db, conversation, state)
 
     def sessions(self) -> list[SavedConversation]:
@@ -159,7 +159,7 @@ class Store:
 
     def delete(self, session: str) -> int:
         """Forget every conversation of ``session`` (the ledger keeps its rows); returns how many."""
-        with self.transaction() as db:
+        with self.database.transaction() as db:
             return db.execute("DELETE FROM conversations WHERE session = ?", (session,)).rowcount
 
     # -- bots ----------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ class Store:
         if not name:
             raise StoreError("cannot import: the transcript names no session; pass session=NAME")
         check_name(name)
-        with self.transaction() as db:
+        with self.database.transaction() as db:
             conversation = insert_conversation(db, name, data["model"], data.get("system"),
                                                data.get("params"), data.get("settings"))
             for message in messages:

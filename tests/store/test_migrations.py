@@ -227,3 +227,36 @@ def test_a_file_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) -
     assert str(caught.value) == (f"the store {path} has schema 3, newer than this jupyter_llmchat knows (2); "
                                  "upgrade the package or pass another path")
     assert file_version(path) == 3 and columns(path, "future") == ["x"]
+
+
+OPEN_WHEN_TOLD = r"""
+import sys, time
+from pathlib import Path
+from jupyter_llmchat.store.store import Store
+
+path, go = sys.argv[1:3]
+print("READY", flush=True)
+while not Path(go).exists():
+    time.sleep(0.001)
+with Store(path) as store:
+    print("OPENED", len(store.messages(store.conversation("trip").id)), flush=True)
+"""
+
+
+def test_two_kernels_opening_a_v1_file_at_once_migrate_it_once(v1_file: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    children = [subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(v1_file), str(go)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for child in children:
+        assert child.stdout.readline() == "READY\n"
+    go.touch()
+    outputs = [child.communicate(timeout=60) for child in children]
+    # whichever came second found the work done (migrating twice would add the column twice: an error)
+    assert outputs == [("OPENED 2\n", "")] * 2
+    assert file_version(v1_file) == 2 and columns(v1_file, "ledger").count("usage_source") == 1
