@@ -61,6 +61,8 @@ MIME_BY_FORMAT = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", 
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
 _SCHEME = re.compile(r"^(data):|^([a-z][a-z0-9+.-]+)://", re.IGNORECASE)  # C:\x, a:b.png: paths
+_DATA_IMAGE = re.compile(r"data:image/[a-z0-9.+-]+;base64,[A-Za-z0-9+/]*={0,2}\Z", re.IGNORECASE)
+_NOT_INERT = re.compile(r"[^\w .,:/-]|_")
 _CONVERT_FIRST = {  # files people try that Pillow cannot read: what to do instead
     ".svg": " (SVG is vector art: export it as PNG first)",
     ".pdf": " (a PDF: render the page to PNG first)",
@@ -145,9 +147,32 @@ def ref_bytes(ref: ImageRef) -> int:
     return len(payload) * 3 // 4 - payload[-2:].count("=")
 
 
+def displayable_url(url: str) -> bool:
+    """True for the only image URLs we ever put in an ``<img>``: http(s) with a host, and base64
+    ``data:image/...`` URLs. A transcript or store file is data anyone could have written: a
+    ``javascript:`` or ``data:text/html`` URL in it must never reach a page as a link or source."""
+    if _DATA_IMAGE.match(url):
+        return True
+    parts = urlsplit(url)
+    return (parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+            and not any(char.isspace() or ord(char) < 32 for char in url))
+
+
+def image_label(ref: ImageRef) -> str:
+    """What an image is called where it is shown as text: its source, else its URL (never a data URL)."""
+    return ref.source or ("data URL" if ref.url.startswith("data:") else ref.url)
+
+
 def thumbnail_html(ref: ImageRef, size: int = 96) -> str:
     """A small ``<img>`` for transcripts: data images shrunk to ``size`` px (2x for dense screens),
-    URL images loaded by the browser from their URL; the title says source, size and detail."""
+    URL images loaded by the browser from their URL; the title says source, size and detail.
+
+    An image whose URL is not ``displayable_url`` (a hostile or damaged transcript) is shown as
+    text instead: ``[image: label]``, every character that could start markup written as an
+    entity, so it stays text in Markdown and in HTML."""
+    if not displayable_url(ref.url):
+        dims = f" {ref.width}x{ref.height}" if ref.width and ref.height else ""
+        return inert_text(f"[image: {image_label(ref)}{dims}]")
     label = ref.source or ("image" if ref.url.startswith("data:") else ref.url)
     facts = [label] + ([f"{ref.width}\u00d7{ref.height}"] if ref.width and ref.height else [])
     facts.append(f"detail {ref.detail}")
@@ -156,6 +181,13 @@ def thumbnail_html(ref: ImageRef, size: int = 96) -> str:
     return (f'<img src="{html.escape(src, quote=True)}" alt="{html.escape(label, quote=True)}" '
             f'title="{title}" loading="lazy" style="max-width:{int(size)}px;max-height:{int(size)}px;'
             'object-fit:contain;border:1px solid #ccc;border-radius:3px;margin:2px">')
+
+
+def inert_text(text: str) -> str:
+    """``text`` for a Markdown or HTML output, shown exactly as written: every character but
+    letters, digits, spaces and ``.,:/-`` as a numeric entity (CommonMark reads entities as
+    literal characters, never as markup; so do browsers)."""
+    return _NOT_INERT.sub(lambda match: f"&#{ord(match.group())};", " ".join(text.split()))
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -277,7 +309,7 @@ def _from_bytes(raw: bytes, label: str, rule: ImageTokenRule, detail: str) -> Im
         width, height = image.size
         target = target_size(width, height, rule, detail)
         usable = (image.format in MIME_BY_FORMAT and not getattr(image, "is_animated", False)
-                  and len(raw) <= MAX_IMAGE_BYTES)  # the API takes the file as it is
+                  and _eight_bit_colour(image, raw) and len(raw) <= MAX_IMAGE_BYTES)  # taken as it is
         keep = usable and target == (width, height)
         if image.format in ("JPEG", "MPO") and target != (width, height):
             image.draft(None, target)  # decode at 1/2, 1/4 or 1/8 scale: much faster for photos
@@ -321,6 +353,14 @@ def _from_pil(image: PILImage.Image, label: str, rule: ImageTokenRule, detail: s
         image.save(buffer, format="PNG", optimize=False)
         mime = "image/png"
     return _ref(buffer.getvalue(), mime, *image.size, label, detail)
+
+
+def _eight_bit_colour(image: PILImage.Image, raw: bytes) -> bool:
+    """False for pixels a provider may not take as they are: 16 bits per channel (Pillow reads a
+    16-bit RGB PNG as mode "RGB", so the file's header is what says so) and CMYK/YCCK JPEGs."""
+    if image.mode in ("CMYK", "YCbCr", "LAB", "HSV") or image.mode.startswith(("I", "F")):
+        return False
+    return not (raw[12:16] == b"IHDR" and raw[24:25] == b"\x10")  # a PNG's bit depth byte
 
 
 def _normalize_mode(image: PILImage.Image) -> PILImage.Image:

@@ -8,16 +8,15 @@ boundary) is backslash-escaped: front ends show it as written.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-_MARKUP = re.compile(r"([\\`*_\[\]<>|&~$])")
+from ..store.transcript import markdown_literal
 
 
 def markdown_cell(value: str) -> str:
     """``value`` as literal text inside a Markdown table cell (one line)."""
-    return _MARKUP.sub(r"\\\1", " ".join(value.splitlines()))
+    return markdown_literal(value)
 
 
 def table_bundle(rows: Sequence[Sequence[str]], *, numeric: Sequence[int] = (),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,16 +133,20 @@ def load(path: str | os.PathLike[str], bot: Chatbot) -> Chatbot:
 
 
 def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96) -> str:
-    """The conversation as Markdown: one heading per message, images as thumbnails or text markers."""
-    parts = [f"**model:** `{bot.model}` · **messages:** {len(bot.conversation.messages)}"]
+    """The conversation as Markdown: one heading per message, images as thumbnails or text markers.
+
+    Model names, statuses and image labels come from the endpoint or from a file anyone could
+    have written: they are written as literal text (``markdown_literal``), and an image is an
+    ``<img>`` only when its URL is one we show (``images.displayable_url``)."""
+    parts = [f"**model:** {_code_span(bot.model)} · **messages:** {len(bot.conversation.messages)}"]
     if bot.system:
         parts.append(f"### system\n\n{bot.system}")
     for message in bot.conversation.messages:
-        heading: str = message.role
+        heading: str = message.role if message.role in ("user", "assistant", "system") else "message"
         if message.role == "assistant" and message.model:
-            heading += f" · {message.model}"
+            heading += f" · {markdown_literal(message.model)}"
         if message.status != "complete":
-            heading += f" · {message.status}"
+            heading += f" · {markdown_literal(message.status)}"
         body = message.text
         if message.images:
             body += "\n\n" + " ".join(_image_markdown(image, image_html, thumbnail) for image in message.images)
@@ -150,16 +155,29 @@ def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96) 
 
 
 def _image_markdown(image: Any, html: bool, size: int) -> str:
+    from ..core.images import image_label, thumbnail_html
+
     if html:
-        try:
-            from ..core.images import thumbnail_html
-        except ImportError:
-            pass
-        else:
-            return thumbnail_html(image, size=size)
+        return thumbnail_html(image, size=size)  # text instead of <img> for a URL we do not show
     dims = f" {image.width}x{image.height}" if image.width and image.height else ""
-    label = image.source or ("data URL" if image.url.startswith("data:") else image.url)
-    return f"[image: {label}{dims}]"
+    return f"[image: {markdown_literal(image_label(image))}{dims}]"
+
+
+_MARKUP = re.compile(r"([\\`*_\[\]<>|&~$#!])")
+
+
+def _code_span(text: str) -> str:
+    """``text`` as an inline code span (literal inside), fenced by more backticks than it holds."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` on one line, every character that could start Markdown or HTML (a tag, a link, an
+    image, emphasis, math, a table cell, an entity) backslash-escaped: it shows as written."""
+    return _MARKUP.sub(r"\\\1", " ".join(text.splitlines()))
 
 
 def _request_params() -> tuple[str, ...]:

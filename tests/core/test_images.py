@@ -14,7 +14,15 @@ from PIL import Image, PngImagePlugin
 
 from jupyter_llmchat.core import errors
 from jupyter_llmchat.core.chatbot import Chatbot
-from jupyter_llmchat.core.images import ImageSource, prepare_image, prepare_images, target_size, thumbnail_html
+from jupyter_llmchat.core.images import (
+    ImageSource,
+    displayable_url,
+    inert_text,
+    prepare_image,
+    prepare_images,
+    target_size,
+    thumbnail_html,
+)
 from jupyter_llmchat.core.messages import ImageRef, Message
 from jupyter_llmchat.core.models import model_info
 from jupyter_llmchat.core.reply import NullSink
@@ -212,6 +220,48 @@ def test_other_formats_and_modes_are_converted(tmp_path, name, image, options, m
     assert (ref.width, ref.height) == size
 
 
+def png_16bit_rgb(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A 16-bit-per-channel RGB PNG, written chunk by chunk: Pillow reads such files but cannot write them."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + struct.pack(">HHH", *rgb) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+def test_small_16_bit_pngs_and_cmyk_jpegs_are_converted_too(tmp_path):
+    # Small enough to be sent unscaled, yet not as they are: the docstring promises 8-bit grey or RGB.
+    grey = Image.new("I;16", (40, 20), 40000)
+    grey.putpixel((1, 0), 512)
+    grey_file = save(grey, tmp_path / "depth.png")
+    assert Image.open(grey_file).mode == "I;16" and grey_file.read_bytes()[24] == 16
+    mime, raw, sent = decode(prepare_image(str(grey_file), model=GPT4O).url)
+    assert (mime, sent.mode, sent.size) == ("image/png", "L", (40, 20))
+    assert (sent.getpixel((0, 0)), sent.getpixel((1, 0))) == (156, 2)  # the top 8 bits: 40000 // 256, 512 // 256
+    assert raw != grey_file.read_bytes()
+
+    rgb16 = tmp_path / "deep.png"
+    rgb16.write_bytes(png_16bit_rgb(8, 4, (65535, 32768, 0)))
+    mime, raw, sent = decode(prepare_image(str(rgb16), model=GPT4O).url)
+    assert (mime, sent.mode, sent.size, sent.getpixel((0, 0))) == ("image/png", "RGB", (8, 4), (255, 128, 0))
+    assert raw[24] == 8  # 8 bits per channel now
+
+    cmyk_file = save(Image.new("CMYK", (40, 20), (0, 255, 255, 0)), tmp_path / "print.jpg", quality=95)
+    assert Image.open(cmyk_file).mode == "CMYK"
+    ref = prepare_image(str(cmyk_file), model=GPT4O)
+    mime, _, sent = decode(ref.url)
+    assert (mime, sent.mode, sent.size, ref.mime) == ("image/jpeg", "RGB", (40, 20), "image/jpeg")
+    red, green, blue = sent.getpixel((20, 10))
+    assert red > 240 and green < 15 and blue < 15  # CMYK (0, 100%, 100%, 0) is red
+
+    plain = save(picture((40, 20)), tmp_path / "plain.png")  # an 8-bit RGB PNG is still sent as it is
+    assert decode(prepare_image(str(plain), model=GPT4O).url)[1] == plain.read_bytes()
+
+
 def test_animated_gif_becomes_its_first_frame_as_png(tmp_path):
     frames = [Image.new("RGB", (64, 48), colour) for colour in ("red", "blue")]
     path = tmp_path / "anim.gif"
@@ -303,6 +353,32 @@ def test_thumbnail_html_for_urls_and_data_images():
     mime, _, thumb = decode(src)
     assert mime == "image/jpeg" and max(thumb.size) == 192 and len(src) < len(ref.url) / 5
     assert 'alt="PIL image"' in html and 'title="PIL image \u00b7 1024\u00d7768 \u00b7 detail high"' in html
+
+
+HOSTILE_URLS = ["javascript:alert(1)", "JavaScript:alert(document.cookie)", "data:text/html;base64,PHNjcmlwdD4=",
+                "data:image/png,notbase64<script>", "vbscript:msgbox(1)", "file:///etc/passwd", "//evil.example/x.png",
+                "http:///nohost.png", "https://example.com/a b.png", "  javascript:alert(1)"]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_thumbnails_show_only_http_and_data_image_urls_everything_else_as_text(url):
+    # A transcript or store file is data anyone could have written: its URL and label stay text.
+    ref = ImageRef(url=url, detail="auto", source='<img src=x onerror="alert(1)">](javascript:alert(2))')
+    assert not displayable_url(url)
+    shown = thumbnail_html(ref)
+    assert shown == ("&#91;image: &#60;img src&#61;x onerror&#61;&#34;alert&#40;1&#41;&#34;&#62;&#93;&#40;"
+                     "javascript:alert&#40;2&#41;&#41;&#93;")
+    assert not set("<>[]()\"'=`*_") & set(shown)  # no character that could start markup: entities only
+    unlabelled = thumbnail_html(ImageRef(url=url, detail="auto", width=3, height=2))
+    assert "<" not in unlabelled and unlabelled.endswith(" 3x2&#93;")
+
+
+def test_displayable_urls_are_http_with_a_host_and_base64_data_images():
+    for url in ("https://example.com/a.png?x=1&y=2", "http://127.0.0.1:8000/p.jpg", "data:image/png;base64,iVBORw==",
+                "data:image/svg+xml;base64,PHN2Zz4="):
+        assert displayable_url(url), url
+        assert thumbnail_html(ImageRef(url=url, detail="auto")).startswith("<img src=")
+    assert inert_text("été_1 <b>\n[x]") == "été&#95;1 &#60;b&#62; &#91;x&#93;"
 
 
 # -- bad input: one line, nothing sent, conversation untouched -------------------------------------

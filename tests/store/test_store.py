@@ -5,6 +5,7 @@ export and import; clear one-line errors."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import sqlite3
@@ -202,6 +203,23 @@ def test_the_api_key_is_nowhere_in_the_database_files(tmp_path: Path, loopback):
     assert KEY.encode() not in raw and b"NEVER-STORE" not in raw
     store.close()
     assert KEY.encode() not in path.read_bytes()
+
+
+def test_images_from_the_store_are_shown_only_with_http_or_data_image_urls(store: Store, loopback):
+    # A store file is data anyone could have written: rows carrying a script URL and a tag as label.
+    label = "<img src=x onerror=alert(1)>"
+    bad = [{"url": "javascript:alert(1)", "detail": "auto", "source": label},
+           {"url": "data:text/html;base64,PHNjcmlwdD4=", "detail": "auto", "source": label}]
+    store.import_json({"format": "jupyter_llmchat.transcript", "version": 1, "model": "gpt-4o-mini",
+                       "messages": [{"role": "user", "text": "see", "tokens": 3, "created": 0.0,
+                                     "images": [*bad, dataclasses.asdict(IMAGE)]}]}, session="evil")
+    from jupyter_llmchat.store.transcript import to_markdown
+
+    bot = store.chatbot("evil", base_url=loopback.base_url)
+    shown = to_markdown(bot, image_html=True)
+    assert shown.count("<img ") == 1 and '<img src="data:image/png;base64,' in shown
+    assert shown.count("&#91;image: &#60;img src&#61;x onerror&#61;alert&#40;1&#41;&#62;&#93;") == 2
+    assert store.export_markdown("evil").count("[image: \\<img src=x onerror=alert(1)\\>]") == 2
 
 
 def test_export_json_and_markdown_then_import(store: Store, loopback, tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,38 @@ def test_markdown_rendering(loopback) -> None:
                                 "### user\n\nHello\n\n[image: dot.png 1x1]\n\n"
                                 "### assistant · gpt-4o-mini\n\nHi **there**\n")
     assert to_markdown(bot, image_html=True).count("<img src=\"data:image/") == 1
+
+
+def hostile_transcript(path: Path) -> Path:
+    """A transcript file anyone could have written: a script URL, a tag in a label, a tag as the model."""
+    label = '<img src=x onerror="alert(1)">'
+    messages = [
+        {"role": "user", "text": "look", "tokens": 5, "created": 0.0,
+         "images": [{"url": "javascript:alert(1)", "detail": "auto", "source": label},
+                    {"url": "data:text/html;base64,PHNjcmlwdD4=", "detail": "auto"},
+                    {"url": PIXEL, "detail": "auto", "source": label, "width": 1, "height": 1}]},
+        {"role": "assistant", "text": "ok", "tokens": 1, "created": 0.0, "model": "<b onmouseover=alert(1)>m</b>",
+         "status": "<i>x</i>"},
+    ]
+    path.write_text(json.dumps({"format": FORMAT, "version": 1, "model": "`gpt` <b>", "messages": messages}))
+    return path
+
+
+def test_a_loaded_transcript_shows_only_http_and_data_image_urls_and_its_labels_as_text(loopback,
+                                                                                        tmp_path: Path) -> None:
+    bot = load(hostile_transcript(tmp_path / "evil.json"), make_bot(loopback))
+    shown = to_markdown(bot, image_html=True)
+    assert shown.count("<img ") == 1 and '<img src="data:image/png;base64,' in shown  # the one real image
+    assert 'alt="&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"' in shown  # its label: an attribute value
+    assert "javascript:alert&#40;1&#41;" not in shown  # the label names the script URL's image, as text:
+    assert "&#91;image: &#60;img src&#61;x onerror&#61;&#34;alert&#40;1&#41;&#34;&#62;&#93;" in shown
+    assert "&#91;image: data URL&#93;" in shown
+    first, rest = shown.split("\n", 1)
+    assert first == "**model:** `` `gpt` <b> `` · **messages:** 2"  # a code span: literal inside
+    assert re.findall(r"(?<!\\)<", rest) == ["<"]  # every other "<" backslash-escaped: the <img> alone is a tag
+    assert "### assistant · \\<b onmouseover=alert(1)\\>m\\</b\\> · \\<i\\>x\\</i\\>\n" in shown
+    plain = to_markdown(bot)
+    assert "[image: \\<img src=x onerror=\"alert(1)\"\\> 1x1]" in plain and "[image: data URL]" in plain
 
 
 @pytest.mark.parametrize("content, message", [
