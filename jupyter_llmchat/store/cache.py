@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..core.reply import Reply, Usage
-from .errors import warn_failed
+from .errors import StoreError
 
 if TYPE_CHECKING:
     from .database import Database
@@ -58,8 +57,8 @@ class ResponseCache:
                 return None
             with self.database.transaction() as db:  # hit counts tell the user what the cache saved
                 db.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
-        except sqlite3.Error as error:
-            warn_failed("read the response cache", error)
+        except StoreError as error:
+            self.database.warn_once("read the response cache", error)
             return None  # a miss: the question is sent as if there were no cache
         return _reply(json.loads(rows[0]["reply"]))
 
@@ -75,8 +74,8 @@ class ResponseCache:
                 db.execute("INSERT OR REPLACE INTO cache (key, model, reply, created, hits) VALUES (?, ?, ?, ?, 0)",
                            (request_key(request), request.get("model", reply.model),
                             json.dumps(data, ensure_ascii=False), time.time()))
-        except sqlite3.Error as error:
-            warn_failed("save the answer in the response cache", error)
+        except StoreError as error:
+            self.database.warn_once("save the answer in the response cache", error)
 
     def clear(self) -> int:
         """Forget every cached answer; returns how many."""

@@ -1,23 +1,27 @@
 """The SQLite connection every part of the store builds on: one file, one lock, transactions.
 
 One file (default: ``store.sqlite3`` under the user's data directory; ``JUPYTER_LLMCHAT_STORE``
-or a path to choose; ``":memory:"`` to keep nothing), created readable by its owner only, in WAL
-mode so a kernel killed mid-answer leaves it readable and two kernels can write at once. Opening
-brings the schema up to date (migrations.py). Thread-safe: one connection guarded by a lock (the
-panel may ask from a worker thread).
+or a path to choose; ``":memory:"`` to keep nothing), readable by its owner only (an existing file
+that others could read is made private, with a note), in WAL mode so a kernel killed mid-answer
+leaves it readable and two kernels can write at once. Opening brings the schema up to date
+(migrations.py). Thread-safe: one connection guarded by a lock (the panel may ask from a worker
+thread). SQLite's errors leave here as one-line ``StoreError``s (a damaged or read-only file, a
+lock held too long); ``warn_once`` tells of a lost write once per kind of failure.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from .errors import StoreError, StoreWarning, cause, store_failure, warn_failed
 from .migrations import MIGRATIONS, Migrations
 
 STORE_ENV = "JUPYTER_LLMCHAT_STORE"
@@ -49,13 +53,16 @@ class Database:
                  migrations: Migrations = MIGRATIONS) -> None:
         self.path = resolve_path(path)
         self._lock = threading.RLock()
+        self._warned: set[tuple[str, str]] = set()  # the kinds of write failure already told
         if Path(self.path).is_dir():
             raise StoreError(f"cannot open the store {self.path}: it is a directory; give a file path "
                              f"such as {Path(self.path) / 'store.sqlite3'}")
         connection: sqlite3.Connection | None = None
         try:
+            notes: list[str] = []
             if self.path != MEMORY:
                 _create_private(Path(self.path))
+                notes += _make_private(Path(self.path))
             connection = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                          check_same_thread=False)
             _configure(connection, in_memory=self.path == MEMORY)
@@ -71,6 +78,12 @@ class Database:
                 connection.close()
             raise
         self._db = connection
+        self.read_only = self.path != MEMORY and not _writable(Path(self.path))
+        if self.read_only:  # every write would fail: say it once, here, instead of at each one
+            notes.insert(0, f"the store {self.path} is read-only: what is said from now on is not saved to it "
+                            "(conversations stay in memory); make it writable or choose another store")
+        if notes:
+            warnings.warn("; ".join(notes), StoreWarning, stacklevel=3)
 
     @property
     def in_memory(self) -> bool:
@@ -79,25 +92,43 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed on success, rolled back on any error (or interrupt)."""
+        """One write transaction: committed on success, rolled back on any error (or interrupt).
+        SQLite's errors become a StoreError (its ``__cause__``)."""
         with self._lock:
             db = self._db
-            # IMMEDIATE takes the write lock now, so two kernels queue instead of deadlocking.
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # also when COMMIT itself failed (disk full, I/O error)
-                    db.execute("ROLLBACK")
-                raise
+                # IMMEDIATE takes the write lock now, so two kernels queue instead of deadlocking.
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # also when COMMIT itself failed (disk full, I/O error)
+                        _roll_back(db)
+                    raise
+            except sqlite3.Error as error:
+                raise store_failure("write to", self.path, error) from error
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows of a read-only query, as dicts."""
+        """Rows of a read-only query, as dicts; SQLite's errors become a StoreError."""
         with self._lock:
-            cursor = self._db.execute(sql, args)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            try:
+                cursor = self._db.execute(sql, args)
+                names = [column[0] for column in cursor.description]
+                return [dict(zip(names, row)) for row in cursor.fetchall()]
+            except sqlite3.Error as error:
+                raise store_failure("read", self.path, error) from error
+
+    def warn_once(self, what: str, error: BaseException) -> None:
+        """Warn that a write (``what``) failed, unless this kind of failure was told already: a
+        damaged, read-only or full file fails every write, and one warning says it."""
+        reason = cause(error)
+        kind = (type(reason).__name__, str(reason))
+        with self._lock:
+            if self.read_only or kind in self._warned:  # a read-only file was told when opened
+                return
+            self._warned.add(kind)
+        warn_failed(what, error, path=self.path)
 
     def close(self) -> None:
         """Close the file (a checkpoint folds the WAL back into it)."""
@@ -114,6 +145,51 @@ def _configure(db: sqlite3.Connection, *, in_memory: bool) -> None:
         db.execute("PRAGMA journal_mode = WAL")
         # WAL + NORMAL: a commit survives the process being killed; only power loss can undo it.
         db.execute("PRAGMA synchronous = NORMAL")
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    """Roll back; a file too damaged even for that keeps the error that got us here."""
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _make_private(path: Path) -> list[str]:
+    """Take away what group and others may do with an existing store (and its -wal and -shm): it
+    holds conversations. Returns the note to show (once: the next open finds the files private)."""
+    loose: list[tuple[Path, int]] = []
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            loose.append((file, mode))
+    if not loose:
+        return []
+    failed = []
+    for file, mode in loose:
+        try:
+            os.chmod(file, mode & 0o700)
+        except OSError as error:
+            failed.append(f"{file.name}: {error.strerror or error}")
+    mode = loose[0][1]
+    if failed:
+        return [f"the store {path} can be read by other users (mode {mode:04o}) and could not be made private "
+                f"({'; '.join(failed)}): it holds your conversations; chmod 600 it or choose another store"]
+    names = ", ".join(file.name for file, _ in loose)
+    return [f"the store {path} could be read by other users (mode {mode:04o}); it holds your conversations, so "
+            f"it is now private to you ({names}: mode {mode & 0o700:04o})"]
+
+
+def _writable(path: Path) -> bool:
+    """False when this process may not write the store file (permissions, a read-only disk)."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError:
+        return False
+    return True
 
 
 def _create_private(path: Path) -> None:

@@ -39,7 +39,7 @@ from .conversations import (
     update_state,
 )
 from .database import BUSY_TIMEOUT, MEMORY, STORE_ENV, Database, default_path
-from .errors import StoreError, StoreWarning, warn_failed
+from .errors import StoreError, StoreWarning
 from .migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -323,10 +323,10 @@ class Recorder:
     def _on_event(self, event: str, message: Message | None) -> None:
         try:
             self._save_event(event, message)
-        except sqlite3.Error as error:
+        except StoreError as error:
             what = {"append": "save a message", "clear": "start a new conversation",
                     "system": "save the system message"}.get(event, f"save {event!r}")
-            warn_failed(f"{what} of session {self.session!r}", error)
+            self.store.database.warn_once(f"{what} of session {self.session!r}", error)
 
     def _save_event(self, event: str, message: Message | None) -> None:
         if event == "append" and message is not None:
@@ -348,8 +348,8 @@ class Recorder:
     def _on_reply(self, reply: Reply) -> None:
         try:
             self.store.record_reply(reply, session=self.session, conversation=self.conversation_id)
-        except sqlite3.Error as error:
-            warn_failed(f"add a ledger row for session {self.session!r}", error)
+        except StoreError as error:
+            self.store.database.warn_once(f"add a ledger row for session {self.session!r}", error)
 
     def __repr__(self) -> str:
         return f"Recorder(session={self.session!r}, conversation={self.conversation_id})"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import warnings
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from jupyter_llmchat.store.database import MEMORY, STORE_ENV, Database, default_path, resolve_path
-from jupyter_llmchat.store.errors import StoreError
+from jupyter_llmchat.store.errors import StoreError, StoreWarning
 from jupyter_llmchat.store.migrations import MIGRATIONS
 
 
@@ -82,3 +83,73 @@ def test_memory_is_the_same_code_with_nothing_on_disk(tmp_path: Path, monkeypatc
     assert database.query("PRAGMA user_version") == [{"user_version": MIGRATIONS.version}]
     database.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def modes(path: Path) -> dict[str, int]:
+    return {file.name: stat.S_IMODE(file.stat().st_mode) for file in sorted(path.parent.iterdir())}
+
+
+def test_a_store_others_can_read_is_made_private_with_one_note(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    first = Database(path)
+    write_note(first, "kept")  # first stays open: its -wal and -shm exist
+    for file, mode in ((path, 0o644), (Path(f"{path}-wal"), 0o664), (Path(f"{path}-shm"), 0o444)):
+        file.chmod(mode)  # as an older release or a copy with a loose umask left them
+    with pytest.warns(StoreWarning) as caught:
+        second = Database(path)
+    assert [str(w.message) for w in caught] == [
+        f"the store {path} could be read by other users (mode 0644); it holds your conversations, so it is now "
+        "private to you (store.sqlite3, store.sqlite3-wal, store.sqlite3-shm: mode 0600)"]
+    # group and others lose everything; the owner keeps what it had (a read-only -shm stays read-only)
+    assert modes(path) == {"store.sqlite3": 0o600, "store.sqlite3-shm": 0o400, "store.sqlite3-wal": 0o600}
+    assert second.query("SELECT session FROM conversations") == [{"session": "kept"}]
+    second.close()
+    first.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second open has nothing to say
+        Database(path).close()
+
+
+READ_ONLY_CHILD = r"""
+import json, sys, warnings
+warnings.simplefilter("always")
+from jupyter_llmchat.core.chatbot import Chatbot
+from jupyter_llmchat.core.reply import NullSink
+from jupyter_llmchat.store.store import Store
+with warnings.catch_warnings(record=True) as caught:
+    store = Store(sys.argv[1], cache=True)
+    bot = Chatbot("gpt-4o-mini", base_url=sys.argv[2], max_retries=0, temperature=0)
+    store.attach(bot, "later")
+    answers = [bot.ask(question, sink=NullSink()).text for question in ("one?", "two?")]
+print(json.dumps({"warnings": [str(w.message) for w in caught], "answers": answers,
+                  "history": [m.text for m in bot.history], "read_only": store.database.read_only,
+                  "saved": [s.session for s in store.sessions()]}))
+"""
+
+
+def test_a_read_only_store_says_so_once_and_chatting_goes_on(tmp_path: Path, loopback) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from support.damaged_store import permission_bound
+
+    path = tmp_path / "store.sqlite3"
+    database = Database(path)
+    write_note(database, "old")
+    database.close()
+    path.chmod(0o400)  # read-only, private: no note about permissions, only about writing
+    loopback.queue(reply="first answer")
+    loopback.queue(reply="second answer")
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([*permission_bound(), sys.executable, "-c", READ_ONLY_CHILD, str(path), loopback.base_url],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["warnings"] == [  # one warning for the four failed writes of each question, not one each
+        f"the store {path} is read-only: what is said from now on is not saved to it (conversations stay in "
+        "memory); make it writable or choose another store"]
+    assert result["answers"] == ["first answer", "second answer"] and result["read_only"] is True
+    assert result["history"] == ["one?", "first answer", "two?", "second answer"]
+    assert result["saved"] == ["old"]  # reading goes on

@@ -5,6 +5,7 @@ from a newer release is refused with one line."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -86,6 +87,7 @@ V1_LEDGER = [
 
 def write_v1_store(path: Path) -> None:
     """A store file exactly as the first release left it, with a bit of everything in it."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # private, as every release made it
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode = WAL")
         db.executescript(f"BEGIN IMMEDIATE; {V1_SCHEMA} PRAGMA user_version = 1; COMMIT;")
@@ -244,7 +246,6 @@ with Store(path) as store:
 
 
 def test_two_kernels_opening_a_v1_file_at_once_migrate_it_once(v1_file: Path, tmp_path: Path) -> None:
-    import os
     import subprocess
     import sys
 

@@ -306,14 +306,41 @@ def test_a_locked_store_warns_and_the_answer_is_kept_in_memory(tmp_path: Path, l
             reply = bot.ask("hello?", sink=NullSink())
         other.execute("ROLLBACK")
     assert reply.text == "still shown" and [m.text for m in bot.history] == ["hello?", "still shown"]
+    # four writes failed (question, answer, ledger row, cache): one warning says so
     assert [str(w.message) for w in caught] == [
-        f"the store could not {what} (OperationalError: database is locked); the conversation continues "
-        "in memory, see Store.path" for what in (
-            "save a message of session 'locked'", "save a message of session 'locked'",
-            "add a ledger row for session 'locked'", "save the answer in the response cache")]
+        f"the store {path} could not save a message of session 'locked' (OperationalError: database is locked); "
+        "the conversation continues in memory, unsaved (further failures like this one are not repeated)"]
     loopback.queue(reply="saved again")
     bot.ask("and now?", sink=NullSink())  # the lock is gone: recording resumes
     assert [m.text for m in store.messages(store.conversation("locked").id)] == ["and now?", "saved again"]
+    store.close()
+
+
+def test_a_store_with_damaged_pages_warns_once_and_reads_fail_in_one_line(tmp_path: Path, loopback):
+    from support.damaged_store import damage_pages, filled_store
+
+    from jupyter_llmchat.store.store import StoreWarning
+
+    path = filled_store(tmp_path / "store.sqlite3")
+    damage_pages(path)
+    store = Store(path)  # the header is intact: it opens
+    bot = make_bot(loopback, temperature=0)
+    store.attach(bot, "damaged", cache=True)
+    for answer in ("one", "two", "three"):
+        loopback.queue(reply=answer)
+    with pytest.warns(StoreWarning) as caught:
+        replies = [bot.ask(question, sink=NullSink()).text for question in ("a?", "b?", "c?")]
+    assert replies == ["one", "two", "three"]  # the chat goes on, in memory
+    assert [m.text for m in bot.history] == ["a?", "one", "b?", "two", "c?", "three"]
+    assert [str(w.message) for w in caught] == [
+        f"the store {path} could not read the response cache (DatabaseError: database disk image is malformed); "
+        "the conversation continues in memory, unsaved (further failures like this one are not repeated)"]
+    damaged = (f"cannot read the store {path} (DatabaseError: database disk image is malformed); the file is "
+               "damaged: move it away (a new store is made in its place) or pass another path")
+    for read in (store.sessions, store.usage_summary, lambda: store.conversation("s1")):
+        with pytest.raises(StoreError) as failed:
+            read()
+        assert str(failed.value) == damaged
     store.close()
 
 
