@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import time
 import uuid
 import zlib
@@ -181,6 +182,28 @@ class ChunkEncoder:
         return [self._event('{"content":' + _dumps(text) + "}", _dumps(plan.logprobs(indices)), "null")
                 for text, indices in plan.deltas]
 
+    def content_in_utf16_halves(self, *, drop_first_low: bool = False) -> list[bytes]:
+        """Like ``content``, but each character outside the BMP is cut into two events holding the
+        JSON escapes of its UTF-16 halves, as a server that cuts text by UTF-16 code units sends it;
+        ``drop_first_low``: the low half of the first such character never comes (a lone surrogate)."""
+        events: list[bytes] = []
+        dropped = not drop_first_low
+        for text, _ in self.plan.deltas:
+            for piece in re.split("([\U00010000-\U0010FFFF])", text):
+                if not piece:
+                    continue
+                if len(piece) == 1 and ord(piece) > 0xFFFF:
+                    halves = piece.encode("utf-16-le")
+                    high, low = halves[:2].decode("utf-16-le", "surrogatepass"), halves[2:].decode(
+                        "utf-16-le", "surrogatepass")
+                    events.append(self._event('{"content":' + json.dumps(high) + "}", "null", "null"))
+                    if dropped:
+                        events.append(self._event('{"content":' + json.dumps(low) + "}", "null", "null"))
+                    dropped = True
+                else:
+                    events.append(self._event('{"content":' + _dumps(piece) + "}", "null", "null"))
+        return events
+
     def last(self) -> bytes:
         event = self._event("{}", "null", json.dumps(self.plan.finish_reason))
         if self.include_usage:
@@ -188,10 +211,15 @@ class ChunkEncoder:
                      "model": self.plan.model, "system_fingerprint": SYSTEM_FINGERPRINT,
                      "service_tier": "default", "choices": [], "usage": self.plan.usage()}
             event += b"data: " + _dumps(usage).encode() + b"\n\n"
-        return event + b"data: [DONE]\n\n"
+        return event + DONE_EVENT
 
 
+DONE_EVENT = b"data: [DONE]\n\n"
 MALFORMED_EVENT = b"data: {not json\n\n"
+# What llama.cpp's server sends in a stream when the prompt exceeds its context (or an image cannot
+# be read): an SSE "error" field, which OpenAI clients ignore, so they see a stream with nothing in it.
+LLAMACPP_ERROR_EVENT = (b'error: {"code":400,"message":"the request exceeds the available context size, try '
+                        b'increasing it","type":"exceed_context_size_error"}\n\n')
 # What OpenAI sends when a stream fails server-side after it started.
 ERROR_EVENT = (b'data: {"error":{"message":"The server had an error while processing your request. Sorry '
                b'about that!","type":"server_error","param":null,"code":null}}\n\n')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import select
 import socket
 import sys
 import time
@@ -22,7 +23,16 @@ from urllib.parse import urlsplit
 
 from ..core.models import model_info
 from ..core.tokens import count_prompt_tokens
-from .completions import ERROR_EVENT, MALFORMED_EVENT, ChunkEncoder, completion_body, plan_reply
+from .completions import (
+    DONE_EVENT,
+    ERROR_EVENT,
+    LLAMACPP_ERROR_EVENT,
+    MALFORMED_EVENT,
+    ChunkEncoder,
+    Plan,
+    completion_body,
+    plan_reply,
+)
 from .script import Script
 from .state import LoggedRequest, ServerState
 from .validation import (
@@ -37,7 +47,9 @@ from .validation import (
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "api-key", "x-api-key", "cookie")
-_MID_STREAM_FAULTS = ("disconnect", "malformed", "stream_error")
+_MID_STREAM_FAULTS = ("disconnect", "malformed", "stream_error", "no_finish")
+_BODY_FAULTS = ("html_page", "json_body")
+_HANGUP_POLL = 0.02  # seconds between looks at a waiting client's connection
 _WRITE_BLOCK = 1 << 16  # bytes per socket write at full speed
 
 
@@ -133,7 +145,12 @@ class Handler(BaseHTTPRequestHandler):
             if self.command == "POST" and (path == "/v1/chat/completions" or azure):
                 self._chat(entry, azure.group(1) if azure else None)
                 return
-            if self.command == "GET" and path == "/v1/models":
+            if self.command == "GET" and path.startswith("/v1/models") and not self.server.state.model_list:
+                entry.outcome = "error"  # a server without a model list: a bare 404, as from a plain router
+                page = b"404 page not found"
+                self._send_head(404, "text/plain; charset=utf-8", length=len(page))
+                self.wfile.write(page)
+            elif self.command == "GET" and path == "/v1/models":
                 entry.outcome = "complete"
                 self._send_json(200, {"object": "list", "data": [_model_card(m) for m in models]})
             elif self.command == "GET" and path.startswith("/v1/models/"):
@@ -170,8 +187,9 @@ class Handler(BaseHTTPRequestHandler):
         delay = script.delay
         if delay is None:
             delay = 1.0 if script.fault == "slow_first_byte" else 0.0
-        if delay and state.stopping.wait(delay):
-            entry.outcome = "server_stopped"
+        ended = self._wait_before_answering(delay) if delay else None
+        if ended is not None:
+            entry.outcome = ended
             self.close_connection = True
             return
         error = fault_error(script, body)
@@ -182,10 +200,14 @@ class Handler(BaseHTTPRequestHandler):
                           default_tokens=state.default_tokens)
         if not script.fault:
             entry.outcome = "length" if plan.finish_reason == "length" else "complete"
+        if script.fault in _BODY_FAULTS:
+            self._send_body_fault(script.fault, plan)
+            return
         if body.get("stream"):
             rate = script.rate if script.rate is not None else state.default_rate
             options = body.get("stream_options") or {}
-            encoder = ChunkEncoder(plan, include_usage=bool(options.get("include_usage")))
+            include_usage = bool(options.get("include_usage")) and script.fault != "no_usage"
+            encoder = ChunkEncoder(plan, include_usage=include_usage)
             self._stream(encoder, script, rate, entry)
             return
         if script.fault == "stream_error":
@@ -207,13 +229,52 @@ class Handler(BaseHTTPRequestHandler):
                 raise RequestError(400, f"Invalid 'loopback' field: {error}", param="loopback") from None
         return self.server.state.pop()
 
+    def _wait_before_answering(self, seconds: float) -> str | None:
+        """Wait ``seconds`` before the headers, as a slow server does, but notice at once a client
+        that hangs up ("client_closed") or the server stopping ("server_stopped")."""
+        stopping = self.server.state.stopping
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, _HANGUP_POLL))
+            if stopping.is_set():
+                return "server_stopped"
+            if readable:
+                try:
+                    if not self.connection.recv(1, socket.MSG_PEEK):
+                        return "client_closed"  # the client closed its end: nothing left to answer
+                except OSError:
+                    return "client_closed"
+                if stopping.wait(min(left, _HANGUP_POLL)):  # data, not a hang-up: keep waiting
+                    return "server_stopped"
+        return None
+
+    def _send_body_fault(self, fault: str, plan: Plan) -> None:
+        """A 200 that is not the stream the client asked for: a web page, or a whole JSON body."""
+        if fault == "html_page":
+            page = (b"<!doctype html><html><head><title>Welcome</title></head><body><h1>It works!</h1>"
+                    b"<p>This is a web server, not an API.</p></body></html>")
+            self._send_head(200, "text/html; charset=utf-8", length=len(page))
+            self.wfile.write(page)
+        else:  # json_body: the server ignored "stream": true
+            payload = completion_body(plan)
+            self._send_head(200, "application/json", length=len(payload))
+            self.wfile.write(payload)
+
     # streaming -------------------------------------------------------------------------------
     def _stream(self, encoder: ChunkEncoder, script: Script, rate: float | None,
                 entry: LoggedRequest) -> None:
-        events = encoder.content()
+        if script.fault in ("split_surrogates", "lone_surrogate"):
+            events = encoder.content_in_utf16_halves(drop_first_low=script.fault == "lone_surrogate")
+            rate = None  # one event per UTF-16 half: not paced by tokens
+        else:
+            events = encoder.content()
         if script.fault in _MID_STREAM_FAULTS:
             events = events[: script.after_tokens or 0]
         self._send_head(200, "text/event-stream; charset=utf-8", chunked=True)
+        if script.fault == "empty_stream":  # llama.cpp: an "error:" field the SDK ignores, then the end
+            self._write_chunk(LLAMACPP_ERROR_EVENT)
+            self.wfile.write(b"0\r\n\r\n")
+            return
         self._write_chunk(encoder.first())
         if rate is None:
             self._write_blocks(events)
@@ -228,7 +289,13 @@ class Handler(BaseHTTPRequestHandler):
             self._write_chunk(MALFORMED_EVENT if script.fault == "malformed" else ERROR_EVENT)
             self.wfile.write(b"0\r\n\r\n")
             return
-        self._write_chunk(encoder.last())
+        if script.fault == "no_finish":  # the body ends cleanly, but the answer never said it ended
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        last = encoder.last()
+        if script.fault == "no_done":
+            last = last[: -len(DONE_EVENT)]
+        self._write_chunk(last)
         self.wfile.write(b"0\r\n\r\n")
 
     def _write_paced(self, events: list[bytes], sizes: list[int], rate: float) -> bool:

@@ -14,6 +14,7 @@ class LoopbackServer:
     """A real OpenAI-compatible HTTP server on 127.0.0.1, run in a background thread.
 
     ``api_key=None`` accepts any key (or none); otherwise a wrong or missing key gets a 401.
+    ``model_list=False`` imitates a server without ``GET /v1/models`` (it answers 404).
     ``queue()`` scripts the next requests; ``requests`` is the log a test asserts against.
     Default replies are ``default_tokens`` long, streamed at ``default_rate`` tokens/s (None: at
     full speed); both can be changed while the server runs.
@@ -21,11 +22,11 @@ class LoopbackServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                  default_tokens: int = 150, default_rate: float | None = None,
-                 models: Iterable[str] = DEFAULT_MODELS, strict: bool = True) -> None:
+                 models: Iterable[str] = DEFAULT_MODELS, strict: bool = True, model_list: bool = True) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"LoopbackServer binds to 127.0.0.1 only (got host={host!r}); "
                              "it is a test and demo server, not for other machines")
-        self._state = ServerState(api_key, 150, None, tuple(models), strict)
+        self._state = ServerState(api_key, 150, None, tuple(models), strict, model_list)
         self.default_tokens = default_tokens
         self.default_rate = default_rate
         self._port = port
@@ -127,7 +128,7 @@ class LoopbackServer:
         ``reply``: exact text; ``tokens``: generated Markdown of exactly that many tokens;
         ``rate``: tokens/s; ``delay``: seconds before the headers; ``fault``: one of ``FAULTS``
         (``retry_after`` for rate_limit, ``after_tokens`` content chunks before disconnect or
-        malformed or stream_error); ``finish_reason``: forced, e.g. "content_filter".
+        malformed, stream_error or no_finish); ``finish_reason``: forced, e.g. "content_filter".
         """
         self._state.push([Script(reply=reply, tokens=tokens, rate=rate, fault=fault,
                                  retry_after=retry_after, after_tokens=after_tokens, delay=delay,

@@ -24,6 +24,21 @@ FAULTS: dict[str, str] = {
     "malformed": "send after_tokens content chunks, then a chunk that is not JSON",
     "stream_error": "send after_tokens content chunks, then an SSE error event (a 500 if not streamed)",
     "slow_first_byte": "sleep delay seconds before the headers, then a normal reply",
+    # How OpenAI-compatible servers that are not OpenAI answer, as they really do.
+    "context_length_litellm": "400, LiteLLM's wording: code \"400\", litellm.ContextWindowExceededError",
+    "context_length_llamacpp": "400, llama.cpp's wording: type exceed_context_size_error, n_ctx",
+    "context_length_vllm": "400, vLLM's bare error object: \"This model's maximum context length is ...\"",
+    "model_not_found_ollama": "404, Ollama's wording: model \"x\" not found, try pulling it first",
+    "empty_stream": "200 event stream with no text, no finish_reason and no [DONE], only llama.cpp's "
+                    "'error:' line (what it sends when the prompt exceeds its context or an image fails)",
+    "no_finish": "send after_tokens content chunks, then end the body cleanly: no finish_reason, no [DONE]",
+    "no_done": "a whole stream with its finish_reason and usage, but no [DONE] at the end",
+    "html_page": "200 with an HTML page (a base_url that points at a website, not at the API)",
+    "json_body": "200 with a whole chat.completion JSON body although a stream was asked for",
+    "no_usage": "a normal stream without the usage chunk, as servers that ignore stream_options send it",
+    "split_surrogates": "each character outside the BMP sent as two chunks, the JSON escapes of its "
+                        "UTF-16 halves (a server that cuts text by UTF-16 code units)",
+    "lone_surrogate": "like split_surrogates, but the low half of the first such character never comes",
 }
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
 

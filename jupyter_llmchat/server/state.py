@@ -44,6 +44,7 @@ class ServerState:
     default_rate: float | None
     models: tuple[str, ...]
     strict: bool  # reject what OpenAI rejects (max_tokens on reasoning models)
+    model_list: bool = True  # False: GET /v1/models answers 404, as servers without the route do
     scripts: deque[Script] = field(default_factory=deque)
     log: list[LoggedRequest] = field(default_factory=list)
     cache: PromptCache = field(default_factory=PromptCache)

@@ -22,16 +22,20 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 class RequestError(Exception):
     """An OpenAI-style error response: status, one-line message, type, code, param, headers."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, *, type: str | None = "invalid_request_error",
+                 code: str | int | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None,
+                 wrapped: bool = True) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.headers = headers or {}
+        self.extra = extra or {}  # more fields of the error object (llama.cpp's n_ctx, vLLM's object)
+        self.wrapped = wrapped  # False: the error object is the whole body, as vLLM sends it
 
     def body(self) -> bytes:
-        return json.dumps({"error": {"message": self.message, "type": self.type,
-                                     "param": self.param, "code": self.code}}).encode()
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code,
+                 **self.extra}
+        return json.dumps({"error": error} if self.wrapped else error).encode()
 
 
 def fault_error(script: Script, body: Any) -> RequestError | None:
@@ -55,10 +59,43 @@ def fault_error(script: Script, body: Any) -> RequestError | None:
         return context_length_error(window, window + 1)
     if fault == "model_not_found":
         return model_not_found(model)
+    if fault in IMITATED_ERRORS:
+        window = model_info(model).context_window
+        return IMITATED_ERRORS[fault](model, window)
     if fault == "images_unsupported":
         messages = body.get("messages") if isinstance(body, dict) else None
         return images_unsupported(_first_image(messages) if isinstance(messages, list) else (0, 0))
     return None
+
+
+def _litellm_context(model: str, window: int) -> RequestError:
+    return RequestError(
+        400, "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: "
+        f"OpenAIException - This model's maximum context length is {window} tokens. However, your messages "
+        f"resulted in {window + 1} tokens. Please reduce the length of the messages.",
+        type=None, code="400")
+
+
+def _llamacpp_context(model: str, window: int) -> RequestError:
+    return RequestError(400, "the request exceeds the available context size, try increasing it",
+                        type="exceed_context_size_error", code=400,
+                        extra={"n_prompt_tokens": window + 1, "n_ctx": window})
+
+
+def _vllm_context(model: str, window: int) -> RequestError:
+    return RequestError(
+        400, f"This model's maximum context length is {window} tokens. However, you requested {window + 1} "
+        f"tokens ({window + 1} in the messages, 0 in the completion). Please reduce the length of the "
+        "messages or completion.", type="BadRequestError", code=400, extra={"object": "error"}, wrapped=False)
+
+
+def _ollama_model_not_found(model: str, window: int) -> RequestError:
+    return RequestError(404, f'model "{model}" not found, try pulling it first', type="api_error")
+
+
+# fault -> the error response another OpenAI-compatible server sends, in its own wording
+IMITATED_ERRORS = {"context_length_litellm": _litellm_context, "context_length_llamacpp": _llamacpp_context,
+                   "context_length_vllm": _vllm_context, "model_not_found_ollama": _ollama_model_not_found}
 
 
 def images_unsupported(where: tuple[int, int]) -> RequestError:

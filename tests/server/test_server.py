@@ -66,6 +66,21 @@ def chat_logs(server: LoopbackServer) -> list[Any]:
     return [r for r in server.requests if r.path.endswith("/chat/completions")]
 
 
+def raw_chat(server: LoopbackServer, **body: Any) -> http.client.HTTPResponse:
+    """POST a chat completion with http.client: the response exactly as sent (read it before the next)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o-mini", "messages": QUESTION, **body}),
+                 {"Content-Type": "application/json"})
+    return conn.getresponse()
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds (the server thread records outcomes as it goes)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 # ---------------------------------------------------------------------------------------------
 # replies, usage, wire format
 
@@ -474,6 +489,99 @@ def test_slow_first_byte_trips_the_client_read_timeout_then_serves_normally(loop
     loopback.queue(reply="any script can wait first", delay=3.0)
     with pytest.raises(openai.APITimeoutError):
         stream(sdk(loopback, timeout=0.3))
+
+
+def test_a_client_that_hangs_up_while_waiting_is_logged(loopback):
+    loopback.queue(fault="slow_first_byte", delay=30.0)
+    with pytest.raises(openai.APITimeoutError):
+        stream(sdk(loopback, timeout=0.3))  # the SDK gives up and closes the connection
+    wait_for(lambda: chat_logs(loopback)[-1].outcome != "fault:slow_first_byte")
+    assert chat_logs(loopback)[-1].outcome == "client_closed"  # noticed at once, not after 30 s
+    assert loopback.pending == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# other OpenAI-compatible servers, imitated
+
+
+@pytest.mark.parametrize("fault, status, body", [
+    ("context_length_litellm", 400, {"error": {
+        "message": "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: "
+                   "OpenAIException - This model's maximum context length is 128000 tokens. However, your "
+                   "messages resulted in 128001 tokens. Please reduce the length of the messages.",
+        "type": None, "param": None, "code": "400"}}),
+    ("context_length_llamacpp", 400, {"error": {
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error", "param": None, "code": 400, "n_prompt_tokens": 128001,
+        "n_ctx": 128000}}),
+    ("context_length_vllm", 400, {
+        "message": "This model's maximum context length is 128000 tokens. However, you requested 128001 tokens "
+                   "(128001 in the messages, 0 in the completion). Please reduce the length of the messages or "
+                   "completion.", "type": "BadRequestError", "param": None, "code": 400, "object": "error"}),
+    ("model_not_found_ollama", 404, {"error": {
+        "message": 'model "gpt-4o-mini" not found, try pulling it first', "type": "api_error", "param": None,
+        "code": None}}),
+])
+def test_other_servers_error_bodies_are_imitated_word_for_word(loopback, fault, status, body):
+    loopback.queue(fault=fault)
+    response = raw_chat(loopback, stream=True)
+    assert (response.status, json.loads(response.read())) == (status, body)
+    assert chat_logs(loopback)[-1].outcome == f"fault:{fault}"
+
+
+def test_llamacpp_empty_stream_has_only_an_error_field(loopback):
+    loopback.queue(fault="empty_stream")
+    response = raw_chat(loopback, stream=True)
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/event-stream")
+    assert response.read() == (b'error: {"code":400,"message":"the request exceeds the available context size, '
+                               b'try increasing it","type":"exceed_context_size_error"}\n\n')
+    loopback.queue(fault="empty_stream")
+    assert stream(sdk(loopback)) == []  # what an OpenAI client sees: nothing at all
+
+
+@pytest.mark.parametrize("fault, tail", [
+    ("no_finish", '"delta":{"content":" beta"},"logprobs":null,"finish_reason":null}],"usage":null}'),
+    ("no_done", '"rejected_prediction_tokens":0}}}')])
+def test_streams_that_end_without_saying_so(loopback, fault, tail):
+    loopback.queue(reply=" alpha beta gamma", fault=fault, after_tokens=2)
+    events = raw_chat(loopback, stream=True, stream_options={"include_usage": True}).read().decode().split("\n\n")
+    assert events[-1] == "" and events[-2].endswith(tail) and "[DONE]" not in "".join(events)
+    if fault == "no_done":
+        assert '"finish_reason":"stop"' in events[-3]
+    else:
+        assert all('"finish_reason":null' in event for event in events[:-1])
+
+
+def test_html_page_json_body_and_no_usage(loopback):
+    loopback.queue(fault="html_page")
+    page = raw_chat(loopback, stream=True)
+    assert page.status == 200 and page.getheader("Content-Type") == "text/html; charset=utf-8"
+    assert page.read().startswith(b"<!doctype html>")
+    loopback.queue(reply="whole", fault="json_body")
+    whole = raw_chat(loopback, stream=True)
+    assert whole.getheader("Content-Type") == "application/json"
+    assert json.loads(whole.read())["choices"][0]["message"]["content"] == "whole"
+    loopback.queue(reply="no usage here", fault="no_usage")
+    chunks = stream(sdk(loopback))
+    assert streamed_text(chunks) == "no usage here" and all(c.usage is None for c in chunks)
+
+
+@pytest.mark.parametrize("fault, contents", [
+    ("split_surrogates", ["a", "\ud83d", "\ude00", " b"]),
+    ("lone_surrogate", ["a", "\ud83d", " b"]),
+])
+def test_characters_outside_the_bmp_cut_into_utf16_halves(loopback, fault, contents):
+    loopback.queue(reply="a😀 b", fault=fault)
+    chunks = stream(sdk(loopback))
+    assert [c.choices[0].delta.content for c in chunks if c.choices][1:-1] == contents
+
+
+def test_a_server_without_a_model_list_answers_404():
+    with LoopbackServer(model_list=False) as server:
+        with pytest.raises(openai.NotFoundError) as caught:
+            sdk(server).models.list()
+        assert caught.value.response.text == "404 page not found"
+        assert streamed_text(stream(sdk(server), extra_body={"loopback": {"reply": "chat works"}})) == "chat works"
 
 
 def test_request_body_loopback_field_scripts_one_request_without_the_queue(loopback):
