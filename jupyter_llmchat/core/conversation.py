@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from .errors import PromptTooLongError
-from .messages import ImageRef, Message, MessageStatus, Role
+from .messages import ImageRef, Message, MessageStatus, Role, clean_text
 from .reply import Usage
 from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
@@ -18,7 +18,8 @@ class Conversation:
     """History kept in ``deque(maxlen=max_history)``; the system message lives apart, never trimmed.
 
     Every message is counted once, when it is made, so choosing what fits costs one pass over
-    the turns that are kept, not a re-encoding of the history.
+    the turns that are kept, not a re-encoding of the history. The system message is counted
+    when it is first needed, so making a conversation loads no vocabulary.
     """
 
     def __init__(self, counter: TokenCounter, *, system: str | None = None,
@@ -26,7 +27,8 @@ class Conversation:
         self.counter = counter
         self.messages: deque[Message] = deque(maxlen=max_history)
         self.listeners: list[Listener] = []
-        self._system: Message | None = None
+        self._system_text: str | None = None
+        self._system: Message | None = None  # counted on first use
         self.system = system
 
     @property
@@ -35,25 +37,44 @@ class Conversation:
 
     @property
     def system(self) -> str | None:
-        return self._system.text if self._system else None
+        return self._system_text
 
     @system.setter
     def system(self, text: str | None) -> None:
-        self._system = self.make("system", text) if text else None
-        self._notify("system", self._system)
+        self._system_text = clean_text(text) if text else None
+        self._system = None
+        if self.listeners:
+            self._notify("system", self.system_message)
 
     @property
     def system_message(self) -> Message | None:
+        if self._system is None and self._system_text:
+            self._system = self.make("system", self._system_text)
         return self._system
 
     def make(self, role: Role, text: str, *, images: Iterable[ImageRef] = (), name: str | None = None,
              status: MessageStatus = "complete", model: str | None = None,
              usage: Usage | None = None) -> Message:
-        """A message counted with this conversation's counter."""
+        """A message counted with this conversation's counter (its text cleaned: ``clean_text``)."""
         images = tuple(images)
+        text = clean_text(text)
         tokens = self.counter.count_message(role, text, name=name,
                                             images=[image.size_triple() for image in images])
         return Message(role, text, tokens, images, name, status, model, usage)
+
+    def draft(self, role: Role, text: str, *, images: Iterable[ImageRef] = ()) -> Message:
+        """A message whose ``tokens`` is an upper bound (``TokenCounter.bound_message``), made
+        without loading a vocabulary; ``make`` gives the exact count."""
+        images = tuple(images)
+        text = clean_text(text)
+        bound = self.counter.bound_message(role, text, images=[image.size_triple() for image in images])
+        return Message(role, text, bound, images)
+
+    def system_draft(self) -> Message | None:
+        """The system message, counted if that is free, else with an upper bound (see ``draft``)."""
+        if self._system is not None or not self._system_text or self.counter.ready:
+            return self.system_message
+        return self.draft("system", self._system_text)
 
     def append(self, message: Message) -> None:
         self.messages.append(message)
@@ -66,8 +87,7 @@ class Conversation:
     def recount(self, counter: TokenCounter) -> None:
         """Switch to another model's counter (another encoding or image rule): count everything again."""
         self.counter = counter
-        if self._system:
-            self._system = self.make("system", self._system.text)
+        self._system = None  # counted again on first use
         self.messages = deque(
             (m.with_tokens(counter.count_message(m.role, m.text, name=m.name,
                                                  images=[i.size_triple() for i in m.images]))
@@ -89,20 +109,23 @@ class Conversation:
                 turn = []
 
     def window(self, question: Message, budget: int, *, history: bool = True,
-               system: Message | bool | None = True) -> list[Message]:
+               system: Message | bool | None = True,
+               fixes: Callable[[int], str] | None = None) -> list[Message]:
         """The messages to send: system, then the newest whole turns that fit, then ``question``.
 
         ``budget`` is the most prompt tokens allowed. Raises PromptTooLongError, before anything is
-        sent, if the system message and the question alone do not fit.
+        sent, if the system message and the question alone do not fit; ``fixes(needed)`` says what
+        would help (default: the general list).
         """
-        system_message = self._system if system is True else (system or None)
+        system_message = self.system_message if system is True else (system or None)
         needed = REPLY_PRIMING_TOKENS + question.tokens + (system_message.tokens if system_message else 0)
         if needed > budget:
             system_part = f"system {system_message.tokens:,} + " if system_message else ""
+            advice = fixes(needed) if fixes else ("shorten it, lower max_tokens, or raise prompt_token_limit / "
+                                                  "context_window")
             raise PromptTooLongError(
                 f"the question needs {needed:,} prompt tokens ({system_part}question {question.tokens:,} "
-                f"+ {REPLY_PRIMING_TOKENS} reply priming) but the budget is {budget:,}; shorten it, "
-                "lower max_tokens, or raise prompt_token_limit / context_window",
+                f"+ {REPLY_PRIMING_TOKENS} reply priming) but the budget is {budget:,}; {advice}",
                 needed=needed, budget=budget)
         kept: list[list[Message]] = []
         if history:
@@ -130,5 +153,5 @@ class Conversation:
         return len(self.messages)
 
     def __repr__(self) -> str:
-        return (f"Conversation({len(self.messages)} messages, system={self.system is not None}, "
+        return (f"Conversation({len(self.messages)} messages, system={self._system_text is not None}, "
                 f"max_history={self.max_history})")

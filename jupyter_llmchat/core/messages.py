@@ -1,7 +1,10 @@
-"""Messages of a conversation and the content parts the Chat Completions API takes."""
+"""Messages of a conversation, the content parts the Chat Completions API takes, and the one rule
+for text that cannot be encoded: surrogate halves are joined into their character, and what is
+still lone becomes U+FFFD, before anything is sent or recorded."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -10,6 +13,42 @@ from .reply import Status, Usage
 
 Role = Literal["system", "user", "assistant"]
 MessageStatus = Status  # an assistant message keeps the status of the reply that wrote it
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HIGH_SURROGATES = ("\ud800", "\udbff")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with each surrogate pair joined into its character and lone surrogates as U+FFFD.
+
+    A lone surrogate (from a JSON ``"\\ud83d"``, a bad decode, a pair split across two stream
+    chunks) cannot be encoded as UTF-8: left in place it fails the request, the store, the display.
+    """
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+class SurrogateJoiner:
+    """Cleans streamed text delta by delta: a high surrogate that ends a delta waits for the low
+    half that may start the next one, so a pair split across two chunks becomes its character."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        """The clean text of ``delta`` (a trailing high surrogate is held back)."""
+        if self._held:
+            delta, self._held = self._held + delta, ""
+        if _SURROGATE.search(delta) is None:
+            return delta
+        if _HIGH_SURROGATES[0] <= delta[-1] <= _HIGH_SURROGATES[1]:
+            delta, self._held = delta[:-1], delta[-1]
+        return clean_text(delta)
+
+    def flush(self) -> str:
+        """What is still held at the end of the stream: a lone half, as U+FFFD."""
+        held, self._held = self._held, ""
+        return clean_text(held)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 
 DEFAULT_CONTEXT_WINDOW = 8192
 DEFAULT_MAX_OUTPUT = 4096
-DEFAULT_ANSWER_RESERVE = 4096  # tokens kept free for the answer when max_tokens is not set
+DEFAULT_ANSWER_RESERVE = 4096  # tokens kept free for the answer when max_tokens is not set...
+ANSWER_SHARE = 0.5  # ...but never more than this share of the window (a 4,096 window keeps 2,048)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,15 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     _m("gpt-4", 8_192, 8_192, "cl100k_base", (30.0, None, 60.0)),
     _m("gpt-3.5-turbo", 16_385, 4_096, "cl100k_base", (0.50, None, 1.50)),
 ]}
+
+
+def answer_reserve(info: ModelInfo, max_tokens: int | None = None) -> int:
+    """Tokens of the window kept for the answer: ``max_tokens`` when set, else
+    ``DEFAULT_ANSWER_RESERVE`` capped by the model's output limit and by ``ANSWER_SHARE`` of its window,
+    so a small window (``context_window=4096``) still leaves room for the question."""
+    if max_tokens is not None:
+        return max_tokens
+    return min(DEFAULT_ANSWER_RESERVE, info.max_output, int(info.context_window * ANSWER_SHARE))
 
 
 def format_cost(usd: float | None) -> str:

@@ -5,6 +5,11 @@ Text is counted with the model's tiktoken encoding, built from the vocabulary fi
 offline). Chat overhead follows OpenAI's cookbook: 3 tokens per message, 1 per ``name``, and 3
 that prime the reply. If no encoding can be loaded at all, counts fall back to a documented
 estimate, ceil(UTF-8 bytes / 4), and a warning says so once.
+
+Loading a vocabulary costs 0.3-0.5 s, so a TokenCounter loads it on its first exact count, never
+when it is made. Until then ``bound_message`` gives a free upper bound: a BPE token covers at
+least one byte, so a text never has more tokens than UTF-8 bytes. A prompt whose bound fits the
+budget needs no exact count before it is sent.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import base64
 import binascii
 import io
 import math
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .models import DEFAULT_IMAGE_RULE, ImageTokenRule, ModelInfo, model_info
@@ -52,9 +57,27 @@ _ENCODINGS = {
 }
 
 
-@cache
+_LOADED: dict[str, tiktoken.Encoding | None] = {}  # encoding name -> encoding (None: cannot be loaded)
+_LOADING = threading.Lock()  # two threads asking at once load a vocabulary once
+
+
 def get_encoding(name: str) -> tiktoken.Encoding | None:
-    """The tiktoken encoding ``name`` (o200k_base, cl100k_base), or None if none can be loaded."""
+    """The tiktoken encoding ``name`` (o200k_base, cl100k_base), or None if none can be loaded.
+    Loaded once per process (0.3-0.5 s), on first use."""
+    if name in _LOADED:
+        return _LOADED[name]
+    with _LOADING:
+        if name not in _LOADED:
+            _LOADED[name] = _load_encoding(name)
+        return _LOADED[name]
+
+
+def encoding_loaded(name: str) -> bool:
+    """True when ``get_encoding(name)`` returns at once (loaded, or known to be unavailable)."""
+    return name in _LOADED
+
+
+def _load_encoding(name: str) -> tiktoken.Encoding | None:
     import tiktoken
 
     try:
@@ -68,7 +91,7 @@ def get_encoding(name: str) -> tiktoken.Encoding | None:
             f"jupyter_llmchat: token counts are estimates (UTF-8 bytes / {ESTIMATE_BYTES_PER_TOKEN}): "
             f"tiktoken encoding {name!r} could not be loaded ({error.__class__.__name__}); "
             "install bpe-openai to count exactly offline",
-            RuntimeWarning, stacklevel=2)
+            RuntimeWarning, stacklevel=3)
         return None
 
 
@@ -96,11 +119,30 @@ def _encoding_from_bpe_openai(name: str) -> tiktoken.Encoding:
 
 
 class TokenCounter:
-    """Counts tokens for one model. Text counts are exact when its encoding is available."""
+    """Counts tokens for one model. Text counts are exact when its encoding is available; the
+    encoding is loaded on the first count, not when the counter is made."""
 
     def __init__(self, model: str | ModelInfo) -> None:
         self.info = model if isinstance(model, ModelInfo) else model_info(model)
-        self.encoding = get_encoding(self.info.encoding)
+        self._encoding: tiktoken.Encoding | None = None
+        self._resolved = False
+
+    @property
+    def encoding(self) -> tiktoken.Encoding | None:
+        """The model's encoding, loaded now if it was not yet (None: counts are estimates)."""
+        if not self._resolved:
+            self._encoding = get_encoding(self.info.encoding)
+            self._resolved = True
+        return self._encoding
+
+    @encoding.setter
+    def encoding(self, encoding: tiktoken.Encoding | None) -> None:
+        self._encoding, self._resolved = encoding, True
+
+    @property
+    def ready(self) -> bool:
+        """True when counting costs no vocabulary load."""
+        return self._resolved or encoding_loaded(self.info.encoding)
 
     @property
     def exact(self) -> bool:
@@ -108,7 +150,7 @@ class TokenCounter:
 
     def count_text(self, text: str) -> int:
         if self.encoding is None:
-            return math.ceil(len(text.encode("utf-8")) / ESTIMATE_BYTES_PER_TOKEN)
+            return math.ceil(len(text.encode("utf-8", "surrogatepass")) / ESTIMATE_BYTES_PER_TOKEN)
         # disallowed_special=() counts "<|endoftext|>" typed by a user as ordinary text, as the API does.
         return len(self.encoding.encode(text, disallowed_special=()))
 
@@ -118,6 +160,16 @@ class TokenCounter:
         total = TOKENS_PER_MESSAGE + self.count_text(role) + self.count_text(text)
         if name:
             total += TOKENS_PER_NAME + self.count_text(name)
+        for width, height, detail in images:
+            total += image_tokens(width, height, detail, self.info.image_tokens)
+        return total
+
+    def bound_message(self, role: str, text: str, *, name: str | None = None,
+                      images: Iterable[tuple[int | None, int | None, str]] = ()) -> int:
+        """An upper bound of ``count_message`` that needs no vocabulary: UTF-8 bytes for tokens."""
+        total = TOKENS_PER_MESSAGE + len(role.encode()) + len(text.encode("utf-8", "surrogatepass"))
+        if name:
+            total += TOKENS_PER_NAME + len(name.encode("utf-8", "surrogatepass"))
         for width, height, detail in images:
             total += image_tokens(width, height, detail, self.info.image_tokens)
         return total

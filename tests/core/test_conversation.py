@@ -1,4 +1,5 @@
-"""Budget trimming: worked example, whole turns, pinned system message, oversize question."""
+"""Budget trimming: worked example, whole turns, pinned system message, oversize question; the
+system message counted when first needed, drafts bounded by their bytes, text cleaned on entry."""
 
 from __future__ import annotations
 
@@ -98,3 +99,54 @@ def test_recount_switches_encoding():
     cl100k = TokenCounter("gpt-4")
     conversation.recount(cl100k)
     assert conversation.messages[0].tokens == cl100k.count_message("user", "naïve café — 東京")
+
+
+class CountingCounter(TokenCounter):
+    """A TokenCounter that records what it counts exactly and can pretend its vocabulary is not loaded."""
+
+    def __init__(self, *, ready: bool) -> None:
+        super().__init__("gpt-4o")
+        self.counted: list[str] = []
+        self._pretend_ready = ready
+
+    @property
+    def ready(self) -> bool:
+        return self._pretend_ready
+
+    def count_message(self, role, text, **kwargs) -> int:
+        self.counted.append(text)
+        return super().count_message(role, text, **kwargs)
+
+
+def test_the_system_message_is_counted_when_first_needed_not_when_set():
+    counter = CountingCounter(ready=False)
+    conversation = Conversation(counter, system="You are terse.")
+    assert counter.counted == [] and conversation.system == "You are terse."
+    draft = conversation.system_draft()  # the vocabulary is not loaded: a byte bound, no count
+    assert counter.counted == [] and draft.tokens == 3 + len("system") + len("You are terse.")
+    exact = conversation.system_message
+    assert counter.counted == ["You are terse."] and exact.tokens == COUNTER.count_message("system", "You are terse.")
+    assert conversation.system_message is exact and conversation.system_draft() is exact  # counted once
+
+
+def test_a_draft_bounds_the_count_without_counting():
+    counter = CountingCounter(ready=False)
+    conversation = Conversation(counter)
+    draft = conversation.draft("user", "naïve café")
+    assert counter.counted == [] and draft.tokens == 3 + 4 + len("naïve café".encode())
+    assert draft.tokens >= conversation.make("user", "naïve café").tokens
+
+
+def test_text_that_cannot_be_encoded_is_cleaned_when_a_message_is_made():
+    conversation = Conversation(COUNTER, system="sys \udc80")
+    assert conversation.system == "sys \ufffd"
+    assert conversation.make("user", "split \ud83d\ude00 and lone \ud83d").text == "split 😀 and lone \ufffd"
+    assert conversation.draft("user", "\ude00").text == "\ufffd"
+
+
+def test_what_would_help_a_question_that_cannot_fit_is_the_callers_to_say():
+    conversation = Conversation(COUNTER)
+    question = conversation.make("user", " hello" * 200)
+    with pytest.raises(PromptTooLongError) as caught:
+        conversation.window(question, 100, fixes=lambda needed: f"shorten it by {needed - 100:,} tokens")
+    assert str(caught.value).endswith(f"but the budget is 100; shorten it by {caught.value.needed - 100:,} tokens")

@@ -1,10 +1,11 @@
-"""Messages: API shape with and without images, JSON round trip."""
+"""Messages: API shape with and without images, JSON round trip, and text with surrogates made
+encodable (pairs joined, even across stream deltas; lone halves as U+FFFD)."""
 
 from __future__ import annotations
 
 import json
 
-from jupyter_llmchat.core.messages import ImageRef, Message
+from jupyter_llmchat.core.messages import ImageRef, Message, SurrogateJoiner, clean_text
 from jupyter_llmchat.core.reply import Usage
 
 
@@ -26,3 +27,27 @@ def test_round_trip_through_json_keeps_everything():
     restored = Message.from_dict(json.loads(json.dumps(message.to_dict())))
     assert restored == message
     assert restored.partial
+
+
+# -- text that cannot be encoded -------------------------------------------------------------
+
+def test_clean_text_joins_pairs_and_replaces_lone_surrogates():
+    text = "plain 😀 text"
+    assert clean_text(text) is text  # nothing to do: the same object back
+    assert clean_text("a\ud83d\ude00b") == "a😀b"  # a pair written as two halves: one character
+    assert clean_text("lone \ud83d high, lone \ude00 low, end \ud83d") == "lone \ufffd high, lone \ufffd low, end \ufffd"
+    assert clean_text("\ud83d\ude00\ud83d").encode("utf-8") == "😀\ufffd".encode()
+
+
+def test_a_pair_split_across_deltas_is_joined():
+    joiner = SurrogateJoiner()
+    assert [joiner.feed(delta) for delta in ["smile \ud83d", "\ude00 and", " \ud83c", "\udf89", "!"]] == [
+        "smile ", "😀 and", " ", "🎉", "!"]
+    assert joiner.flush() == ""
+
+
+def test_a_half_that_stays_alone_becomes_a_replacement_character():
+    joiner = SurrogateJoiner()
+    assert [joiner.feed(delta) for delta in ["a\ud83d", " b", "\ude00c", "end\ud83d"]] == [
+        "a", "\ufffd b", "\ufffdc", "end"]
+    assert joiner.flush() == "\ufffd" and joiner.flush() == ""

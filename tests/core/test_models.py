@@ -1,10 +1,12 @@
-"""The model table: family lookup, defaults for unknown models, and cost arithmetic."""
+"""The model table: family lookup, defaults for unknown models, cost arithmetic, the answer's reserve."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from jupyter_llmchat.core.models import DEFAULT_CONTEXT_WINDOW, MODELS, model_info
+from jupyter_llmchat.core.models import DEFAULT_CONTEXT_WINDOW, MODELS, answer_reserve, model_info
 
 
 def test_dated_snapshots_resolve_to_their_family():
@@ -40,3 +42,16 @@ def test_every_entry_is_consistent():
         assert 0 < info.max_output <= info.context_window
         assert info.encoding in ("o200k_base", "cl100k_base")
         assert info.vision == (info.image_tokens is not None)
+
+
+@pytest.mark.parametrize("window, max_output, max_tokens, reserve", [
+    (128_000, 16_384, None, 4096),  # the default reserve
+    (8192, 4096, None, 4096),  # half of 8,192 is 4,096: as before
+    (4096, 4096, None, 2048),  # a small window keeps half for the question
+    (2048, 4096, None, 1024),
+    (128_000, 2048, None, 2048),  # never more than the model can write
+    (4096, 4096, 3000, 3000),  # max_tokens, when set, is what is kept
+])
+def test_the_answer_reserve_is_a_share_of_a_small_window(window, max_output, max_tokens, reserve):
+    info = replace(model_info("llama3.1:8b", context_window=window), max_output=max_output)
+    assert answer_reserve(info, max_tokens) == reserve

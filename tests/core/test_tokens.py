@@ -1,9 +1,12 @@
-"""Exact counts offline, the cookbook's chat overhead, image costs, and the estimate fallback."""
+"""Exact counts offline, the cookbook's chat overhead, image costs, the estimate fallback, and the
+free byte bound that lets a prompt go out before any vocabulary is loaded."""
 
 from __future__ import annotations
 
 import base64
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -78,3 +81,29 @@ def test_data_url_images_are_counted_from_their_pixels():
     counter = TokenCounter("gpt-4o")
     assert count_prompt_tokens([message], "gpt-4o") == 3 + 3 + 1 + counter.count_text("What is it?") + 765
     assert tokens.data_url_size("https://example.org/cat.png") == (None, None)
+
+
+# -- no vocabulary on the way to the first text ------------------------------------------------
+
+def test_a_counter_loads_its_vocabulary_on_the_first_count_not_when_made():
+    script = ("from jupyter_llmchat.core import tokens\n"
+              "counter = tokens.TokenCounter('gpt-4o')\n"
+              "before = (counter.ready, tokens.encoding_loaded('o200k_base'))\n"
+              "bound = counter.bound_message('user', 'hello world')\n"
+              "after_bound = counter.ready\n"
+              "exact = counter.count_message('user', 'hello world')\n"
+              "print(before, after_bound, bound, exact, counter.ready, tokens.TokenCounter('gpt-4o-mini').ready)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    # 3 per message + "user" (4 bytes; 1 token) + "hello world" (11 bytes; 2 tokens)
+    assert done.stdout == "(False, False) False 18 6 True True\n"
+
+
+@pytest.mark.parametrize("text", ["", "hello world", "naïve café — 東京", "😀🎉 emoji", "<|endoftext|> typed",
+                                  "    indented\n\tcode()", "x" * 5000, "ab" * 3000])
+def test_the_byte_bound_is_never_below_the_exact_count(text):
+    counter = TokenCounter("gpt-4o")
+    images = [(1024, 1024, "high"), (None, None, "auto")]
+    assert counter.bound_message("user", text, name="ada", images=images) >= counter.count_message(
+        "user", text, name="ada", images=images)
+    cl100k = TokenCounter("gpt-4")
+    assert cl100k.bound_message("assistant", text) >= cl100k.count_message("assistant", text)
