@@ -1,5 +1,12 @@
 """Chatbot: a conversation plus a client. ``ask`` builds the prompt window, streams the answer
-to a sink, and records the turn only once the stream has ended. No IPython, no HTTP here."""
+to a sink, and records the turn only once the stream has ended. No IPython, no HTTP here.
+
+Stop means stop (see ``stopping``): an ask has its StopToken from its first line, so ``stop()``
+(from any thread, for every answer in flight) is never lost; preparing the request runs where a
+stop abandons it at once, and the stream ends at once when closed. The first text comes without
+waiting for a token vocabulary: a prompt whose byte count shows it fits is sent uncounted and
+counted exactly once its answer has begun (for the footer, the ledger and the history).
+"""
 
 from __future__ import annotations
 
@@ -13,16 +20,17 @@ from . import errors
 from .client import ChatStream, StreamResult, chat_client, import_sdk
 from .conversation import Conversation
 from .messages import ImageRef, Message
-from .models import DEFAULT_ANSWER_RESERVE, ModelInfo, model_info
-from .reply import PrintSink, Reply, ReplySink, ReplyStatus
-from .tokens import TokenCounter
+from .models import ModelInfo, answer_reserve, model_info
+from .params import REQUEST_PARAMS, check_params, check_whole
+from .reply import PrintSink, Reply, ReplySink, ReplyStatus, Usage
+from .stopping import Stopped, StopToken, run_stoppable
+from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
 if TYPE_CHECKING:
     from .client import AnyClient, ChatClient
 
-# Request parameters people tune; any of them can be set on the Chatbot or for one question.
-REQUEST_PARAMS = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "stop",
-                  "response_format", "logprobs", "top_logprobs", "max_tokens", "extra_body")
+__all__ = ["REQUEST_PARAMS", "Chatbot", "PreparedRequest", "ResponseCache", "load_images", "warm_up"]
+
 STATUS_BY_FINISH: dict[str | None, ReplyStatus] = {"length": "truncated", "content_filter": "filtered"}
 REPLAY_CHUNK = 64  # characters per write when replaying a cached answer
 
@@ -37,7 +45,11 @@ class ResponseCache(Protocol):
 
 @dataclass
 class PreparedRequest:
-    """Everything ``ask`` will send, decided before anything is sent."""
+    """Everything ``ask`` will send, decided before anything is sent.
+
+    ``prompt_tokens`` is exact when ``counted``; otherwise it is an upper bound (UTF-8 bytes) that
+    showed the prompt fits without loading a vocabulary, and ``count_now`` makes it exact.
+    """
 
     model: str
     info: ModelInfo
@@ -48,23 +60,55 @@ class PreparedRequest:
     budget: int
     history: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
+    counter: TokenCounter | None = field(default=None, repr=False)
+    counted: bool = True
+    _counting: threading.Thread | None = field(default=None, repr=False)
 
     def as_request(self) -> dict[str, Any]:
         """The request as sent (model, messages, params): the response-cache key; no key inside."""
         return {"model": self.model, "messages": self.messages, "params": self.params}
+
+    def count_later(self) -> None:
+        """Start the exact count in the background (off the path to the first text)."""
+        if not self.counted and self._counting is None:
+            self._counting = threading.Thread(target=self._count, name="llmchat-count", daemon=True)
+            self._counting.start()
+
+    def count_now(self) -> None:
+        """Make ``prompt_tokens`` and the question's count exact (waits for ``count_later``)."""
+        if self._counting is not None:
+            self._counting.join()
+        if not self.counted:
+            self._count()
+
+    def _count(self) -> None:
+        counter = self.counter
+        if self.counted or counter is None:
+            return
+        # The question and the system message were bounded; the history was counted exactly.
+        exact = [message.with_tokens(counter.count_message(message.role, message.text, name=message.name,
+                                                           images=[i.size_triple() for i in message.images]))
+                 if message is self.question or message.role == "system" else message
+                 for message in self.window]
+        self.window, self.question = exact, exact[-1]
+        self.prompt_tokens = REPLY_PRIMING_TOKENS + sum(message.tokens for message in exact)
+        self.counted = True
 
 
 class Chatbot:
     """A conversation with an LLM over any OpenAI-compatible endpoint.
 
     ``max_tokens`` caps each answer and is reserved out of the context window when trimming
-    (unset: ``DEFAULT_ANSWER_RESERVE`` or the model's output limit, whichever is smaller, is
-    reserved and nothing is sent). ``prompt_token_limit`` caps prompt tokens further, to save
-    cost. ``context_window`` overrides the model table (local models).
+    (unset: ``models.answer_reserve`` is kept: 4,096 tokens, less for a model with a smaller
+    output limit or a small window, and nothing is sent). ``prompt_token_limit`` caps prompt tokens
+    further, to save cost. ``context_window`` overrides the model table (local models).
 
     ``client``: a ChatClient, or a ready ``openai.OpenAI`` / ``AzureOpenAI`` to use as it is (its
     own ``max_retries`` then rules; see ChatClient). Without one, a client is built from
     ``api_key``, ``base_url``, the Azure settings, ``max_retries`` (default 3) and ``timeout``.
+    ``first_byte_timeout`` (default 60 s) is how long an answer may take to begin.
+
+    ``stop()`` ends every answer in flight within a moment, from any thread.
     """
 
     def __init__(self, model: str = "gpt-4o-mini", *, system: str | None = None,
@@ -74,14 +118,16 @@ class Chatbot:
                  client: AnyClient | None = None, azure_endpoint: str | None = None,
                  api_version: str | None = None, azure_deployment: str | None = None,
                  max_retries: int | None = None, timeout: float | None = None,
-                 cache: ResponseCache | None = None, **params: Any) -> None:
-        _check_params(params)
+                 first_byte_timeout: float | None = None, cache: ResponseCache | None = None,
+                 **params: Any) -> None:
+        check_params({**params, "max_tokens": max_tokens})
+        for name, value in (("max_history", max_history), ("prompt_token_limit", prompt_token_limit),
+                            ("context_window", context_window)):
+            check_whole(name, value, 1)
         self.client: ChatClient = chat_client(
             client, api_key=api_key, base_url=base_url, azure_endpoint=azure_endpoint,
             api_version=api_version, azure_deployment=azure_deployment, max_retries=max_retries,
-            timeout=timeout)
-        if max_history is not None and max_history < 1:
-            raise errors.ConfigurationError(f"max_history must be at least 1, got {max_history}")
+            timeout=timeout, first_byte_timeout=first_byte_timeout)
         self._model = model
         self.context_window = context_window
         self.prompt_token_limit = prompt_token_limit
@@ -93,8 +139,8 @@ class Chatbot:
         # usage ledger and the panel's status line listen here.
         self.reply_listeners: list[Callable[[Reply], None]] = []
         self.conversation = Conversation(TokenCounter(self.info), system=system, max_history=max_history)
-        self._active: ChatStream | _Replay | None = None
-        self._stop = threading.Event()
+        self._asks: set[StopToken] = set()  # one per answer in flight
+        self._lock = threading.RLock()  # the conversation: read by prepare (in a helper thread), written by _record
 
     # -- settings ------------------------------------------------------------------------------
     @property
@@ -128,11 +174,15 @@ class Chatbot:
     def history(self) -> list[Message]:
         return list(self.conversation.messages)
 
+    @property
+    def busy(self) -> bool:
+        """True while an answer is in flight (from the first line of ``ask`` to its return)."""
+        return bool(self._asks)
+
     def budget(self, info: ModelInfo | None = None, max_tokens: int | None = None) -> int:
         """Most prompt tokens a request may use: window minus the answer's reserve, under the cap."""
         info = info or self.info
-        reserve = max_tokens if max_tokens is not None else min(DEFAULT_ANSWER_RESERVE, info.max_output)
-        budget = info.context_window - reserve
+        budget = info.context_window - answer_reserve(info, max_tokens)
         if self.prompt_token_limit is not None:
             budget = min(budget, self.prompt_token_limit)
         return budget
@@ -142,11 +192,10 @@ class Chatbot:
         self.conversation.clear()
 
     def stop(self) -> None:
-        """End the answer being streamed, from any thread; ``ask`` keeps the partial text, marked."""
-        self._stop.set()
-        active = self._active
-        if active is not None:
-            active.close()
+        """End every answer in flight now, from any thread: each ``ask`` returns within a moment,
+        keeping the partial text, marked (an answer with no text yet leaves the history as it was)."""
+        for token in list(self._asks):
+            token.stop()
 
     def __repr__(self) -> str:
         return (f"Chatbot(model={self._model!r}, messages={len(self.conversation)}, "
@@ -160,26 +209,52 @@ class Chatbot:
             raise errors.ConfigurationError(f"the question must be text, got {type(question).__name__}")
         model = overrides.pop("model", None) or self._model
         system = overrides.pop("system", True)
-        _check_params(overrides)
+        check_params(overrides)
         params = {**self.params, **{k: v for k, v in overrides.items() if v is not None}}
         info = model_info(model, context_window=self.context_window)
-        conversation = self.conversation
-        if _counts_differ(self.info, info):  # a one-off model that counts differently
-            conversation = Conversation(TokenCounter(info), system=self.system)
-            conversation.messages.extend(self.conversation.messages)
-            conversation.recount(conversation.counter)
         refs = load_images(images, model=info)
-        question_message = conversation.make("user", question, images=refs)
-        system_message = conversation.make("system", system) if isinstance(system, str) and system else (
-            system if system is True else None)
-        budget = self.budget(info, params.get("max_tokens"))
-        window = conversation.window(question_message, budget, history=history, system=system_message)
+        max_tokens = params.get("max_tokens")
+        budget = self.budget(info, max_tokens)
+        with self._lock:
+            conversation = self.conversation
+            if _counts_differ(self.info, info):  # a one-off model that counts differently
+                conversation = Conversation(TokenCounter(info), system=self.system)
+                conversation.messages.extend(self.conversation.messages)
+                conversation.recount(conversation.counter)
+            fixes = self._fixes(info, max_tokens, budget)
+            window = _window_by_bounds(conversation, question, refs, system, budget, history)
+            counted = window is None
+            if window is None:
+                question_message = conversation.make("user", question, images=refs)
+                system_message = conversation.make("system", system) if isinstance(system, str) and system else (
+                    system if system is True else None)
+                window = conversation.window(question_message, budget, history=history, system=system_message,
+                                             fixes=fixes)
         if info.reasoning and "max_tokens" in params:
             params["max_completion_tokens"] = params.pop("max_tokens")
-        request = PreparedRequest(model, info, window, question_message, params,
-                                  conversation.prompt_tokens(window), budget, history)
+        request = PreparedRequest(model, info, window, window[-1], params, conversation.prompt_tokens(window),
+                                  budget, history, counter=conversation.counter, counted=counted)
         request.messages = [message.to_api() for message in window]
         return request
+
+    def _fixes(self, info: ModelInfo, max_tokens: int | None, budget: int) -> Callable[[int], str]:
+        """What would let a question of ``needed`` prompt tokens fit: only what would help."""
+        window, limit = info.context_window, self.prompt_token_limit
+
+        def fixes(needed: int) -> str:
+            said = ["shorten it"]
+            if limit is not None and budget == limit and needed <= window - answer_reserve(info, max_tokens):
+                said.append(f"raise prompt_token_limit (now {limit:,})")
+            elif needed < window:
+                now = f"max_tokens is {max_tokens:,}" if max_tokens is not None else (
+                    f"{answer_reserve(info):,} are kept for the answer")
+                said.append(f"set max_tokens={window - needed:,} or less to keep less of the {window:,}-token "
+                            f"window for the answer ({now})")
+            elif not info.known or self.context_window is not None:
+                said.append(f"set context_window= if the model's real window is larger than {window:,}")
+            return ", or ".join(said)
+
+        return fixes
 
     def ask(self, question: str, *, images: Sequence[Any] = (), sink: ReplySink | None = None,
             history: bool = True, **overrides: Any) -> Reply:
@@ -187,22 +262,44 @@ class Chatbot:
 
         With ``history=False`` the question neither reads nor writes the conversation. Once
         ``sink.start`` is called, ``sink.finish`` follows exactly once, whatever happens.
+        ``stop()`` or KeyboardInterrupt end it at any moment: the Reply says "interrupted".
         """
-        request = self.prepare(question, images=images, history=history, **overrides)
-        sink = sink if sink is not None else PrintSink()
-        cached = self.cache.lookup(request.as_request()) if self.cache is not None else None
-        if cached is not None:
-            return self._deliver(request, _Replay(cached), sink)
-        return self._deliver(request, self.client.stream(request.model, request.messages, request.params), sink)
+        token = StopToken()
+        self._asks.add(token)  # first: a stop that comes now is never lost
+        try:
+            sink = sink if sink is not None else PrintSink()
+            try:
+                request = run_stoppable(
+                    lambda: self.prepare(question, images=images, history=history, **overrides), token,
+                    name="llmchat-prepare")
+            except (Stopped, KeyboardInterrupt):
+                token.stop()
+                return self._stopped_before_sending(overrides.get("model") or self._model, sink)
+            cached = self.cache.lookup(request.as_request()) if self.cache is not None else None
+            source = _Replay(cached) if cached is not None else self.client.stream(
+                request.model, request.messages, request.params)
+            return self._deliver(request, source, sink, token)
+        finally:
+            self._asks.discard(token)
 
-    def _deliver(self, request: PreparedRequest, source: ChatStream | _Replay, sink: ReplySink) -> Reply:
+    def _stopped_before_sending(self, model: str, sink: ReplySink) -> Reply:
+        """The Reply of an answer stopped while its request was being prepared: nothing was sent."""
+        reply = Reply(text="", model=model, status="interrupted", request={"model": model})
+        try:
+            sink.start(model)
+        finally:
+            try:
+                self._notify(reply)
+            finally:
+                sink.finish(reply)
+        return reply
+
+    def _deliver(self, request: PreparedRequest, source: ChatStream | _Replay, sink: ReplySink,
+                 token: StopToken) -> Reply:
         """Stream ``source`` into ``sink``; then, on every path (the endpoint failed, the user
         interrupted, the sink or our own code raised), record the turn, tell the listeners and
         finish the sink. ChatErrors and bugs are raised again afterwards; an interrupt is not."""
-        self._stop.clear()
-        self._active = source
-        if self._stop.is_set():  # stop() came before the stream was active
-            source.close()
+        token.on_stop(source.close)  # a stop that came already closes it at once
         parts: list[str] = []
         status: ReplyStatus = "failed"
         error: str | None = None
@@ -212,10 +309,11 @@ class Chatbot:
             sink.start(request.model)
             write = sink.write
             for delta in source:
-                if first is None:
-                    first = time.perf_counter() - started
                 parts.append(delta)
                 write(delta)
+                if first is None:
+                    first = time.perf_counter() - started
+                    request.count_later()  # the exact prompt count, now that the first text is out
             status = _final_status(source)
         except KeyboardInterrupt:
             status = "interrupted"
@@ -226,11 +324,12 @@ class Chatbot:
             error = self.client.scrub(errors.one_line(f"{type(bug).__name__}: {bug}"))
             raise
         finally:
+            token.forget(source.close)
             source.close()
-            self._active = None
             reply = self._reply(request, source, "".join(parts), status, error, first, started)
             try:
-                self._record(request, reply)
+                with self._lock:
+                    self._record(request, reply)
                 self._notify(reply)
                 if self.cache is not None and not reply.from_cache and status in ("complete", "truncated",
                                                                                   "filtered"):
@@ -242,8 +341,12 @@ class Chatbot:
     def _reply(self, request: PreparedRequest, source: ChatStream | _Replay, text: str, status: ReplyStatus,
                error: str | None, first: float | None, started: float) -> Reply:
         result = source.result
-        usage = result.usage
         from_cache = isinstance(source, _Replay)
+        usage = result.usage
+        if usage is None and text and not from_cache and request.counter is not None:
+            # The endpoint reported no usage: our own exact counts, marked as ours.
+            request.count_now()
+            usage = Usage(request.prompt_tokens, request.counter.count_text(text), 0, source="counted")
         cost = 0.0 if from_cache else (
             request.info.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) if usage else None)
         return Reply(text=text, model=result.model or request.model, status=status,
@@ -251,7 +354,7 @@ class Chatbot:
                      total_time=time.perf_counter() - started, logprobs=result.logprobs, error=error,
                      from_cache=from_cache,
                      request={"model": request.model, "params": request.params,
-                              "prompt_tokens_counted": request.prompt_tokens})
+                              "prompt_tokens_counted": request.prompt_tokens if request.counted else None})
 
     def _notify(self, reply: Reply) -> None:
         for listener in list(self.reply_listeners):
@@ -261,6 +364,7 @@ class Chatbot:
         """Add the turn to the history: whole answers always, partial ones only if text arrived."""
         if not request.history or (reply.status in ("interrupted", "failed") and not reply.text):
             return
+        request.count_now()
         conversation = self.conversation
         question = request.question
         if _counts_differ(self.info, request.info):
@@ -271,11 +375,31 @@ class Chatbot:
         conversation.append(answer)
 
 
+def _window_by_bounds(conversation: Conversation, question: str, refs: list[ImageRef], system: Any,
+                      budget: int, history: bool) -> list[Message] | None:
+    """The window without loading a vocabulary, when the question and system message bounded by
+    their bytes plus every turn of the history fit the budget (nothing to trim: exact counts would
+    keep the same window). None when the vocabulary is loaded already, or when it may not fit."""
+    if conversation.counter.ready:
+        return None
+    draft = conversation.draft("user", question, images=refs)
+    if isinstance(system, str):
+        system_message = conversation.draft("system", system) if system else None
+    else:
+        system_message = conversation.system_draft() if system is True else None
+    needed = REPLY_PRIMING_TOKENS + draft.tokens + (system_message.tokens if system_message else 0)
+    if history:
+        needed += sum(message.tokens for turn in conversation.turns() for message in turn)
+    if needed > budget:
+        return None
+    return conversation.window(draft, budget, history=history, system=system_message)
+
+
 def warm_up(model: str) -> None:
     """Do the slow first-use work now (import the SDK, load ``model``'s token vocabulary), so a
     first question asked later does not wait for it."""
     import_sdk()
-    TokenCounter(model_info(model))
+    TokenCounter(model_info(model)).count_text("")
 
 
 class _Replay:
@@ -319,14 +443,6 @@ def load_images(sources: Any, *, model: ModelInfo) -> list[ImageRef]:
     from .images import prepare_images  # Pillow is imported there only when pixels are decoded
 
     return prepare_images(sources, model=model)
-
-
-def _check_params(params: dict[str, Any]) -> None:
-    unknown = sorted(set(params) - set(REQUEST_PARAMS))
-    if unknown:
-        raise errors.ConfigurationError(
-            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"known: {', '.join(REQUEST_PARAMS)}")
 
 
 def _counts_differ(a: ModelInfo, b: ModelInfo) -> bool:

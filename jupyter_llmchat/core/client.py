@@ -7,25 +7,40 @@ retry: that one is re-sent here, from the same budget, at once (the server had a
 request, so nothing asked us to wait). A question never costs more than ``max_retries + 1``
 requests, whatever mix of failures it meets.
 
+Stop means stop (see ``stopping``): the SDK call (sending, the wait for headers, the SDK's retry
+sleeps, reading the stream) runs in a helper thread, and the thread that iterates a ChatStream
+only waits for its deltas, so ``close()`` ends the iteration at once. A client built here also
+cuts the abandoned request's connection (the server sees the hang-up) and refuses to send
+anything more for it: the SDK may still wake from a retry sleep, but its next request is never
+sent. A ready ``openai.OpenAI`` given as ``client=`` cannot be instrumented that way: ``close()``
+still ends the iteration at once and closes the response, but a request the SDK is waiting on or
+about to retry is left to the SDK (it may still reach the server once).
+
 Failures of the endpoint or the connection become one-line ChatErrors that name the cause and
-the fix; anything else raised while streaming is a bug and propagates unchanged, never retried.
-The API key lives only inside the SDK client: never in a repr or a message.
+the fix (``endpoint_errors`` reads what any OpenAI-compatible server says); anything else raised
+while streaming is a bug and propagates unchanged, never retried. The API key and any secret in
+the base URL live only inside the SDK client: never in a repr or a message.
 """
 
 from __future__ import annotations
 
-import email.utils
+import contextvars
 import json
+import logging
 import os
-import re
+import socket
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from . import errors
+from .endpoint_errors import MISSING_KEY_FIX, explain, read_error
+from .messages import SurrogateJoiner
+from .params import check_seconds, check_whole
 from .reply import Usage
+from .stopping import DeadlineExceeded, Pump, StopToken
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -36,16 +51,13 @@ if TYPE_CHECKING:
     AnyClient: TypeAlias = "ChatClient | openai.OpenAI"
 
 DEFAULT_MAX_RETRIES = 3  # re-sends per question for clients built here (a given client keeps its own)
-DEFAULT_TIMEOUT = 600.0  # seconds, for clients built here
-# OpenAI's codes for an image it could not use. A model without vision answers 400 with no code and
-# param "messages.[i].content.[j].type" ("Invalid content type. image_url is only supported by ...").
-IMAGE_ERROR_CODES = ("invalid_image", "invalid_image_format", "invalid_image_url", "image_parse_error")
-_CONTENT_TYPE_PARAM = re.compile(r"^messages\.?\[\d+\]\.content\.?\[\d+\]\.type$")
-MISSING_KEY_FIX = ("set OPENAI_API_KEY, pass api_key=, or point OPENAI_BASE_URL (base_url=) "
-                   "at a local OpenAI-compatible server")
+DEFAULT_TIMEOUT = 600.0  # seconds per read, for clients built here
+DEFAULT_FIRST_BYTE_TIMEOUT = 60.0  # seconds from sending to the response headers, retries included
 # Where a failure struck: while sending (the SDK has retried what it could), after the stream
 # opened but before any text, or after the answer had started (the partial text is kept).
 Stage = Literal["sending", "before_text", "after_text"]
+# Query parameters of a base URL whose values are secrets (Azure's api-key, tokens, signatures).
+_SECRET_QUERY = ("key", "token", "secret", "sig", "password", "auth", "credential")
 
 
 @dataclass
@@ -59,13 +71,17 @@ class StreamResult:
     retries: int = 0  # requests re-sent, by the SDK or by the drop-before-text loop
 
 
-def chat_client(client: AnyClient | None = None, **settings: Any) -> ChatClient:
+def chat_client(client: AnyClient | None = None, *, first_byte_timeout: float | None = None,
+                **settings: Any) -> ChatClient:
     """The ChatClient for ``Chatbot(client=..., **settings)``: ``client`` itself if it is one,
     else one wrapping the given SDK client, or built from ``settings`` when none is given."""
     if isinstance(client, ChatClient):
         _refuse_settings_beside(settings)
+        if first_byte_timeout is not None:
+            check_seconds("first_byte_timeout", first_byte_timeout)
+            client.first_byte_timeout = first_byte_timeout
         return client
-    return ChatClient(client=client, **settings)
+    return ChatClient(client=client, first_byte_timeout=first_byte_timeout, **settings)
 
 
 def _refuse_settings_beside(settings: dict[str, Any]) -> None:
@@ -84,6 +100,76 @@ def import_sdk() -> None:
     import openai  # noqa: F401 - the import is the work
 
 
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown: a user or password (``https://user:pass@host``) and the values
+    of secret query parameters (``?api-key=...``) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        query = "&".join(f"{name}=***" if _is_secret_name(name) else (f"{name}={value}" if value else name)
+                         for name, value in parse_qsl(query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secrets written in ``url`` (user, password, secret query values), as given and decoded."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found: list[str] = []
+    if "@" in parts.netloc:
+        found.extend(piece for piece in parts.netloc.rsplit("@", 1)[0].split(":", 1) if piece)
+    found.extend(value for name, value in parse_qsl(parts.query, keep_blank_values=True)
+                 if value and _is_secret_name(name))
+    return found + [unquote(secret) for secret in found if unquote(secret) != secret]
+
+
+def _is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_QUERY)
+
+
+class _LogScrubber(logging.Filter):
+    """Hides secrets of base URLs (a password, an ``?api-key=``) in what the HTTP libraries log:
+    httpx logs every request's full URL at INFO."""
+
+    LOGGERS = ("httpx2", "httpx", "httpcore2", "httpcore", "openai")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: list[str] = []
+        self._installed = False
+
+    def hide(self, secrets: list[str]) -> None:
+        new = [secret for secret in secrets if secret not in self._secrets]
+        if not new:
+            return
+        self._secrets = sorted({*self._secrets, *new}, key=len, reverse=True)
+        if not self._installed:
+            self._installed = True
+            for name in self.LOGGERS:
+                logging.getLogger(name).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = message
+        for secret in self._secrets:
+            hidden = hidden.replace(secret, "***")
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        return True
+
+
+_LOG_SCRUBBER = _LogScrubber()
+
+
 class ChatClient:
     """An OpenAI-compatible endpoint: OpenAI, Azure OpenAI, or any local server.
 
@@ -95,20 +181,24 @@ class ChatClient:
     A ready SDK client given as ``client=`` keeps its own: its ``max_retries`` is the budget
     (``openai.OpenAI(max_retries=N)``, or ``sdk.with_options(max_retries=N)`` for a copy), and
     giving ``max_retries=`` (or a key, URL or timeout) beside it is an error.
+
+    ``first_byte_timeout`` (default 60 s) is how long a question waits for the response to begin
+    (its headers), retries included; ``timeout`` (default 600 s) bounds each read after that.
     """
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None,
                  client: openai.OpenAI | None = None, azure_endpoint: str | None = None,
                  api_version: str | None = None, azure_deployment: str | None = None,
-                 max_retries: int | None = None, timeout: float | None = None) -> None:
+                 max_retries: int | None = None, timeout: float | None = None,
+                 first_byte_timeout: float | None = None) -> None:
         if client is not None:
             _refuse_settings_beside({
                 "api_key": api_key, "base_url": base_url, "azure_endpoint": azure_endpoint,
                 "api_version": api_version, "azure_deployment": azure_deployment,
                 "max_retries": max_retries, "timeout": timeout})
-        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
-                                        or max_retries < 0):
-            raise errors.ConfigurationError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        check_whole("max_retries", max_retries, 0)
+        check_seconds("timeout", timeout)
+        check_seconds("first_byte_timeout", first_byte_timeout)
         self._api_key = api_key
         self._base_url = base_url
         self._azure = {"azure_endpoint": azure_endpoint, "api_version": api_version,
@@ -118,12 +208,22 @@ class ChatClient:
         self._lock = threading.Lock()
         self._max_retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.first_byte_timeout = DEFAULT_FIRST_BYTE_TIMEOUT if first_byte_timeout is None else first_byte_timeout
+        if client is not None:
+            _LOG_SCRUBBER.hide(self._secrets())
 
     # -- configuration -------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
+        """Where requests go, as it may be shown (secrets in the URL replaced by ***)."""
+        return redact_url(self._raw_base_url)
+
+    @property
+    def _raw_base_url(self) -> str:
         if self._sdk is not None:
-            return str(self._sdk.base_url).rstrip("/")
+            url = str(self._sdk.base_url).rstrip("/")
+            query = getattr(self._sdk, "_custom_query", None)
+            return f"{url}?{urlencode(query)}" if query and not self._is_azure else url
         if self._is_azure:
             return self._azure["azure_endpoint"] or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
         return self._base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
@@ -171,27 +271,45 @@ class ChatClient:
             if not key:
                 raise errors.MissingAPIKeyError(
                     "no Azure OpenAI key: set AZURE_OPENAI_API_KEY or pass api_key=")
+            _LOG_SCRUBBER.hide(self._secrets())
             endpoint = self._azure["azure_endpoint"]
             version, deployment = self._azure["api_version"] or None, self._azure["azure_deployment"] or None
             if not endpoint:  # the SDK reads AZURE_OPENAI_ENDPOINT
                 return openai.AzureOpenAI(api_key=key, api_version=version, azure_deployment=deployment,
-                                          max_retries=self._max_retries, timeout=self.timeout)
+                                          max_retries=self._max_retries, timeout=self.timeout,
+                                          http_client=_stoppable_http_client())
             return openai.AzureOpenAI(api_key=key, azure_endpoint=endpoint, api_version=version,
                                       azure_deployment=deployment, max_retries=self._max_retries,
-                                      timeout=self.timeout)
+                                      timeout=self.timeout, http_client=_stoppable_http_client())
         base_url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = self._api_key or os.environ.get("OPENAI_API_KEY")
         if not key and not base_url:
             raise errors.MissingAPIKeyError(f"no API key and no base URL: {MISSING_KEY_FIX}")
+        _LOG_SCRUBBER.hide(self._secrets())
+        # A query in the base URL (a gateway's ?api-key=...) goes with every request: the SDK would
+        # glue the path after it, so it is handed over as the default query instead.
+        parts = urlsplit(base_url or "")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if query:
+            base_url = urlunsplit(parts._replace(query=""))
         return openai.OpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=self._max_retries,
-                             timeout=self.timeout)
+                             timeout=self.timeout, http_client=_stoppable_http_client(), default_query=query or None)
 
-    def scrub(self, text: str) -> str:
-        """``text`` with the API key (if it appears) replaced by ***."""
+    def _secrets(self) -> list[str]:
         key = self._api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
         if self._sdk is not None and isinstance(getattr(self._sdk, "api_key", None), str):
             key = self._sdk.api_key
-        return text.replace(key, "***") if key and len(key) >= 4 else text
+        found = _url_secrets(self._raw_base_url)
+        if key:
+            found.append(key)
+        # Longest first, so a secret that contains another is replaced whole.
+        return sorted((secret for secret in found if len(secret) >= 4), key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key and any secret of the base URL replaced by ***."""
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        return text
 
     def __repr__(self) -> str:
         return f"ChatClient(base_url={self.base_url!r}, key_source={self.key_source!r})"
@@ -203,6 +321,12 @@ class ChatClient:
 
         try:
             return sorted(model.id for model in self.sdk.models.list())
+        except openai.APIStatusError as error:
+            if error.status_code in (404, 405, 501):
+                raise errors.BadRequestError(
+                    f"{self.base_url} does not list its models (GET /models answered {error.status_code}): "
+                    "ask with the model name its documentation gives", status=error.status_code) from None
+            raise self.map_error(error, model=None, retries=_retries_taken(error)) from None
         except openai.APIError as error:
             raise self.map_error(error, model=None, retries=_retries_taken(error)) from None
 
@@ -234,7 +358,9 @@ class ChatClient:
             return errors.StreamError(f"the stream from {where} broke after the answer started "
                                       f"({self.scrub(_cause(error))}); the partial answer is kept, marked")
         if isinstance(error, openai.APIStatusError):
-            return self._map_status(error, model, tried)
+            response = read_error(error.status_code, error.body, error.response.headers)
+            return explain(replace(response, message=self.scrub(response.message)), where=where, model=model,
+                           tried=tried)
         if isinstance(error, openai.APIConnectionError) and stage == "before_text":
             return errors.StreamError(f"the stream from {where} dropped before any text{tried} "
                                       f"({self.scrub(_cause(error))}); ask again, or check the server")
@@ -250,55 +376,20 @@ class ChatClient:
                                       f"({_cause(error)}): check that base_url= is an OpenAI-compatible "
                                       "endpoint")
         if isinstance(error, openai.APIError):  # an error event in the stream
-            code = _error_code(error)
+            said = read_error(200, error.body, text=_cause(error))
             return errors.StreamError(f"the stream from {where} reported an error before any text "
-                                      f"({self.scrub(_cause(error))}); ask again later", code=code)
+                                      f"({self.scrub(said.message)}); ask again later", code=said.code)
         return errors.StreamError(f"the stream from {where} failed: {self.scrub(_cause(error))}")
-
-    def _map_status(self, error: openai.APIStatusError, model: str | None, tried: str) -> errors.ChatError:
-        where = self.base_url
-        status, code = error.status_code, _error_code(error)
-        detail = self.scrub(errors.one_line(_error_message(error)))
-        if status in (401, 403):
-            return errors.AuthenticationError(
-                f"authentication failed ({status}) at {where}: the API key was rejected or lacks "
-                f"access; {MISSING_KEY_FIX}", status=status, code=code)
-        if status == 404 or code == "model_not_found":
-            return errors.ModelNotFoundError(
-                f"model {model!r} is not available at {where} ({status}): check the name "
-                "(Chatbot.client.list_models() lists what it serves) or the Azure deployment",
-                status=status, code=code)
-        if status == 429:
-            if code == "insufficient_quota":
-                return errors.RateLimitError(
-                    f"quota exhausted (429 insufficient_quota) at {where}: check the account's "
-                    "plan and billing", status=status, code=code)
-            after = _asked_wait(error.response.headers)
-            wait = f"; the server asks to wait {round(after, 2):g} s" if after else ""
-            return errors.RateLimitError(
-                f"rate limited (429){tried} at {where}{wait}: wait and ask again, or lower the "
-                "request rate", status=status, code=code)
-        if status >= 500:
-            return errors.ServerError(
-                f"server error ({status}){tried} at {where}: {detail or 'no details'}; try again "
-                "later", status=status, code=code)
-        if code == "context_length_exceeded":
-            return errors.ContextLengthError(
-                f"the endpoint says the prompt exceeds the model's context window ({detail}); set "
-                "context_window= to the model's real window so trimming uses it",
-                status=status, code=code)
-        image_problem = _image_rejection(error, status, code, detail, model, where)
-        if image_problem:
-            return errors.BadRequestError(image_problem, status=status, code=code)
-        return errors.BadRequestError(f"request rejected ({status}{', ' + code if code else ''}): "
-                                      f"{detail}", status=status, code=code)
 
 
 class ChatStream:
     """Iterates text deltas of one completion; ``close()`` (any thread) ends it at once.
 
-    Failures of the endpoint or the connection are raised as ChatErrors; anything else (a bug)
-    propagates as it is. After ``close()`` the iteration just ends: ``stopped`` tells.
+    The request is sent and read in a helper thread (``stopping.Pump``), so the iterating thread
+    never blocks on the network: ``close()`` ends the iteration at once whatever the request is
+    doing, and a response that has not begun within ``first_byte_timeout`` ends it with a
+    ChatError. Failures of the endpoint or the connection are raised as ChatErrors; anything else
+    (a bug) propagates as it is. After ``close()`` the iteration just ends: ``stopped`` tells.
     """
 
     def __init__(self, client: ChatClient, model: str, messages: list[dict[str, Any]],
@@ -309,19 +400,22 @@ class ChatStream:
         self.params = params
         self.result = StreamResult()
         self._sdk_stream: Any = None
-        self._closed = False
+        self._token = StopToken()  # close() stops it: the pump returns and the wire is cut
+        self._wire = _Wire()
+        self._token.on_stop(self._wire.cut)
+        self._token.on_stop(self._release)
+        self._finished = False
         self.got_text = False
 
     @property
     def stopped(self) -> bool:
         """True when ``close()`` ended the answer before the endpoint did."""
-        return self._closed and self.result.finish_reason is None
+        return self._token.stopped and not self._finished
 
     def close(self) -> None:
-        """Close the HTTP response now; safe to call from another thread or twice. (While the SDK
-        waits to retry, it takes effect when that wait ends: the SDK's sleep cannot be cut short.)"""
-        self._closed = True
-        self._release()
+        """End the answer now, from any thread, safely twice: the iteration returns at once, the
+        connection is cut and the request is never sent again (see the module docstring)."""
+        self._token.stop()
 
     def _release(self) -> None:
         stream = self._sdk_stream
@@ -332,44 +426,58 @@ class ChatStream:
                 pass  # closing a response another thread is reading may fail; it is closed either way
 
     def __iter__(self) -> Iterator[str]:
+        pump = Pump(self._produce, self._token, name="llmchat-request",
+                    first_within=self.client.first_byte_timeout)
         try:
-            yield from self._deltas()
-        finally:
-            self._release()
+            for delta in pump:
+                if delta:
+                    yield delta
+            self._finished = pump.finished
+        except DeadlineExceeded:
+            self.close()
+            timeout = self.client.first_byte_timeout
+            raise errors.EndpointConnectionError(
+                f"no response from {self.client.base_url} within {timeout:g} s (first_byte_timeout): the "
+                "server may be down, overloaded or still loading the model; check it, or raise "
+                "first_byte_timeout=") from None
 
-    def _deltas(self) -> Iterator[str]:
+    # -- in the helper thread --------------------------------------------------------------------
+    def _produce(self) -> Iterator[str]:
+        """Send, then yield "" once the response has begun and each text delta after it."""
         import openai
 
+        _WIRE.set(self._wire)
+        joiner = SurrogateJoiner()
         try:
-            first, chunks = self._open_until_text()
-            if first is None:
-                return
-            self.got_text = True
-            yield first
-            absorb = self._absorb
-            for chunk in chunks:
-                text = absorb(chunk)
-                if text:
+            for delta in self._deltas():
+                text = joiner.feed(delta) if delta else delta
+                if text or not delta:
                     yield text
+            tail = joiner.flush()
+            if tail:
+                yield tail
+            self._check_ending()
+        except _Abandoned:
+            return  # the iterating thread has left
         except Exception as error:
-            if self._closed:
+            if self._token.stopped:
                 return  # close() cut the connection: what the cut raised is not a failure
             if isinstance(error, (openai.APIError, json.JSONDecodeError)):
                 stage: Stage = "after_text" if self.got_text else "before_text"
                 raise self.client.map_error(error, model=self.model, retries=self.result.retries,
                                             stage=stage) from None
             raise
+        finally:
+            self._wire.release()  # the connection goes back to the pool intact
+            self._release()
 
-    def _open_until_text(self) -> tuple[str | None, Iterator[Any]]:
-        """Send the request until a first text delta is in hand (None: the stream had no text).
-
-        The SDK retries failed requests itself; only a stream that drops before any text is re-sent
-        here, from what is left of the same budget.
-        """
+    def _deltas(self) -> Iterator[str]:
+        """Open the stream (the SDK retries failed requests itself; only a stream that drops before
+        any text is re-sent here, from what is left of the same budget), then yield its deltas."""
         import openai
 
         budget = self.client.max_retries
-        while not self._closed:
+        while not self._token.stopped:
             try:
                 self._sdk_stream = self.client._open(self.model, self.messages, self.params,
                                                      max_retries=budget - self.result.retries)
@@ -377,41 +485,121 @@ class ChatStream:
                 self.result.retries += _retries_taken(error)
                 raise self.client.map_error(error, model=self.model, retries=self.result.retries) from None
             self.result.retries += _retries_taken(self._sdk_stream)
-            if self._closed:  # stopped while the request was being sent
-                break
+            yield ""  # the response has begun: the first-byte deadline is met
+            body = self._not_a_stream(self._sdk_stream.response)
+            if body is not None:
+                yield from self._whole_answer(body)
+                return
             chunks = iter(self._sdk_stream)
             try:
                 for chunk in chunks:
                     text = self._absorb(chunk)
                     if text:
-                        return text, chunks
-                return None, chunks
+                        self.got_text = True
+                        yield text
+                        break
+                else:
+                    return
             except openai.APIConnectionError:  # dropped (or timed out) before any text
-                if self._closed or self.result.retries >= budget:
+                if self._token.stopped or self.result.retries >= budget:
                     raise
                 self._release()
                 self.result = StreamResult(retries=self.result.retries + 1)  # nothing of the lost one
-        return None, iter(())
+                continue
+            absorb = self._absorb
+            for chunk in chunks:
+                text = absorb(chunk)
+                if text:
+                    yield text
+            return
+
+    def _not_a_stream(self, response: Any) -> dict[str, Any] | None:
+        """A body that is not an event stream: the JSON of a server that ignored ``stream``
+        (returned), or a web page (raised: base_url points at a site, not at the API)."""
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        where = self.client.base_url
+        if kind in ("text/html", "application/xhtml+xml"):
+            raise errors.StreamError(
+                f"{where} answered {response.status_code} with a web page ({kind}), not a stream of "
+                "completions: base_url= must be the API's root (often ending in /v1), not a website",
+                status=response.status_code)
+        if kind != "application/json":
+            return None
+        raw = response.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            said = read_error(response.status_code, body, text=raw.decode("utf-8", "replace"))
+            raise errors.StreamError(
+                f"{where} answered {response.status_code} with JSON that is not a completion "
+                f"({self.client.scrub(said.message) or 'empty'}): check that base_url= is an "
+                "OpenAI-compatible endpoint", status=response.status_code)
+        return body
+
+    def _whole_answer(self, body: dict[str, Any]) -> Iterator[str]:
+        """The answer of a server that sent it whole (it ignored ``stream``): one delta."""
+        self.result.model = body.get("model") or None
+        choices = body.get("choices") or [{}]
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        self.result.finish_reason = choice.get("finish_reason")
+        self.result.usage = _usage(body.get("usage"))
+        message = choice.get("message") or {}
+        text = message.get("content") if isinstance(message, dict) else None
+        if isinstance(text, str) and text:
+            self.got_text = True
+            yield text
+
+    def _check_ending(self) -> None:
+        """A stream that ends without saying how (no finish_reason) did not end as it should."""
+        if self.result.finish_reason is not None or self._token.stopped:
+            return
+        where = self.client.base_url
+        if not self.got_text:
+            raise errors.StreamError(
+                f"the stream from {where} ended without any text or finish_reason: the server failed on the "
+                "prompt (llama.cpp does this when the prompt exceeds its context or it cannot read an "
+                "image); check the server's log, or set context_window= to its real window")
+        raise errors.StreamError(f"the stream from {where} ended before the answer finished (no "
+                                 "finish_reason); the partial answer is kept, marked")
 
     def _absorb(self, chunk: Any) -> str | None:
         """Record a chunk's metadata and return its text delta, if any."""
-        if chunk.usage is not None:
-            usage = chunk.usage
-            details = getattr(usage, "prompt_tokens_details", None)
-            self.result.usage = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0,
-                                      (getattr(details, "cached_tokens", None) or 0) if details else 0)
-        if chunk.model:
-            self.result.model = chunk.model
-        if not chunk.choices:
+        usage = _usage(getattr(chunk, "usage", None))
+        if usage is not None:
+            self.result.usage = usage
+        model = getattr(chunk, "model", None)
+        if model:
+            self.result.model = model
+        choices = getattr(chunk, "choices", None)
+        if not choices:
             return None
-        choice = chunk.choices[0]
-        if choice.finish_reason:
-            self.result.finish_reason = choice.finish_reason
-        if choice.logprobs is not None and choice.logprobs.content:
+        choice = choices[0]
+        finish = getattr(choice, "finish_reason", None)
+        if finish:
+            self.result.finish_reason = finish
+        logprobs = getattr(choice, "logprobs", None)
+        if logprobs is not None and getattr(logprobs, "content", None):
             if self.result.logprobs is None:
                 self.result.logprobs = []
-            self.result.logprobs.extend(_logprob_dict(item) for item in choice.logprobs.content)
-        return choice.delta.content if choice.delta is not None else None
+            self.result.logprobs.extend(_logprob_dict(item) for item in logprobs.content)
+        delta = getattr(choice, "delta", None)
+        text = getattr(delta, "content", None) if delta is not None else None
+        return text if isinstance(text, str) else None
+
+
+def _usage(usage: Any) -> Usage | None:
+    """Usage from a chunk's usage object (or a JSON body's usage dict); None when there is none."""
+    if usage is None:
+        return None
+    details = _field(usage, "prompt_tokens_details")
+    cached = _field(details, "cached_tokens") if details is not None else None
+    return Usage(_field(usage, "prompt_tokens") or 0, _field(usage, "completion_tokens") or 0, cached or 0)
+
+
+def _field(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
 
 
 def _logprob_dict(item: Any) -> dict[str, Any]:
@@ -439,49 +627,120 @@ def _cause(error: BaseException) -> str:
     return errors.one_line(text)
 
 
-def _asked_wait(headers: Any) -> float | None:
-    """Seconds a 429 asks to wait (retry-after-ms, or retry-after as seconds or a date), for the
-    message only: the SDK decides whether and how long to wait."""
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            date = email.utils.parsedate_to_datetime(value)
-            return max(date.timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
+# -- the wire: cutting an abandoned request's connection, refusing to send it again ----------------
+
+class _Abandoned(Exception):
+    """Raised inside the SDK instead of sending a request whose answer was closed. Not an HTTP
+    error, so the SDK neither retries nor wraps it."""
 
 
-def _error_body(error: Any) -> dict[str, Any]:
-    body = getattr(error, "body", None)
-    if isinstance(body, dict):
-        return body.get("error", body) if isinstance(body.get("error", body), dict) else body
-    return {}
+class _Wire:
+    """The connections one ChatStream's request is using (registered as they send), so ``cut``
+    can shut them at once; once cut, nothing more is sent for that stream."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: set[_CuttableStream] = set()
+        self.is_cut = False
+
+    def use(self, stream: _CuttableStream) -> None:
+        with self._lock:
+            if self.is_cut:
+                raise _Abandoned("the answer was stopped: its request is not sent")
+            self._streams.add(stream)
+
+    def check(self) -> None:
+        if self.is_cut:
+            raise _Abandoned("the answer was stopped: its request is not sent")
+
+    def release(self) -> None:
+        """The request is done with its connections: they go back to the pool untouched."""
+        with self._lock:
+            self._streams.clear()
+
+    def cut(self) -> None:
+        with self._lock:
+            self.is_cut = True
+            streams, self._streams = list(self._streams), set()
+        for stream in streams:
+            stream.shutdown()
 
 
-def _image_rejection(error: Any, status: int, code: str | None, detail: str, model: str | None,
-                     where: str) -> str | None:
-    """The one-line explanation of a 400 about images (no vision, bad image, unreachable URL), if it is one."""
-    if code is None and _CONTENT_TYPE_PARAM.match(str(_error_body(error).get("param") or "")):
-        return (f"model {model!r} at {where} does not take images ({status}: {detail}); ask a vision "
-                "model (e.g. model=\"gpt-4o-mini\") or leave the images out")
-    if code == "invalid_image_url":
-        return (f"the endpoint could not fetch or read an image URL ({status} {code}: {detail}); give a "
-                "public http(s) URL of a PNG, JPEG, WEBP or GIF, or the file itself")
-    if code in IMAGE_ERROR_CODES:
-        return (f"the endpoint rejected an image ({status} {code}: {detail}); it takes PNG, JPEG, WEBP or "
-                "non-animated GIF up to 20 MB: give the file, bytes or figure and it is converted and scaled")
-    return None
+# The wire of the request the current (helper) thread is sending; set by ChatStream._produce.
+_WIRE: contextvars.ContextVar[_Wire | None] = contextvars.ContextVar("jupyter_llmchat_wire", default=None)
 
 
-def _error_code(error: Any) -> str | None:
-    return getattr(error, "code", None) or _error_body(error).get("code")
+def _check_wire(*_: Any) -> None:
+    """Refuse to go on with a request whose answer was closed (an httpx event hook, and before a
+    connection is opened)."""
+    wire = _WIRE.get()
+    if wire is not None:
+        wire.check()
 
 
-def _error_message(error: Any) -> str:
-    return str(_error_body(error).get("message") or getattr(error, "message", "") or error)
+class _CuttableStream:
+    """An httpcore network stream that registers with the wire of the request writing to it, so
+    the request can be cut (socket shutdown: a blocked read returns at once, the server sees the
+    hang-up) from another thread."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        wire = _WIRE.get()
+        if wire is not None:
+            wire.use(self)
+        self._inner.write(buffer, timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return cast(bytes, self._inner.read(max_bytes, timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> _CuttableStream:
+        return _CuttableStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    def shutdown(self) -> None:
+        sock = self._inner.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+class _CuttableBackend:
+    """httpcore's network backend, handing out cuttable streams."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> _CuttableStream:
+        _check_wire()
+        return _CuttableStream(self._inner.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _CuttableStream:
+        _check_wire()
+        return _CuttableStream(self._inner.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _stoppable_http_client() -> Any:
+    """The SDK's default httpx client, plus what stop needs: a request hook that refuses to send
+    for a closed answer, and connections that can be cut from another thread."""
+    import httpx2
+    import openai
+
+    transport = httpx2.HTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
+    pool = getattr(transport, "_pool", None)  # httpx2 builds the httpcore pool; we wrap its backend
+    backend = getattr(pool, "_network_backend", None)
+    if backend is not None:
+        pool._network_backend = _CuttableBackend(backend)  # type: ignore[union-attr]
+    return openai.DefaultHttpx2Client(transport=transport, event_hooks={"request": [_check_wire]})

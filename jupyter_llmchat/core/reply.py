@@ -31,15 +31,22 @@ def status_notice(status: str, error: str | None = None) -> str | None:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts as the endpoint reported them (stream_options.include_usage)."""
+    """Token counts as the endpoint reported them (stream_options.include_usage), or, when it
+    reported none, as we counted them ourselves from the prompt sent and the text received."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt_tokens_details.cached_tokens; part of prompt_tokens
+    source: Literal["reported", "counted"] = "reported"  # "counted": ours, the endpoint sent no usage
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def counted_locally(self) -> bool:
+        """True when these are our own counts (the endpoint reported no usage): views say so."""
+        return self.source == "counted"
 
 
 @dataclass

@@ -5,11 +5,12 @@ from one price table (``models.model_info(model).cost``), cached prompt tokens p
 provider prices them. A cache hit is billed nothing: its row has zero tokens and cost 0, and
 ``saved`` holds what the original answer cost.
 
-A reply the endpoint reported no usage for is still one request. Its row counts 0 tokens, is
-marked ``usage_source = "missing"``, and costs $0 when no text arrived (the request failed before
-the answer began: nothing was generated) or an unknown amount when text arrived (tokens were
-generated and billed but not reported). ``reply_usage`` is where counts the endpoint left out
-could be filled in from local token counts, marked as such.
+A reply the endpoint reported no usage for is still one request. When text arrived, the core
+counted the prompt it sent and the text it received itself (``Usage.source == "counted"``): the
+row holds those counts, priced as usual, marked ``usage_source = "counted"``. When no text arrived
+(the request failed or was stopped before the answer began: nothing was generated), the row counts
+0 tokens, costs $0 and is marked ``usage_source = "missing"``. ``reply_usage`` is the one place
+that decides.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ if TYPE_CHECKING:
 GROUPS = {"session": "COALESCE(session, '')", "model": "model",
           "day": "date(time, 'unixepoch', 'localtime')"}
 # Where a row's token counts come from: the endpoint's report (a cache hit's zero is known too),
-# or nowhere (0 tokens counted).
-UsageSource = Literal["reported", "missing"]
+# our own count of what was sent and received (the endpoint reported none), or nowhere (0 tokens).
+UsageSource = Literal["reported", "counted", "missing"]
 
 
 def reply_usage(reply: Reply) -> tuple[Usage | None, UsageSource]:
     """The token counts the ledger has for ``reply``, and where they come from."""
-    if reply.usage is not None or reply.from_cache:
+    if reply.from_cache:
         return reply.usage, "reported"
+    if reply.usage is not None:
+        return reply.usage, "counted" if reply.usage.source == "counted" else "reported"
     return None, "missing"
 
 

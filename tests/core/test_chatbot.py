@@ -1,9 +1,12 @@
-"""Chatbot.ask through the real openai SDK against the loopback server: text, usage, params,
-trimming as sent, faults leaving history intact, the sink finished exactly once on every path,
-interrupts keeping a marked partial answer. Retries and error wording: test_client.py."""
+"""Chatbot.ask through the real openai SDK against the loopback server: text, usage (reported or
+counted locally), params checked and sent, trimming as sent, faults leaving history intact, the sink
+finished exactly once on every path, stop ending an answer at any moment (the server log as
+witness), text that cannot be encoded made encodable. Retries and error wording: test_client.py."""
 
 from __future__ import annotations
 
+import random
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +17,8 @@ from support.recording import RecordingSink
 
 from jupyter_llmchat.core import errors
 from jupyter_llmchat.core.chatbot import Chatbot
-from jupyter_llmchat.core.reply import NullSink
+from jupyter_llmchat.core.reply import NullSink, Usage
+from jupyter_llmchat.core.tokens import TokenCounter, count_prompt_tokens
 
 KEY = "sk-test-DO-NOT-LEAK-4f9a2c"
 
@@ -26,6 +30,39 @@ def make_bot(loopback, **kwargs) -> Chatbot:
 
 def chat_bodies(loopback) -> list[dict]:
     return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
+
+
+def chat_logs(loopback) -> list:
+    return [r for r in loopback.requests if r.path.endswith("/chat/completions")]
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds: the server's log and helper threads finish on their own."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def join_helper_threads() -> None:
+    """Wait until the helper threads of abandoned work (prepare, requests) have ended on their own."""
+    for thread in threading.enumerate():
+        if thread.name in ("llmchat-request", "llmchat-prepare", "llmchat-count"):
+            thread.join(30)
+
+
+def ask_in_thread(bot: Chatbot, question: str, **kwargs) -> tuple[threading.Thread, list]:
+    """Ask in another thread (as the panel does); the Reply or the exception lands in the list."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(bot.ask(question, **kwargs))
+        except BaseException as error:  # handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
 
 
 def test_streamed_text_equals_the_server_reply_and_turn_is_recorded(loopback):
@@ -111,6 +148,33 @@ def test_unknown_parameter_is_a_one_line_error_before_sending(loopback):
     with pytest.raises(errors.ConfigurationError, match="^unknown parameter temprature; known: "):
         bot.ask("a", sink=NullSink(), temprature=0.5)
     assert chat_bodies(loopback) == [] and bot.history == []
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"max_tokens": 0}, "max_tokens must be a whole number >= 1, got 0"),
+    ({"temperature": 2.5}, "temperature must be between 0 and 2, got 2.5"),
+    ({"top_p": -0.5}, "top_p must be between 0 and 1, got -0.5"),
+    ({"frequency_penalty": 2.1}, "frequency_penalty must be between -2 and 2, got 2.1"),
+    ({"presence_penalty": -3}, "presence_penalty must be between -2 and 2, got -3"),
+    ({"max_retries": -1}, "max_retries must be a whole number >= 0, got -1"),
+    ({"timeout": 0}, "timeout must be a number of seconds > 0, got 0"),
+    ({"first_byte_timeout": -5}, "first_byte_timeout must be a number of seconds > 0, got -5"),
+    ({"context_window": 0}, "context_window must be a whole number >= 1, got 0"),
+    ({"prompt_token_limit": 2.5}, "prompt_token_limit must be a whole number >= 1, got 2.5"),
+    ({"max_history": 0}, "max_history must be a whole number >= 1, got 0"),
+])
+def test_settings_are_checked_as_the_magics_check_them(loopback, settings, message):
+    with pytest.raises(errors.ConfigurationError) as caught:
+        make_bot(loopback, **settings)
+    assert str(caught.value) == message
+    per_question = {k: v for k, v in settings.items() if k in ("max_tokens", "temperature", "top_p",
+                                                                "frequency_penalty", "presence_penalty")}
+    if per_question:
+        sink = RecordingSink()
+        with pytest.raises(errors.ConfigurationError, match=f"^{message.replace('.', '[.]')}$"):
+            make_bot(loopback).ask("a", sink=sink, **per_question)
+        assert sink.started == []  # refused before anything started
+    assert chat_bodies(loopback) == []
 
 
 def test_logprobs_are_returned_per_token(loopback):
@@ -341,6 +405,222 @@ def test_stop_before_the_first_token_leaves_history_as_it_was(loopback):
     threading.Timer(0.3, bot.stop).start()
     reply = bot.ask("slow start", sink=NullSink())
     assert reply.status == "interrupted" and reply.text == "" and bot.history == []
+
+
+# -- stop means stop, at every moment ------------------------------------------------------------
+
+def test_a_stop_right_after_ask_begins_is_never_lost(loopback):
+    loopback.queue(fault="slow_first_byte", delay=30.0, times=20)
+    bot = make_bot(loopback)
+    for trial in range(20):
+        sink = RecordingSink()
+        thread, outcome = ask_in_thread(bot, f"q{trial}", sink=sink)
+        wait_for(lambda: bot.busy)  # ask() has begun
+        time.sleep(random.uniform(0, 0.005))
+        bot.stop()
+        thread.join(30)
+        [reply] = outcome
+        assert (reply.status, reply.text, sink.finished) == ("interrupted", "", [reply])
+    assert bot.history == [] and not bot.busy
+
+
+def slow_figure():
+    """A matplotlib figure holding an artist that takes until ``release`` is set to draw: a stop
+    lands while the image is being prepared. Returns (figure, rendering, release)."""
+    from matplotlib.artist import Artist
+    from matplotlib.figure import Figure
+
+    rendering, release = threading.Event(), threading.Event()
+
+    class SlowArtist(Artist):
+        def draw(self, renderer) -> None:
+            rendering.set()
+            release.wait(30)
+
+    figure = Figure(figsize=(1, 1))
+    figure.add_artist(SlowArtist())
+    return figure, rendering, release
+
+
+def test_stop_while_images_are_prepared_sends_nothing(loopback):
+    bot = make_bot(loopback)
+    figure, rendering, release = slow_figure()
+    sink = RecordingSink()
+    thread, outcome = ask_in_thread(bot, "what is plotted?", images=[figure], sink=sink)
+    assert rendering.wait(30)
+    bot.stop()
+    thread.join(30)
+    [reply] = outcome
+    assert not release.is_set()  # ask returned while the figure was still being drawn
+    assert (reply.status, reply.text, reply.notice) == ("interrupted", "", "answer interrupted: partial text kept")
+    assert sink.started == ["gpt-4o"] and sink.finished == [reply]
+    release.set()
+    join_helper_threads()
+    assert chat_logs(loopback) == [] and bot.history == []  # no request ever reached the server
+
+
+def test_stop_while_waiting_for_headers_hangs_up(loopback):
+    loopback.queue(fault="slow_first_byte", delay=30.0)
+    bot = make_bot(loopback)
+    thread, outcome = ask_in_thread(bot, "slow start", sink=NullSink())
+    wait_for(lambda: chat_logs(loopback))  # the request reached the server, which waits
+    bot.stop()
+    thread.join(30)
+    assert outcome[0].status == "interrupted" and bot.history == []
+    wait_for(lambda: chat_logs(loopback)[-1].outcome != "fault:slow_first_byte")
+    assert [r.outcome for r in chat_logs(loopback)] == ["client_closed"]
+
+
+def test_stop_during_a_retry_wait_is_interrupted_and_sends_nothing_more(loopback):
+    loopback.queue(fault="rate_limit", retry_after=0.5)  # the SDK sleeps in its own retry loop
+    loopback.queue(reply="the retry that must not happen")
+    bot = make_bot(loopback)
+    thread, outcome = ask_in_thread(bot, "q", sink=NullSink())
+    wait_for(lambda: chat_logs(loopback) and chat_logs(loopback)[-1].status == 429)
+    bot.stop()
+    thread.join(30)
+    [reply] = outcome
+    assert (reply.status, reply.text, bot.history) == ("interrupted", "", [])  # not "complete" with no text
+    join_helper_threads()
+    assert [r.outcome for r in chat_logs(loopback)] == ["fault:rate_limit"] and loopback.pending == 1
+
+
+def test_one_stop_ends_every_answer_in_flight(loopback):
+    loopback.queue(tokens=3000, rate=100, times=2)
+    bot = make_bot(loopback)
+    sinks = [RecordingSink(), RecordingSink()]
+    asks = [ask_in_thread(bot, f"long {n}", sink=sink) for n, sink in enumerate(sinks)]
+    wait_for(lambda: all(sink.deltas for sink in sinks))  # both are streaming
+    bot.stop()
+    for thread, _ in asks:
+        thread.join(30)
+    replies = [outcome[0] for _, outcome in asks]
+    assert [reply.status for reply in replies] == ["interrupted", "interrupted"]
+    assert all(reply.text == "".join(sink.deltas) and reply.text for reply, sink in zip(replies, sinks))
+    wait_for(lambda: all(r.outcome == "client_closed" for r in chat_logs(loopback)))
+    assert [r.outcome for r in chat_logs(loopback)] == ["client_closed", "client_closed"]
+    assert sorted(m.status for m in bot.history) == ["complete", "complete", "interrupted", "interrupted"]
+
+
+def test_ctrl_c_in_the_main_thread_interrupts_a_wait_for_headers(loopback):
+    loopback.queue(fault="slow_first_byte", delay=60.0)
+    script = ("import sys\n"
+              "from jupyter_llmchat.core.chatbot import Chatbot\n"
+              "from jupyter_llmchat.core.reply import NullSink\n"
+              "bot = Chatbot('gpt-4o', base_url=sys.argv[1], api_key='k')\n"
+              "reply = bot.ask('wait for me', sink=NullSink())\n"
+              "print(reply.status, repr(reply.text), len(bot.history))\n")
+    child = subprocess.Popen([sys.executable, "-c", script, loopback.base_url], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: chat_logs(loopback), timeout=120)
+        child.send_signal(signal.SIGINT)
+        assert child.communicate(timeout=60)[0] == "interrupted '' 0\n" and child.returncode == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    wait_for(lambda: chat_logs(loopback)[-1].outcome != "fault:slow_first_byte")
+    assert chat_logs(loopback)[-1].outcome == "client_closed"
+
+
+def test_a_server_that_never_answers_fails_after_first_byte_timeout(loopback):
+    loopback.queue(fault="slow_first_byte", delay=30.0)
+    bot = make_bot(loopback, first_byte_timeout=0.2)
+    sink = RecordingSink()
+    with pytest.raises(errors.EndpointConnectionError, match=r"^no response from .* within 0.2 s \(first_byte_timeout\)"):
+        bot.ask("anyone?", sink=sink)
+    assert sink.finished[0].status == "failed" and bot.history == []
+
+
+# -- nothing silently empty ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["empty_stream", "html_page"])
+def test_an_answer_with_nothing_in_it_is_an_error_and_the_history_stays_usable(loopback, fault):
+    bot = make_bot(loopback)
+    bot.ask("earlier", sink=NullSink())
+    before = bot.history
+    loopback.queue(fault=fault)
+    sink = RecordingSink()
+    with pytest.raises(errors.StreamError) as caught:
+        bot.ask("this one", sink=sink)
+    assert sink.finished[0].status == "failed" and sink.finished[0].error == str(caught.value)
+    assert bot.history == before
+    loopback.queue(reply="works again")
+    assert bot.ask("next", sink=NullSink()).text == "works again"
+
+
+def test_an_answer_cut_without_finish_reason_is_kept_marked(loopback):
+    loopback.queue(reply=" alpha beta gamma", fault="no_finish", after_tokens=2)
+    bot = make_bot(loopback)
+    with pytest.raises(errors.StreamError, match="ended before the answer finished"):
+        bot.ask("q", sink=NullSink())
+    assert [(m.role, m.text, m.status) for m in bot.history] == [("user", "q", "complete"),
+                                                                 ("assistant", " alpha beta", "failed")]
+
+
+def test_without_reported_usage_footers_and_ledger_get_our_exact_counts(loopback):
+    loopback.queue(reply="Counted by us, exactly.", fault="no_usage")
+    bot = make_bot(loopback, system="Be brief.")
+    heard = []
+    bot.reply_listeners.append(heard.append)
+    reply = bot.ask("How many tokens?", sink=NullSink())
+    sent = chat_bodies(loopback)[-1]["messages"]
+    expected = Usage(count_prompt_tokens(sent, "gpt-4o"), TokenCounter("gpt-4o").count_text("Counted by us, exactly."),
+                     0, source="counted")
+    assert reply.usage == expected and reply.usage.counted_locally and heard == [reply]
+    assert reply.cost == pytest.approx(bot.info.cost(expected.prompt_tokens, expected.completion_tokens))
+    assert reply.request["prompt_tokens_counted"] == expected.prompt_tokens
+    assert bot.history[-1].usage == expected
+    loopback.queue(reply="reported")
+    assert bot.ask("again", sink=NullSink()).usage.source == "reported"
+
+
+# -- text that cannot be encoded -----------------------------------------------------------------------
+
+def test_lone_and_split_surrogates_never_escape_ask(loopback):
+    loopback.queue(reply="pair 😀 then 🎉", fault="lone_surrogate")
+    bot = make_bot(loopback)
+    reply = bot.ask("a lone \ud83d half and a pair \ud83d\ude00", sink=NullSink())
+    assert reply.text == "pair \ufffd then 🎉" and reply.status == "complete"
+    assert chat_bodies(loopback)[-1]["messages"][-1]["content"] == "a lone \ufffd half and a pair 😀"
+    assert [m.text for m in bot.history] == ["a lone \ufffd half and a pair 😀", "pair \ufffd then 🎉"]
+
+
+# -- a small window, and the first text without a vocabulary ------------------------------------------
+
+def test_a_small_context_window_without_max_tokens_keeps_half_for_the_question(loopback):
+    bot = make_bot(loopback, model="llama3.1:8b", context_window=4096)
+    assert bot.budget() == 2048
+    loopback.queue(reply="fine")
+    assert bot.ask("a question of a few tokens", sink=NullSink(), model="gpt-4o").text == "fine"
+    with pytest.raises(errors.PromptTooLongError) as caught:
+        bot.prepare("word " * 2500)
+    needed = caught.value.needed
+    assert str(caught.value).endswith(
+        f"but the budget is 2,048; shorten it, or set max_tokens={4096 - needed:,} or less to keep less of the "
+        "4,096-token window for the answer (2,048 are kept for the answer)")
+    with pytest.raises(errors.PromptTooLongError) as caught:
+        bot.prepare("word " * 5000)
+    assert str(caught.value).endswith("but the budget is 2,048; shorten it, or set context_window= if the "
+                                      "model's real window is larger than 4,096")
+
+
+def test_a_prompt_that_obviously_fits_is_sent_before_it_is_counted(loopback):
+    script = ("import sys\n"
+              "from jupyter_llmchat.core import tokens\n"
+              "from jupyter_llmchat.core.chatbot import Chatbot\n"
+              "bot = Chatbot('gpt-4o', base_url=sys.argv[1], api_key='k', system='Be brief.')\n"
+              "request = bot.prepare('What is a context window?')\n"
+              "bound = (request.counted, request.prompt_tokens, tokens.encoding_loaded('o200k_base'))\n"
+              "request.count_now()\n"
+              "exact = bot.prepare('What is a context window?')\n"
+              "print(bound, request.counted, request.prompt_tokens, exact.counted, exact.prompt_tokens,\n"
+              "      request.messages == exact.messages)\n")
+    done = subprocess.run([sys.executable, "-c", script, loopback.base_url], capture_output=True, text=True,
+                          timeout=120, check=True)
+    exact = count_prompt_tokens([{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": "What is a context window?"}], "gpt-4o")
+    bound = 3 + (3 + 6 + 9) + (3 + 4 + 25)  # priming + bytes of role and text + 3 per message
+    assert done.stdout == f"(False, {bound}, False) True {exact} True {exact} True\n"
 
 
 def test_warm_up_imports_the_sdk_that_importing_the_chatbot_does_not():

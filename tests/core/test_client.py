@@ -1,12 +1,16 @@
 """ChatClient through the real openai SDK against the loopback server: one retry policy (the
 SDK's retries plus the drop-before-text loop, one budget), a given SDK client keeping its own
-max_retries, one-line errors that name their cause, bugs not retried, the key kept secret."""
+max_retries, one-line errors that name their cause (other servers' wordings too), nothing silently
+empty, close() ending a stream at once in every phase (server log as witness), the first-byte
+deadline, bugs not retried, the key and base-URL secrets kept secret."""
 
 from __future__ import annotations
 
 import logging
 import re
 import socket
+import threading
+import time
 
 import openai
 import pytest
@@ -44,6 +48,20 @@ def read(stream: ChatStream) -> str:
 
 def chat_logs(loopback) -> list:
     return [r for r in loopback.requests if r.path.endswith("/chat/completions")]
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds: the server's log and helper threads finish on their own."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def join_request_threads() -> None:
+    """Wait until every helper thread of abandoned requests has ended (they end on their own)."""
+    for thread in threading.enumerate():
+        if thread.name in ("llmchat-request", "llmchat-prepare"):
+            thread.join(30)
 
 
 def retry_counts(loopback) -> list[str]:
@@ -290,3 +308,180 @@ def test_azure_openai_through_the_sdks_azure_client(loopback):
     assert request.headers.get("api-key") == "***"  # the log masks credentials
     assert isinstance(client.sdk, openai.AzureOpenAI) and client.sdk.max_retries == 3
     assert KEY not in repr(client) and client.key_source == "api_key="
+
+
+# -- nothing silently empty ----------------------------------------------------------------------
+
+def test_a_stream_with_no_text_and_no_finish_reason_is_an_error(loopback):
+    loopback.queue(fault="empty_stream")  # llama.cpp, when the prompt exceeds its context
+    with pytest.raises(errors.StreamError) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (
+        f"the stream from {loopback.base_url} ended without any text or finish_reason: the server failed on the "
+        "prompt (llama.cpp does this when the prompt exceeds its context or it cannot read an image); check the "
+        "server's log, or set context_window= to its real window")
+    assert len(chat_logs(loopback)) == 1  # not retried: it would fail the same way
+
+
+def test_a_stream_that_ends_without_finish_reason_keeps_what_came_and_says_so(loopback):
+    loopback.queue(reply=" alpha beta gamma", fault="no_finish", after_tokens=2)
+    received: list[str] = []
+    with pytest.raises(errors.StreamError) as caught:
+        received.extend(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert "".join(received) == " alpha beta"
+    assert str(caught.value) == (f"the stream from {loopback.base_url} ended before the answer finished (no "
+                                 "finish_reason); the partial answer is kept, marked")
+
+
+def test_a_stream_without_done_that_said_how_it_ended_is_whole(loopback):
+    loopback.queue(reply="all here", fault="no_done")
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {})
+    assert read(stream) == "all here" and stream.result.finish_reason == "stop"
+    assert stream.result.usage.completion_tokens == 2
+
+
+def test_a_web_page_is_named_not_read_as_an_empty_answer(loopback):
+    loopback.queue(fault="html_page")
+    with pytest.raises(errors.StreamError) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (
+        f"{loopback.base_url} answered 200 with a web page (text/html), not a stream of completions: base_url= "
+        "must be the API's root (often ending in /v1), not a website")
+
+
+def test_a_whole_json_answer_from_a_server_that_ignored_stream_is_used(loopback):
+    loopback.queue(reply="whole answer", fault="json_body")
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {})
+    assert list(stream) == ["whole answer"]
+    assert (stream.result.finish_reason, stream.result.model, stream.result.usage.completion_tokens) == (
+        "stop", "gpt-4o", 2)
+
+
+@pytest.mark.parametrize("fault, joined", [("split_surrogates", "smile 😀 and 🎉"),
+                                           ("lone_surrogate", "smile \ufffd and 🎉")])
+def test_utf16_halves_in_the_stream_become_characters(loopback, fault, joined):
+    loopback.queue(reply="smile 😀 and 🎉", fault=fault)
+    text = read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert text == joined and text.encode("utf-8")  # encodable: no lone surrogate left
+
+
+# -- other servers' words ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault, error_class, message", [
+    ("context_length_litellm", errors.ContextLengthError,
+     "the endpoint says the prompt exceeds the model's context window (litellm.ContextWindowExceededError: "
+     "litellm.BadRequestError: ContextWindowExceededError: OpenAIException - This model's maximum context length is "
+     "128000 tokens. However, your messages resulted in 128001 tokens. Please reduce the length of the messages.); "
+     "set context_window=128000 (the window the server names) so trimming keeps the prompt inside it, or lower "
+     "max_tokens"),
+    ("context_length_llamacpp", errors.ContextLengthError,
+     "the endpoint says the prompt exceeds the model's context window (the request exceeds the available context "
+     "size, try increasing it); set context_window=128000 (the window the server names) so trimming keeps the "
+     "prompt inside it, or lower max_tokens"),
+    ("context_length_vllm", errors.ContextLengthError,
+     "the endpoint says the prompt exceeds the model's context window (This model's maximum context length is "
+     "128000 tokens. However, you requested 128001 tokens (128001 in the messages, 0 in the completion). Please "
+     "reduce the length of the messages or completion.); set context_window=128000 (the window the server names) "
+     "so trimming keeps the prompt inside it, or lower max_tokens"),
+    ("model_not_found_ollama", errors.ModelNotFoundError,
+     "model 'gpt-4o' is not available at {url} (404: model \"gpt-4o\" not found, try pulling it first); pull it "
+     "on the server first (ollama pull gpt-4o): check the name (Chatbot.client.list_models() lists what it "
+     "serves) or the Azure deployment"),
+])
+def test_other_servers_errors_are_explained_by_status_and_words(loopback, fault, error_class, message):
+    loopback.queue(fault=fault)
+    with pytest.raises(error_class) as caught:
+        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == message.format(url=loopback.base_url)
+    assert len(chat_logs(loopback)) == 1
+
+
+def test_list_models_without_a_model_list_says_so_in_one_line():
+    with LoopbackServer(model_list=False) as server:
+        with pytest.raises(errors.BadRequestError) as caught:
+            ChatClient(base_url=server.base_url, api_key=KEY, max_retries=0).list_models()
+        assert str(caught.value) == (f"{server.base_url} does not list its models (GET /models answered 404): ask "
+                                     "with the model name its documentation gives")
+
+
+# -- close() ends the stream at once, whatever it is doing ----------------------------------------
+
+def test_close_while_waiting_for_headers_hangs_up_at_once(loopback):
+    loopback.queue(fault="slow_first_byte", delay=30.0)
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {})
+    wait_until_sent = threading.Thread(target=lambda: (wait_for(lambda: chat_logs(loopback)), stream.close()))
+    wait_until_sent.start()
+    assert read(stream) == "" and stream.stopped
+    wait_until_sent.join()
+    wait_for(lambda: chat_logs(loopback)[-1].outcome != "fault:slow_first_byte")
+    assert [r.outcome for r in chat_logs(loopback)] == ["client_closed"]  # the server saw the hang-up
+
+
+def test_close_during_the_sdks_retry_sleep_sends_nothing_more(loopback):
+    loopback.queue(fault="rate_limit", retry_after=0.5)  # the SDK sleeps 0.5 s in its own loop
+    loopback.queue(reply="never asked for")
+    stream = make_client(loopback).stream("gpt-4o", QUESTION, {})
+    closer = threading.Thread(target=lambda: (wait_for(lambda: chat_logs(loopback)), stream.close()))
+    closer.start()
+    assert read(stream) == "" and stream.stopped
+    closer.join()
+    join_request_threads()  # the abandoned SDK call wakes from its sleep and is refused
+    assert [r.outcome for r in chat_logs(loopback)] == ["fault:rate_limit"] and loopback.pending == 1
+
+
+def test_close_with_a_given_sdk_client_still_ends_the_iteration_at_once(loopback):
+    client = ChatClient(client=make_sdk(loopback, max_retries=0))
+    loopback.queue(fault="slow_first_byte", delay=2.0)
+    stream = client.stream("gpt-4o", QUESTION, {})
+    closer = threading.Thread(target=lambda: (wait_for(lambda: chat_logs(loopback)), stream.close()))
+    closer.start()
+    assert read(stream) == "" and stream.stopped  # the SDK's own wait is left to finish on its own
+    closer.join()
+
+
+def test_a_server_that_never_answers_meets_the_first_byte_deadline(loopback):
+    loopback.queue(fault="slow_first_byte", delay=30.0)
+    client = make_client(loopback, first_byte_timeout=0.2)
+    with pytest.raises(errors.EndpointConnectionError) as caught:
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value) == (
+        f"no response from {loopback.base_url} within 0.2 s (first_byte_timeout): the server may be down, overloaded "
+        "or still loading the model; check it, or raise first_byte_timeout=")
+    wait_for(lambda: chat_logs(loopback)[-1].outcome != "fault:slow_first_byte")
+    assert chat_logs(loopback)[-1].outcome == "client_closed"
+
+
+def test_the_first_byte_deadline_defaults_to_a_minute_and_is_checked():
+    assert ChatClient(base_url="http://127.0.0.1:9/v1").first_byte_timeout == 60.0
+    with pytest.raises(errors.ConfigurationError, match=r"^first_byte_timeout must be a number of seconds > 0, got 0$"):
+        ChatClient(base_url="http://127.0.0.1:9/v1", first_byte_timeout=0)
+    with pytest.raises(errors.ConfigurationError, match=r"^timeout must be a number of seconds > 0, got -1$"):
+        ChatClient(base_url="http://127.0.0.1:9/v1", timeout=-1)
+    given = Chatbot("gpt-4o", client=openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=KEY),
+                    first_byte_timeout=5)  # our own wait: it applies to a given client too
+    assert given.client.first_byte_timeout == 5
+
+
+# -- secrets in the base URL ---------------------------------------------------------------------
+
+def test_secrets_in_the_base_url_never_show(loopback, unused_port, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret_url = loopback.base_url.replace("http://", "http://ada:pa55-w0rd-9@") + "?api-key=qs-s3cret-77&v=1"
+    client = ChatClient(base_url=secret_url, api_key=KEY, max_retries=0)
+    shown = f"http://***@127.0.0.1:{loopback.port}/v1?api-key=***&v=1"
+    assert client.base_url == shown
+    assert repr(client) == f"ChatClient(base_url={shown!r}, key_source='api_key=')"
+    assert read(client.stream("gpt-4o", QUESTION, {})) != ""
+    assert chat_logs(loopback)[-1].query == "api-key=qs-s3cret-77&v=1"  # sent, as the query of every request
+    loopback.queue(fault="server_error")
+    with pytest.raises(errors.ServerError) as caught:
+        read(client.stream("gpt-4o", QUESTION, {}))
+    assert str(caught.value).startswith(f"server error (500) at {shown}: ")
+    down = ChatClient(base_url=f"http://ada:pa55-w0rd-9@127.0.0.1:{unused_port}/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(errors.EndpointConnectionError) as refused:
+        read(down.stream("gpt-4o", QUESTION, {}))
+    assert str(refused.value).startswith(f"could not reach http://***@127.0.0.1:{unused_port}/v1 (")
+    everything = " ".join([str(caught.value), str(refused.value), repr(down), caplog.text])
+    assert "httpx2" in caplog.text or "HTTP Request" in caplog.text  # the HTTP libraries did log
+    for secret in ("pa55-w0rd-9", "qs-s3cret-77", KEY):
+        assert secret not in everything

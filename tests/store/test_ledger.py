@@ -104,17 +104,18 @@ def test_replies_without_usage_are_counted_in_the_summary(store: Store, loopback
     loopback.queue(fault="unauthorized")
     with pytest.raises(errors.AuthenticationError):
         bot.ask("three", sink=NullSink())
-    assert (cut.status, cut.usage, bool(cut.text)) == ("interrupted", None, True)
+    # The cut answer's text arrived without usage: the core counted what it sent and received.
+    assert (cut.status, cut.usage.source, bool(cut.text)) == ("interrupted", "counted", True)
     assert store.query("SELECT status, prompt_tokens, cost IS NULL AS unknown, usage_source FROM ledger "
                        "ORDER BY id") == [
         {"status": "complete", "prompt_tokens": answered.usage.prompt_tokens, "unknown": 0,
          "usage_source": "reported"},
-        {"status": "interrupted", "prompt_tokens": 0, "unknown": 1, "usage_source": "missing"},
+        {"status": "interrupted", "prompt_tokens": cut.usage.prompt_tokens, "unknown": 0, "usage_source": "counted"},
         {"status": "failed", "prompt_tokens": 0, "unknown": 0, "usage_source": "missing"}]
     (row,) = store.usage_summary(("session",))
     assert (row.requests, row.unreported, row.unpriced, row.prompt_tokens) == (
-        3, 2, 1, answered.usage.prompt_tokens)
-    assert row.cost == pytest.approx(answered.cost, rel=1e-12)
+        3, 1, 0, answered.usage.prompt_tokens + cut.usage.prompt_tokens)
+    assert row.cost == pytest.approx(answered.cost + cut.cost, rel=1e-12)
 
 
 def test_every_answer_gets_a_row_priced_from_the_reported_usage(store: Store, loopback):

@@ -166,6 +166,23 @@ def test_failed_request_leaves_the_saved_history_untouched(store: Store, loopbac
     assert [m.text for m in store.messages(store.conversation("faulty").id)] == ["ok?", "fine"]
 
 
+def test_text_with_surrogates_is_saved_question_and_answer(store: Store, loopback):
+    bot = make_bot(loopback)
+    store.attach(bot, "emoji")
+    loopback.queue(reply="a pair 😀 cut in halves, and 🎉", fault="lone_surrogate")  # and no usage either
+    reply = bot.ask("a lone \ud83d half, a pair \ud83d\ude00 in halves", sink=NullSink())
+    saved = [(m.role, m.text) for m in store.messages(store.conversation("emoji").id)]
+    assert saved == [("user", "a lone \ufffd half, a pair 😀 in halves"),
+                     ("assistant", "a pair \ufffd cut in halves, and 🎉")] == [(m.role, m.text) for m in bot.history]
+    assert reply.status == "complete"
+    loopback.queue(reply="no usage reported", fault="no_usage")
+    counted = bot.ask("and counted?", sink=NullSink()).usage
+    assert counted.source == "counted" and counted.prompt_tokens > 0
+    assert store.query("SELECT prompt_tokens, completion_tokens, usage_source FROM ledger ORDER BY id")[-1] == {
+        "prompt_tokens": counted.prompt_tokens, "completion_tokens": counted.completion_tokens,
+        "usage_source": "counted"}
+
+
 def test_detach_stops_recording(store: Store, loopback):
     bot = make_bot(loopback)
     recorder = store.attach(bot, "brief")
