@@ -1,7 +1,8 @@
 """When to repaint a streaming answer: on time, not per token, and never later than one interval.
 
-Shared by the notebook renderer and the chat panel. Separates *when* to repaint from *what* is
-shown (the caller's ``paint`` callback), as rich's Live does.
+The one repaint policy of every streaming view (``core.reply.LiveSink``: the cell's live
+Markdown, the chat panel, ``-f text``, ``-f code`` and ``--json``). Separates *when* to repaint
+from *what* is shown (the caller's ``paint`` callback), as rich's Live does.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ class Repainter:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the helper thread that shows changes left pending by a stalled writer."""
-        if self._trailing and self._thread is None:
+        """Start the helper thread that shows changes left pending by a stalled writer (not after
+        ``stop``)."""
+        if self._trailing and self._thread is None and not self._stop.is_set():
             context = contextvars.copy_context()
             self._thread = threading.Thread(
                 target=context.run,

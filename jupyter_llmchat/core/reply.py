@@ -1,11 +1,15 @@
-"""What one answer produced (Reply, Usage) and where its text goes while it streams (ReplySink)."""
+"""What one answer produced (Reply, Usage) and where its text goes while it streams (ReplySink,
+LiveSink: the repaint policy every streaming view shares)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO, runtime_checkable
+
+from .repaint import DEFAULT_INTERVAL, Repainter
 
 # complete: finish_reason "stop"; truncated: "length"; filtered: "content_filter";
 # interrupted: the user stopped it (KeyboardInterrupt or Chatbot.stop()); failed: an error ended it.
@@ -64,6 +68,7 @@ class Reply:
     logprobs: list[dict[str, Any]] | None = None  # one dict per token: token, logprob, top_logprobs
     error: str | None = None  # the one-line error when status == "failed"
     from_cache: bool = False  # replayed from the response cache, no HTTP request made
+    demo: bool = False  # written by the offline demo server, not by a model: it costs nothing
     request: dict[str, Any] = field(default_factory=dict, repr=False)  # model + params sent (no key)
 
     @property
@@ -87,34 +92,119 @@ class ReplySink(Protocol):
     def finish(self, reply: Reply) -> None: ...
 
 
-class PrintSink:
-    """Plain streamed text for scripts and terminals: no escape codes.
+class LiveSink:
+    """What every streaming view shares: deltas collected, and one ``Repainter`` deciding when to show them.
 
-    Flushed at most every ``flush_interval`` seconds (and at the end): in a kernel each flush is
-    an IOPub message, and one per token would flood the channel on a fast stream.
+    ``write`` only appends the delta and tells the repainter; the repainter calls ``_paint`` (at
+    most once per ``interval``, and once more after the writer stalls, so what is shown never lags
+    behind by much more than an interval). Subclasses say what is shown: ``_show_start``,
+    ``_paint`` and ``_show_final``, all under the repainter's lock. ``finish`` stops repainting and
+    shows the final state exactly once. A sink is a context manager: leaving the ``with`` block
+    (or ``close()``) stops the repainter's thread even when ``finish`` never ran.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, flush_interval: float = 0.05) -> None:
+    def __init__(self, *, interval: float = DEFAULT_INTERVAL, trailing: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._repainter = Repainter(self._paint, interval=interval, trailing=trailing, clock=clock)
+        self._parts: list[str] = []  # written, not yet collected (write() never takes the lock)
+        self._text = ""  # collected so far
+        self._finished = False
+
+    def __enter__(self) -> LiveSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, model: str) -> None:
+        with self._repainter.lock:
+            if not self._finished:
+                self._show_start(model)
+        self._repainter.start()
+
+    def write(self, text: str) -> None:
+        if text:
+            now = self._clock()
+            self._arrived(text, now)
+            self._parts.append(text)
+            self._repainter.changed(now)
+
+    def finish(self, reply: Reply) -> None:
+        self._repainter.stop()
+        with self._repainter.lock:  # a repaint in the helper thread must not land after this
+            if self._finished:
+                return
+            self._finished = True
+            self._collect()
+            self._show_final(reply)
+
+    def close(self) -> None:
+        """Stop repainting and the helper thread (the final display is ``finish``'s job). Idempotent."""
+        self._repainter.stop()
+
+    @property
+    def text(self) -> str:
+        """Everything written so far."""
+        with self._repainter.lock:
+            self._collect()
+            return self._text
+
+    def _collect(self) -> str:
+        """Move what ``write`` left into ``_text``; return the part that was new."""
+        n = len(self._parts)
+        if not n:
+            return ""
+        new = "".join(self._parts[:n])
+        del self._parts[:n]
+        self._text += new
+        return new
+
+    # -- what a view shows (under the repainter's lock) -----------------------------------------
+    def _arrived(self, text: str, now: float) -> None:
+        """A delta arrived at ``now`` (called in the writer's thread, before it is queued)."""
+
+    def _show_start(self, model: str) -> None:
+        """The request is on its way to ``model``."""
+
+    def _paint(self) -> bool | float | None:
+        """Show what has arrived; see ``Repainter.flush`` for what the result means."""
+        raise NotImplementedError
+
+    def _show_final(self, reply: Reply) -> None:
+        """Show the finished answer (``_text`` holds everything written)."""
+        raise NotImplementedError
+
+
+class PrintSink(LiveSink):
+    """Plain streamed text for scripts, terminals and ``-f text``: no escape codes.
+
+    The text is written and flushed on the repaint policy of every view (at most every
+    ``interval`` seconds, and once more when the stream stalls, and at the end): in a kernel each
+    flush is an IOPub message, and one per token would flood the channel on a fast stream.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, interval: float = DEFAULT_INTERVAL,
+                 trailing: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(interval=interval, trailing=trailing, clock=clock)
         self._stream = stream
-        self.flush_interval = flush_interval
-        self._flushed = float("-inf")  # the first write flushes, whatever the clock reads
+        self._written = 0  # characters of ``_text`` written to the stream
 
     @property
     def stream(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stdout
 
-    def start(self, model: str) -> None:
-        pass
-
-    def write(self, text: str) -> None:
-        self.stream.write(text)
-        now = time.monotonic()
-        if now - self._flushed >= self.flush_interval:
+    def _paint(self) -> None:
+        self._collect()
+        if self._written < len(self._text):
+            self.stream.write(self._text[self._written:])
+            self._written = len(self._text)
             self.stream.flush()
-            self._flushed = now
 
-    def finish(self, reply: Reply) -> None:
+    def _show_final(self, reply: Reply) -> None:
         out = self.stream
+        out.write(self._text[self._written:])
+        self._written = len(self._text)
         if reply.text and not reply.text.endswith("\n"):
             out.write("\n")
         if reply.notice and reply.status != "failed":
@@ -125,6 +215,12 @@ class PrintSink:
 class NullSink:
     """Discards the stream (benchmarks, callers that only want the returned Reply)."""
 
+    def __enter__(self) -> NullSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def start(self, model: str) -> None:
         pass
 
@@ -132,4 +228,7 @@ class NullSink:
         pass
 
     def finish(self, reply: Reply) -> None:
+        pass
+
+    def close(self) -> None:
         pass

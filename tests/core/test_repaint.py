@@ -1,4 +1,4 @@
-"""throttle.Repainter: repaints on time, not per change; a stalled writer's change still shows."""
+"""repaint.Repainter: repaints on time, not per change; a stalled writer's change still shows."""
 
 from __future__ import annotations
 
@@ -108,3 +108,11 @@ def test_a_held_back_change_is_due_from_when_it_arrived(held: float | bool | Non
         if step == 9:
             repainter.changed(now=100.095)
     assert painted[:3] == [100.0, 100.1, third_paint]
+
+
+def test_start_after_stop_starts_no_thread() -> None:
+    repainter = Repainter(lambda: None, interval=0.05)
+    repainter.start()
+    repainter.stop()
+    repainter.start()
+    assert repainter._thread is None
