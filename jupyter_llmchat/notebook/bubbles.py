@@ -1,4 +1,4 @@
-"""How a conversation looks in the chat panel: bubbles, the streaming bubble, the status line.
+"""How a conversation looks in the chat panel: bubbles and the streaming bubble.
 
 Model text is untrusted: it only ever reaches HTML through ``html.markdown_to_html``. While an
 answer streams, ``StreamingBubble`` re-renders only its live tail (finished blocks are frozen and
@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
-from ..core.reply import Reply
-from .display import footer_parts
+from ..core.reply import status_notice
+from .freezing import Cut, FreezePolicy
 from .html import escape, markdown_to_html
-from .markdown_blocks import close_open, find_boundaries
+from .markdown_partial import close_open
 
-# Characters of live Markdown a streaming bubble resends per repaint before its finished blocks
-# are frozen (sent once). Small enough to bound each repaint, large enough to freeze rarely.
-FREEZE_AT = 2000
-NOTICES = {
-    "interrupted": "stopped: partial answer kept",
-    "failed": "the stream broke: partial answer kept",
-    "truncated": "answer truncated: it reached max tokens",
-    "filtered": "answer stopped by the provider's content filter",
-}
+
+# The panel's prices for the freeze policy every view shares (freezing.FreezePolicy). A freeze
+# here opens a widget (HTML, Layout and Style: 3 comm messages, ~3.6 KB measured) and resends the
+# bubble's children (1 more); closing it when the answer is redrawn costs ~1.5 KB more: ~6 KB in
+# all. Repaints alone are ~10/s (11 in some 1-s windows): the budget leaves room for a freeze or two
+# a second (the old panel had no budget at all).
+def panel_policy() -> FreezePolicy:
+    """The freeze policy of one streaming bubble, at the panel's prices."""
+    return FreezePolicy(freeze_cost=6000, soft_min=1024, max_rate=20, freeze_messages=4)
 
 CSS = """<style>
 .llmchat-panel { max-width: 900px; }
@@ -41,6 +41,10 @@ CSS = """<style>
 .llmchat-streaming > .llmchat-body:last-child .widget-html-content > :last-child::after {
   content: "▍"; color: #888; }
 .llmchat-bubble > .widget-html { margin: 0; }
+.llmchat-split > .widget-html-content > :last-child { margin-bottom: 0; padding-bottom: 0;
+  border-bottom-left-radius: 0; border-bottom-right-radius: 0; }
+.llmchat-cont > .widget-html-content > :first-child { margin-top: 0; padding-top: 0;
+  border-top-left-radius: 0; border-top-right-radius: 0; }
 .llmchat-bubble > .widget-html > .widget-html-content { line-height: 1.45; }
 .llmchat-status { font-size: 12px; color: #555; }
 .llmchat-error { color: #b00020; }
@@ -49,44 +53,38 @@ CSS = """<style>
 
 def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None) -> str:
     """One finished chat bubble. User text is shown as typed; model text is untrusted Markdown,
-    rendered sanitized; a partial answer carries its notice."""
+    rendered sanitized; a partial answer carries its notice (the wording every view uses)."""
     if role == "user":
         body = f'<div class="llmchat-text">{escape(text)}</div>'
     else:
         body = markdown_to_html(text)
-    notice = NOTICES.get(status)
+    notice = status_notice(status)
     return (f'<div class="llmchat-bubble llmchat-{role} llmchat-{status}">'
             f'<div class="llmchat-role">{escape(label or role)}</div>'
             f'<div class="llmchat-body">{body}</div>'
             + (f'<div class="llmchat-notice">{escape(notice)}</div>' if notice else "") + "</div>")
 
 
-def status_text(reply: Reply) -> str:
-    """The status line for the last answer: the cell footer's facts (model, tokens, time, cost)
-    plus any notice, so the panel and ``%%chat`` report an answer the same way."""
-    parts = footer_parts(reply)
-    notice = NOTICES.get(reply.status) if reply.status != "failed" else f"request failed: {reply.error}"
-    return " · ".join(parts) + (f" · {notice}" if notice else "")
-
-
 class StreamingBubble:
     """The bubble of an answer while it streams: a label, frozen pieces, and a live tail.
 
-    Only the live tail is re-rendered and resent on a repaint. Once it holds ``freeze_at``
-    characters, its finished top-level blocks (a hard cut from ``markdown_tail``, where
-    rendering the parts apart renders the same) move into a frozen piece that is sent once, so
-    a long answer costs IOPub bytes in proportion to its length, not its square.
+    Only the live tail is re-rendered and resent on a repaint. When the freeze policy every view
+    shares says so, the tail's finished part moves into a frozen piece that is sent once, so a
+    long answer costs IOPub bytes in proportion to its length, not its square. A piece cut inside
+    a block (a long fence or list, a long paragraph) is drawn without the margins at the seam,
+    so the block still looks whole.
     """
 
-    def __init__(self, label: str, *, freeze_at: int = FREEZE_AT) -> None:
-        self.freeze_at = freeze_at
+    def __init__(self, label: str, *, policy: FreezePolicy | None = None) -> None:
+        self.policy = policy if policy is not None else panel_policy()
         self.label = widgets.HTML(f'<div class="llmchat-role">{escape(label)}</div>')
         self.live = _body_widget("")
         self.widget = widgets.VBox([self.label, self.live])
         for css in ("llmchat-bubble", "llmchat-assistant", "llmchat-streaming"):
             self.widget.add_class(css)
-        self.frozen: list[str] = []  # the Markdown of each frozen piece, in order
+        self.frozen: list[str] = []  # the Markdown each frozen piece shows, in order
         self.live_start = 0  # where the live tail starts in the answer
+        self.live_prefix = ""  # reopens the fence the live tail starts inside
         self.sent = 0  # characters of HTML sent so far (live repaints plus frozen pieces)
         self.largest = 0  # the largest live repaint, in characters of HTML
 
@@ -95,33 +93,49 @@ class StreamingBubble:
 
     def paint(self, text: str) -> None:
         """Show ``text`` (the answer so far), incomplete Markdown closed for display."""
-        tail = text[self.live_start:]
-        if len(tail) >= self.freeze_at:
-            cut = find_boundaries(tail).hard
-            if cut > 0:
-                piece = _body_widget(markdown_to_html(tail[:cut]))
-                self.widget.children = (*self.widget.children[:-1], piece, self.live)
-                self.frozen.append(tail[:cut])
-                self.sent += len(piece.value)
-                self.live_start += cut
-                tail = tail[cut:]
-        self._show(markdown_to_html(close_open(tail)))
+        cut = self.policy.cut(text, self.live_start, self.live_prefix)
+        if cut is not None:
+            self._freeze(text, cut)
+        html = markdown_to_html(close_open(self.live_prefix + text[self.live_start:]))
+        self._show(html)
+        self.policy.repainted(len(html))
 
     def finish(self, text: str, status: str) -> None:
         """Show the exact answer's tail and the final status (and notice, if partial)."""
-        self._show(markdown_to_html(text[self.live_start:]))
+        self._show(markdown_to_html(self.live_prefix + text[self.live_start:]))
         self.widget.remove_class("llmchat-streaming")
         self.widget.add_class(f"llmchat-{status}")
-        notice = NOTICES.get(status)
+        notice = status_notice(status)
         if notice:
             self.widget.children = (*self.widget.children,
                                     widgets.HTML(f'<div class="llmchat-notice">{escape(notice)}</div>'))
+
+    def _freeze(self, text: str, cut: Cut) -> None:
+        markdown = self.live_prefix + text[self.live_start:cut.at]
+        if cut.open_end:
+            markdown = close_open(markdown)  # ends inside a fence: close it
+        piece = _body_widget(markdown_to_html(markdown))
+        if "llmchat-cont" in self.live._dom_classes:
+            piece.add_class("llmchat-cont")
+        if cut.split:
+            piece.add_class("llmchat-split")
+            self.live.add_class("llmchat-cont")
+        else:
+            self.live.remove_class("llmchat-cont")
+        self.widget.children = (*self.widget.children[:-1], piece, self.live)
+        self.frozen.append(markdown)
+        self.sent += len(piece.value)
+        for _ in range(self.policy.freeze_messages):
+            self.policy.sent()
+        self.policy.frozen()
+        self.live_start, self.live_prefix = cut.at, cut.prefix
 
     def _show(self, html: str) -> None:
         if self.live.value != html:
             self.live.value = html
             self.sent += len(html)
             self.largest = max(self.largest, len(html))
+            self.policy.sent()
 
 
 def _body_widget(html: str) -> widgets.HTML:

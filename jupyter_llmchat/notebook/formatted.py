@@ -1,71 +1,92 @@
 """A sink for answers shown transformed once complete: ``%%chat --json`` and ``-f code``.
 
-While the answer streams, its raw text is shown (at most ``UPDATES_PER_SECOND`` repaints); at
-the end the same output is replaced by the formatted result: indented JSON, or the answer's
-first code block as code. Outside a kernel (terminal IPython) only the result is printed.
+While the answer streams, its raw text is shown on the repaint policy of every view (the
+``LiveSink``'s ``Repainter``: at most every interval, and once more when the stream stalls); at the
+end the same output is replaced by the formatted result: indented JSON, or the answer's first
+code block as code (found by ``markdown_blocks``, the one Markdown parser), and the footer every
+view shows. Outside a kernel (terminal IPython) only the result is printed.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import sys
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from ..core.reply import Reply
+from ..core.repaint import DEFAULT_INTERVAL
+from ..core.reply import LiveSink, Reply
+from .footer import footer_markdown
+from .markdown_blocks import fenced_blocks
+from .publish import Bundle, DisplayPublisher, IPythonPublisher, updates_shown
 
-UPDATES_PER_SECOND = 10
+__all__ = ["FormattedSink", "first_code_block", "format_answer"]
+
 _FENCE = "```"
-CODE_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$",
-                        re.DOTALL | re.MULTILINE)
 
 
-class FormattedSink:
+class FormattedSink(LiveSink):
     """ReplySink that ends with a formatted display (``kind`` is "json" or "code")."""
 
-    def __init__(self, kind: str, *, in_kernel: bool = True, footer: bool = True) -> None:
+    def __init__(self, kind: str, *, in_kernel: bool = True, footer: bool = True,
+                 interval: float = DEFAULT_INTERVAL, trailing: bool = True,
+                 publisher: DisplayPublisher | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if kind not in ("json", "code"):
             raise ValueError(f"kind must be 'json' or 'code', got {kind!r}")
+        super().__init__(interval=interval, trailing=trailing and in_kernel, clock=clock)
         self.kind = kind
         self.in_kernel = in_kernel
         self.footer = footer
-        self.parts: list[str] = []
-        self._handle: Any = None
-        self._last = 0.0
+        self._publisher = publisher
+        self._id = f"llmchat-{uuid.uuid4().hex[:10]}"
+        self._shown: Bundle | None = None  # what the answer's output shows (None: not created)
+        self._updates: bool | None = None  # updates reach the screen (None: not asked yet)
 
-    def start(self, model: str) -> None:
-        if self.in_kernel:
-            from IPython.display import display
+    def _show_start(self, model: str) -> None:
+        if self._live():
+            self._show({"text/plain": "…"})
 
-            self._handle = display({"text/plain": "…"}, raw=True, display_id=True)
-            self._last = time.monotonic()
+    def _paint(self) -> None:
+        self._collect()
+        if self._live() and not self._finished:
+            self._show({"text/plain": self._text})
 
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-        now = time.monotonic()
-        if self._handle is not None and now - self._last >= 1 / UPDATES_PER_SECOND:
-            self._last = now
-            self._handle.update({"text/plain": "".join(self.parts)}, raw=True)
+    def _live(self) -> bool:
+        """Whether the raw text streams live (in a kernel, not inside an ipywidgets Output)."""
+        if self._updates is None:
+            self._updates = self.in_kernel and updates_shown(self._get_publisher())
+        return self._updates
 
-    def finish(self, reply: Reply) -> None:
-        from .display import footer_markdown
-
+    def _show_final(self, reply: Reply) -> None:
         bundle, note = format_answer(reply.text, self.kind)
-        if self._handle is not None:
-            self._handle.update(bundle, raw=True)
+        if self.in_kernel:
+            self._show(bundle)
         elif reply.text:
             print(bundle["text/plain"])
         if note:
-            print(f"[{note}]", file=sys.stdout)
-        footer = footer_markdown(reply, facts=self.footer)  # the renderer's footer: same look
+            print(f"[{note}]")
+        footer = footer_markdown(reply, facts=self.footer)  # the one footer: the cell's look
         if footer is not None:
-            if self._handle is not None:
-                from IPython.display import display
-
-                display({"text/markdown": footer[0], "text/plain": footer[1]}, raw=True)
+            if self.in_kernel:
+                self._publish(f"{self._id}-footer", {"text/markdown": footer[0], "text/plain": footer[1]},
+                              update=False)
             else:
                 print(footer[1])
+
+    def _show(self, data: Bundle) -> None:
+        if data != self._shown:
+            created = self._shown is not None
+            self._shown = data
+            self._publish(self._id, data, update=created)
+
+    def _publish(self, display_id: str, data: Bundle, *, update: bool) -> None:
+        self._get_publisher().show(display_id, data, update=update)
+
+    def _get_publisher(self) -> DisplayPublisher:
+        if self._publisher is None:
+            self._publisher = IPythonPublisher()
+        return self._publisher
 
 
 def format_answer(text: str, kind: str) -> tuple[dict[str, Any], str | None]:
@@ -87,11 +108,12 @@ def format_answer(text: str, kind: str) -> tuple[dict[str, Any], str | None]:
 
 
 def first_code_block(text: str) -> tuple[str, str] | None:
-    """(language, code) of the first fenced code block in ``text``, or None."""
-    match = CODE_FENCE.search(text)
-    if match is None:
-        return None
-    return match.group(2), match.group(3).rstrip("\n")
+    """(language, code) of the first complete fenced code block in ``text`` (in a list item or a
+    quote too, its indentation removed as a front end shows it), or None."""
+    for block in fenced_blocks(text):
+        if block.complete:
+            return block.language, block.code.rstrip("\n")
+    return None
 
 
 def _markdown(text: str) -> dict[str, Any]:

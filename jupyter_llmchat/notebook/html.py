@@ -35,7 +35,7 @@ _CLASS_OK = re.compile(r"^language-[A-Za-z0-9_+#.-]{1,40}$")
 _STYLE_OK = re.compile(r"^text-align: (left|right|center);$")
 
 
-class _ImagesToLinks(Treeprocessor):  # type: ignore[misc]
+class _ImagesToLinks(Treeprocessor):
     """Replace <img> with a link to the image, labelled with its alt text."""
 
     def run(self, root: etree.Element) -> None:

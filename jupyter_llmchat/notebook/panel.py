@@ -3,8 +3,9 @@
 Thin by design: the Chatbot owns the conversation (the panel redraws its bubbles from
 ``bot.history``), ``bubbles.py`` draws them (model output made safe by ``html.py``), and the
 panel only wires widgets to ``ask``/``stop``/``reset``. Answers stream in a worker thread so Stop and other cells
-keep working; the streaming bubble is repainted on time by the renderer's ``Repainter`` (about 8
-times a second, never per token), so long answers do not flood IOPub.
+keep working; the streaming bubble is repainted on the policy of every streaming view (a
+``LiveSink``: about 10 times a second, never per token, and once more when the stream stalls), so
+long answers do not flood IOPub.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from ..core.errors import ChatError
-from ..core.repaint import DEFAULT_INTERVAL, Repainter
-from ..core.reply import Reply
+from ..core.repaint import DEFAULT_INTERVAL
+from ..core.reply import LiveSink, Reply
 from ..core.sessions import DEFAULT_SESSION
-from .bubbles import CSS, StreamingBubble, bubble_html, status_text
+from .bubbles import CSS, StreamingBubble, bubble_html
+from .footer import status_line
 from .html import escape
 
 if TYPE_CHECKING:
@@ -50,38 +52,32 @@ SHORTCUT_JS = """
 })();
 """
 
-class _PanelSink:
-    """Streams one answer into its bubble, repainting at most once per interval (and once more
-    after the writer stalls, so the text shown never lags by more than an interval)."""
+class _PanelSink(LiveSink):
+    """Streams one answer into its bubble on the repaint policy of every view."""
 
     def __init__(self, bubble: StreamingBubble, interval: float, on_start: Callable[[], None]) -> None:
+        super().__init__(interval=interval)
         self.bubble = bubble
-        self.repainter = Repainter(self._paint, interval=interval)
         self.on_start = on_start
-        self.parts: list[str] = []
         self.started = False
         self.writes = 0
         self.paints = 0
 
-    def start(self, model: str) -> None:
+    def _show_start(self, model: str) -> None:
         self.started = True
         self.bubble.set_label(model)
         self.on_start()
-        self.repainter.start()
 
-    def write(self, text: str) -> None:
-        self.parts.append(text)
+    def _arrived(self, text: str, now: float) -> None:
         self.writes += 1
-        self.repainter.changed()
-
-    def finish(self, reply: Reply) -> None:
-        self.repainter.stop()
-        with self.repainter.lock:  # a repaint in the helper thread must not land after this one
-            self.bubble.finish("".join(self.parts), reply.status if reply.text else "complete")
 
     def _paint(self) -> None:
         self.paints += 1
-        self.bubble.paint("".join(self.parts))
+        self._collect()
+        self.bubble.paint(self._text)
+
+    def _show_final(self, reply: Reply) -> None:
+        self.bubble.finish(self._text, reply.status if reply.text else "complete")
 
 
 class ChatPanel:
@@ -167,10 +163,10 @@ class ChatPanel:
         self.widget.add_class("llmchat-panel")
 
     def _ipython_display_(self) -> None:
-        from IPython.display import Javascript, display  # type: ignore[attr-defined]
+        from IPython.display import Javascript, display
 
-        display(self.widget)  # type: ignore[no-untyped-call]
-        display(Javascript(SHORTCUT_JS))  # type: ignore[no-untyped-call]
+        display(self.widget)
+        display(Javascript(SHORTCUT_JS))
 
     # -- the session ---------------------------------------------------------------------------
     @property
@@ -249,7 +245,7 @@ class ChatPanel:
     def _on_reply(self, reply: Reply) -> None:
         """Every finished answer of the session, the panel's own or a ``%%chat`` cell's."""
         self.last_reply = reply
-        self._set_status(status_text(reply), error=reply.status == "failed")
+        self._set_status(status_line(reply), error=reply.status == "failed")
         if threading.current_thread() is not self._thread:
             self._sync()  # asked elsewhere (%%chat): show the new turn here too
             self._show_settings()
@@ -305,14 +301,15 @@ class ChatPanel:
              sink: _PanelSink, draft: tuple[str, Any]) -> None:
         failure: str | None = None
         try:
-            bot.ask(text, images=images, sink=sink, **options)
+            with sink:
+                bot.ask(text, images=images, sink=sink, **options)
         except ChatError as error:
             failure = str(error)
         except Exception as error:
             failure = f"{type(error).__name__}: {error}".splitlines()[0]
         self._sync()
         if failure is not None:
-            if not sink.parts and not self.input.value:  # nothing recorded: give the question back
+            if not sink.writes and not self.input.value:  # nothing recorded: give the question back
                 self.input.value, self.upload.value = draft
             if not sink.started:  # failed before sending (bad input): no reply to report
                 self._set_status(failure, error=True)
@@ -425,5 +422,5 @@ def show_panel(sessions: Sessions, name: str = DEFAULT_SESSION, **options: Any) 
     from IPython.display import display
 
     panel = ChatPanel(sessions, session=name, **options)
-    display(panel)  # type: ignore[no-untyped-call]
+    display(panel)
     return panel

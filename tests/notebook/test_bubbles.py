@@ -1,9 +1,21 @@
-"""Bubbles, the streaming bubble and the status line: exact HTML for exact inputs."""
+"""Bubbles and the streaming bubble: exact HTML for exact inputs, the shared freeze policy."""
 
 from __future__ import annotations
 
-from jupyter_llmchat.core.reply import Reply, Usage
-from jupyter_llmchat.notebook.bubbles import StreamingBubble, bubble_html, status_text
+from jupyter_llmchat.notebook.bubbles import StreamingBubble, bubble_html
+from jupyter_llmchat.notebook.freezing import FreezePolicy
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def bubble(**options: int) -> StreamingBubble:
+    return StreamingBubble("gpt-4o-mini", policy=FreezePolicy(clock=FakeClock(), **options))
 
 
 def test_bubble_html_exact() -> None:
@@ -13,35 +25,45 @@ def test_bubble_html_exact() -> None:
     assert bubble_html("assistant", "*partial", status="interrupted", label="m") == (
         '<div class="llmchat-bubble llmchat-assistant llmchat-interrupted">'
         '<div class="llmchat-role">m</div><div class="llmchat-body"><p>*partial</p></div>'
-        '<div class="llmchat-notice">stopped: partial answer kept</div></div>')
-
-
-def test_status_text_exact() -> None:
-    reply = Reply(text="x", model="gpt-4o-mini", usage=Usage(1200, 345), cost=0.000387, total_time=2.345)
-    assert status_text(reply) == "gpt-4o-mini · 1,200 in · 345 out tokens · 2.3 s · $0.00039"
-    stopped = Reply(text="x", model="llama3", status="interrupted", total_time=0.5)
-    assert status_text(stopped) == "llama3 · 0.5 s · stopped: partial answer kept"
-    failed = Reply(text="", model="m", status="failed", error="401: bad key", usage=Usage(0, 0), cost=0.0)
-    assert status_text(failed) == "m · 0 in · 0 out tokens · $0 · request failed: 401: bad key"
-    cached = Reply(text="x", model="m", usage=Usage(10, 2), cost=0.0234, total_time=0.0, from_cache=True)
-    assert status_text(cached) == "m · 10 in · 2 out tokens · from cache"
+        '<div class="llmchat-notice">answer interrupted: partial text kept</div></div>')
+    assert bubble_html("assistant", "cut", status="truncated", label="m").endswith(
+        '<div class="llmchat-notice">answer truncated: it reached max_tokens (finish_reason=length)</div></div>')
 
 
 def test_streaming_bubble_freezes_finished_blocks_and_resends_only_the_tail() -> None:
-    bubble = StreamingBubble("gpt-4o-mini", freeze_at=20)
-    bubble.paint("# Title\n\nFirst")  # 14 characters: nothing frozen yet
-    assert bubble.frozen == [] and bubble.live.value == "<h1>Title</h1>\n<p>First</p>"
-    bubble.paint("# Title\n\nFirst paragraph here.\n\nSecond one")
-    assert bubble.frozen == ["# Title\n\n"]
-    label, piece, live = bubble.widget.children
+    streaming = bubble(freeze_cost=20)
+    streaming.paint("# Title\n\nFirst")  # nothing resent yet: nothing frozen
+    assert streaming.frozen == [] and streaming.live.value == "<h1>Title</h1>\n<p>First</p>"
+    streaming.paint("# Title\n\nFirst paragraph here.\n\nSecond one, longer")
+    assert streaming.frozen == ["# Title\n\nFirst paragraph here.\n\n"]
+    label, piece, live = streaming.widget.children
     assert label.value == '<div class="llmchat-role">gpt-4o-mini</div>'
-    assert piece.value == "<h1>Title</h1>"
-    assert live.value == "<p>First paragraph here.</p>\n<p>Second one</p>"
-    assert "llmchat-streaming" in bubble.widget._dom_classes
-    bubble.paint("# Title\n\nFirst paragraph here.\n\nSecond one ```py\n")
-    bubble.finish("# Title\n\nFirst paragraph here.\n\nSecond one", "interrupted")
-    assert bubble.frozen == ["# Title\n\n", "First paragraph here.\n\n"]
-    assert [child.value for child in bubble.widget.children] == [
-        '<div class="llmchat-role">gpt-4o-mini</div>', "<h1>Title</h1>", "<p>First paragraph here.</p>",
-        "<p>Second one</p>", '<div class="llmchat-notice">stopped: partial answer kept</div>']
-    assert bubble.widget._dom_classes == ("llmchat-bubble", "llmchat-assistant", "llmchat-interrupted")
+    assert piece.value == "<h1>Title</h1>\n<p>First paragraph here.</p>"
+    assert live.value == "<p>Second one, longer</p>"
+    assert "llmchat-streaming" in streaming.widget._dom_classes
+    streaming.paint("# Title\n\nFirst paragraph here.\n\nSecond one, longer ```py\n")
+    streaming.finish("# Title\n\nFirst paragraph here.\n\nSecond one, longer", "interrupted")
+    assert [child.value for child in streaming.widget.children] == [
+        '<div class="llmchat-role">gpt-4o-mini</div>', "<h1>Title</h1>\n<p>First paragraph here.</p>",
+        "<p>Second one, longer</p>", '<div class="llmchat-notice">answer interrupted: partial text kept</div>']
+    assert streaming.widget._dom_classes == ("llmchat-bubble", "llmchat-assistant", "llmchat-interrupted")
+
+
+def test_a_long_code_block_is_split_without_a_visible_seam() -> None:
+    """A soft cut inside a fence: the frozen piece closes it, the live piece reopens it, and the
+    CSS classes join the two code boxes; a later hard cut ends the continuation."""
+    streaming = bubble(freeze_cost=50, soft_min=100)
+    code = "```python\n" + "".join(f"line_{i} = {i}\n" for i in range(30))
+    for end in range(40, len(code) + 1, 40):
+        streaming.paint(code[:end])
+    streaming.paint(code)
+    label, *frozen, live = streaming.widget.children
+    assert frozen and all(piece.value.startswith('<pre><code class="language-python">') for piece in frozen)
+    assert all("llmchat-split" in piece._dom_classes for piece in frozen)
+    assert all("llmchat-cont" in piece._dom_classes for piece in frozen[1:])
+    assert "llmchat-cont" in live._dom_classes and streaming.live_prefix == "```python\n"
+    assert live.value.startswith('<pre><code class="language-python">line_')
+    streaming.finish(code + "```\n\nDone.", "complete")
+    assert live.value.endswith("</code></pre>\n<p>Done.</p>")
+    text = "".join(frozen_md.replace("```python\n", "").replace("\n```", "\n") for frozen_md in streaming.frozen)
+    assert text.replace("\n\n", "\n") == code[len("```python\n"):streaming.live_start]

@@ -23,7 +23,8 @@ import openai
 import pytest
 
 from jupyter_llmchat.core.reply import PrintSink, Reply, Usage
-from jupyter_llmchat.notebook.display import MarkdownDisplaySink, footer_markdown, make_sink
+from jupyter_llmchat.notebook.display import MarkdownDisplaySink, make_sink
+from jupyter_llmchat.notebook.formatted import FormattedSink
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -238,20 +239,39 @@ def test_keyboard_interrupt_inside_write_leaves_a_consistent_state(fail_on: int)
     assert len(area.visible()) == 2  # the answer, and one footer with the notice and the facts
 
 
-def test_footer_markdown_escapes_and_formats() -> None:
-    reply = Reply(text="x", model="my_model*v2", usage=Usage(1234, 56), total_time=12.34, cost=1.5)
-    assert footer_markdown(reply) == (
-        "<sub>my\\_model\\*v2 · 1,234 in · 56 out tokens · 12.3 s · $1.50</sub>",
-        "[my_model*v2 · 1,234 in · 56 out tokens · 12.3 s · $1.50]",
-    )
-    assert footer_markdown(reply, facts=False) is None
-
-
 def test_make_sink_outside_a_kernel_is_plain_text() -> None:
     assert isinstance(make_sink(), PrintSink)
     assert isinstance(make_sink(kind="display", footer=False), MarkdownDisplaySink)
-    with pytest.raises(ValueError, match="kind must be 'auto', 'display' or 'print'"):
+    code = make_sink(kind="code", footer=False)
+    assert isinstance(code, FormattedSink) and (code.kind, code.in_kernel, code.footer) == ("code", False, False)
+    with pytest.raises(ValueError, match="kind must be 'auto', 'display', 'print', 'code' or 'json'"):
         make_sink(kind="html")  # type: ignore[arg-type]
+
+
+def test_the_sink_is_a_context_manager_that_always_stops_its_thread() -> None:
+    area = OutputArea()
+    with MarkdownDisplaySink(publisher=area, interval=0.05) as sink:
+        sink.start("m")
+        sink.write("partial")
+        thread = sink._repainter._thread
+        assert thread is not None and thread.is_alive()
+    assert not thread.is_alive()  # left without finish(): the thread is stopped all the same
+    assert area.outputs == [{"text/markdown": "partial"}]
+
+
+def test_a_freeze_at_a_soft_cut_closes_the_fence_it_ends_in() -> None:
+    """A long code block is split while it streams: the frozen piece closes the fence, the live
+    piece reopens it; the end shows the one exact answer."""
+    sink, area, clock = new_sink(freeze_cost=100, soft_min=200)
+    answer = "Code:\n\n```python\n" + "".join(f"value_{i} = {i}\n" for i in range(60)) + "```\n"
+    sink.start("m")
+    stream(sink, clock, answer, step=0.05)
+    pieces = [o["text/markdown"] for o in area.visible()]
+    assert len(pieces) >= 3
+    assert all(p.endswith("\n```") for p in pieces[1:-1])  # frozen inside the fence: closed
+    assert all(p.startswith("```python\n") for p in pieces[2:])  # reopened with its opener
+    sink.finish(Reply(text=answer, model="m"))
+    assert area.visible()[0]["text/markdown"] == answer
 
 
 # -- real kernel ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyter_llmchat.notebook.html import escape, markdown_to_html, sanitize
-from jupyter_llmchat.notebook.markdown_blocks import close_open
+from jupyter_llmchat.notebook.markdown_partial import close_open
 
 LINK = 'target="_blank" rel="noopener noreferrer nofollow"'
 

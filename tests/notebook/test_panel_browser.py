@@ -196,9 +196,9 @@ def test_shift_enter_sends_and_stop_keeps_the_partial_answer(panel_page: Noteboo
     page.locator("button.llmchat-stop").click()
     stopped = page.locator(".llmchat-panel .llmchat-assistant").last
     expect(stopped).to_have_class(re.compile(r"\bllmchat-interrupted\b"))
-    expect(stopped.locator(".llmchat-notice")).to_have_text("stopped: partial answer kept")
+    expect(stopped.locator(".llmchat-notice")).to_have_text("answer interrupted: partial text kept")
     assert len(stopped.locator(".llmchat-body").first.inner_text()) > 0
-    expect(page.locator(".llmchat-status")).to_contain_text("stopped: partial answer kept")
+    expect(page.locator(".llmchat-status")).to_contain_text("answer interrupted: partial text kept")
     expect(page.locator("button.llmchat-send")).to_be_enabled()
     expect(page.locator("button.llmchat-stop")).to_be_disabled()
     assert server.requests[-1].body["messages"][-1] == {"role": "user", "content": "Write a very long essay"}
@@ -297,3 +297,32 @@ def test_chat_panel_magic_shares_the_session_with_chat_cells(lab_root: Path, not
         {"role": "assistant", "content": "Paris, asked from a cell."},
         {"role": "user", "content": "Are you sure?"}]
     notebook_page.screenshot("magic-panel")
+
+
+def test_an_output_widget_captures_a_streamed_answer(lab_root: Path, notebook_page: NotebookPage,
+                                                     server: LoopbackServer) -> None:
+    """``with out:`` around an answer streamed into a cell: JupyterLab keeps it in the ipywidgets
+    Output (which drops display updates, IPython's own too), rendered, with its footer."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab_root / "output-widget.ipynb",
+                   "import os, ipywidgets\nfrom IPython.display import display\nfrom jupyter_llmchat import Chatbot\n"
+                   "from jupyter_llmchat.notebook.display import make_sink\n"
+                   "out = ipywidgets.Output()\nout.add_class('llmchat-test-output')\ndisplay(out)",
+                   "bot = Chatbot('gpt-4o-mini', base_url=os.environ['OPENAI_BASE_URL'])\n"
+                   "with out, make_sink() as sink:\n"
+                   "    reply = bot.ask('Stream into a widget', sink=sink)\n"
+                   "print(reply.status)")
+    server.queue(reply=TABLE_AND_CODE, rate=40.0)
+    notebook_page.open("output-widget.ipynb")
+    notebook_page.run_all()
+    page = notebook_page.page
+    widget = page.locator(".llmchat-test-output")
+    expect(widget.locator("table")).to_be_visible()
+    assert widget.locator("th").all_inner_texts() == ["Language", "Typing"]
+    assert widget.locator("pre code").inner_text() == 'def greet(name):\n    return f"hello {name}"'
+    expect(widget).to_contain_text(re.compile(r"gpt-4o-mini · \d+ in · \d+ out tokens"))  # the footer
+    expect(widget).not_to_contain_text("answering")
+    cells = page.locator(".jp-Cell")
+    expect(cells.nth(1).locator(".jp-OutputArea-output")).to_have_text("complete")  # nothing else there
+    notebook_page.screenshot("output-widget")

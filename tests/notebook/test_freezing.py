@@ -1,0 +1,67 @@
+"""FreezePolicy: rent or buy, one policy for the cell and the panel; exact cut decisions."""
+
+from __future__ import annotations
+
+from jupyter_llmchat.notebook.freezing import Cut, FreezePolicy
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+ANSWER = "# Title\n\nFirst paragraph here.\n\nSecond one, still streaming"
+CODE = "Intro.\n\n```python\n" + "".join(f"value_{i} = {i} * {i}\n" for i in range(80))
+PARAGRAPH = " ".join(f"Sentence {i} is here." for i in range(120))
+
+
+def policy(**options: int) -> tuple[FreezePolicy, FakeClock]:
+    clock = FakeClock()
+    return FreezePolicy(clock=clock, **options), clock
+
+
+def test_nothing_is_frozen_until_resending_has_cost_a_freeze() -> None:
+    rule, _ = policy(freeze_cost=1000)
+    rule.repainted(999)
+    assert rule.cut(ANSWER, 0, "") is None
+    rule.repainted(1)
+    assert rule.cut(ANSWER, 0, "") == Cut(32)  # the last hard cut: "Second one" starts a block
+    rule.frozen()
+    assert rule.resent == 0 and rule.cut(ANSWER, 32, "") is None
+
+
+def test_cuts_are_offsets_in_the_answer_after_the_live_piece_start() -> None:
+    rule, _ = policy(freeze_cost=10)
+    rule.repainted(10)
+    assert rule.cut(ANSWER, 9, "") == Cut(32)  # the live piece starts at "First paragraph"
+
+
+def test_a_freeze_waits_while_the_message_budget_of_the_second_is_spent() -> None:
+    rule, clock = policy(freeze_cost=10, max_rate=12, freeze_messages=2)
+    rule.repainted(10)
+    for _ in range(11):
+        rule.sent()
+    assert rule.cut(ANSWER, 0, "") is None  # 11 + 2 > 12
+    clock.now += 1.01  # those messages are more than a second old
+    assert rule.cut(ANSWER, 0, "") == Cut(32)
+
+
+def test_cuts_that_split_a_block_need_a_long_piece_and_twice_the_rent() -> None:
+    rule, _ = policy(freeze_cost=100, soft_min=1024)
+    rule.repainted(150)
+    assert rule.cut(CODE, 8, "") is None  # soft only, and not yet twice the rent
+    rule.repainted(50)
+    cut = rule.cut(CODE, 8, "")
+    assert cut == Cut(CODE.index("value_79"), "```python\n", split=True) and cut.open_end
+    assert rule.cut(CODE[:500], 8, "") is None  # too short a piece for a soft cut
+
+
+def test_one_long_paragraph_is_split_at_a_sentence_but_never_a_reopened_fence() -> None:
+    rule, _ = policy(freeze_cost=100)
+    rule.repainted(200)
+    assert rule.cut(PARAGRAPH, 0, "") == Cut(PARAGRAPH.index("Sentence 119"), split=True)
+    code = "".join(f"x = {i}. Y\n" for i in range(200))  # looks like sentences, but inside a fence
+    assert rule.cut(code, 0, "```\n") == Cut(code.index("x = 199."), "```\n", split=True)  # a line, not a sentence
