@@ -21,7 +21,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
 
 from ..core.errors import ChatError
-from ..core.reply import PrintSink, ReplySink
+from ..core.reply import LiveSink
 from ..core.sessions import DEFAULT_SESSION
 from . import commands
 from .arguments import parse, split_line
@@ -288,11 +288,11 @@ class ChatMagics(Magics):
         if args.json:
             overrides = _ask_for_json(question, overrides, bot.system)
         self._note_demo()
-        sink = self._sink("json" if args.json else fmt)
-        try:
-            reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, **overrides)
-        except ChatError as error:
-            raise shown_in_one_line(error) from None
+        with self._sink("json" if args.json else fmt) as sink:  # leaving it stops the sink's thread
+            try:
+                reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, **overrides)
+            except ChatError as error:
+                raise shown_in_one_line(error) from None
         self.shell.user_ns["_chat"] = reply.text
         if fmt == "code" and not args.json:
             from .formatted import first_code_block
@@ -369,18 +369,13 @@ class ChatMagics(Magics):
             value = getattr(value, attribute)
         return value
 
-    def _sink(self, fmt: str) -> ReplySink:
-        """Live Markdown in a notebook, plain text in a terminal or with -f text."""
-        from .display import in_notebook_kernel, make_sink
+    def _sink(self, fmt: str) -> LiveSink:
+        """Live Markdown in a notebook (plain text in a terminal), plain text with -f text, the
+        formatted answer with -f code and --json."""
+        from .display import make_sink
 
-        footer = self.setting("footer")[0]
-        if fmt == "text":
-            return PrintSink()
-        if fmt in ("json", "code"):
-            from .formatted import FormattedSink
-
-            return FormattedSink(fmt, in_kernel=in_notebook_kernel(), footer=footer)
-        return make_sink(footer=footer)
+        kind = {"markdown": "auto", "text": "print"}.get(fmt, fmt)
+        return make_sink(kind=kind, footer=self.setting("footer")[0])  # type: ignore[arg-type]
 
     def _note_demo(self) -> None:
         if self.demo_url and not self._demo_noted:
