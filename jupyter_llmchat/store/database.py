@@ -39,6 +39,14 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("jupyter_llmchat")) / "store.sqlite3"
 
 
+def demo_path() -> Path:
+    """The offline demo's own store, beside the default one in the user's data directory: what the
+    demo server says is no model's answer and must not mix with the user's conversations."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("jupyter_llmchat")) / "demo.sqlite3"
+
+
 def resolve_path(path: str | os.PathLike[str] | None) -> str:
     """The file a store at ``path`` uses: ``":memory:"`` as is, None for ``default_path()``."""
     if path == MEMORY:

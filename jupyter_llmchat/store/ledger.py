@@ -3,7 +3,8 @@
 The one ledger: ``%chat usage`` reads it whether the store is a file or ``":memory:"``. Costs come
 from one price table (``models.model_info(model).cost``), cached prompt tokens priced as the
 provider prices them. A cache hit is billed nothing: its row has zero tokens and cost 0, and
-``saved`` holds what the original answer cost.
+``saved`` holds what the original answer cost. A reply of the offline demo server (``Reply.demo``)
+is no model's: its row is marked ``demo`` and costs 0.
 
 A reply the endpoint reported no usage for is still one request. When text arrived, the core
 counted the prompt it sent and the text it received itself (``Usage.source == "counted"``): the
@@ -62,6 +63,8 @@ def ledger_row(reply: Reply, *, session: str | None = None, conversation: int | 
     cost: float | None
     if reply.from_cache:
         billed, cost, saved = (0, 0, 0), 0.0, full
+    elif reply.demo:
+        billed, cost, saved = tokens, 0.0, None
     elif usage is not None:
         billed, cost, saved = tokens, full, None
     else:
@@ -70,7 +73,7 @@ def ledger_row(reply: Reply, *, session: str | None = None, conversation: int | 
             "time": time.time() if at is None else at, "prompt_tokens": billed[0],
             "completion_tokens": billed[1], "cached_tokens": billed[2], "cost": cost, "saved": saved,
             "from_cache": int(reply.from_cache), "status": reply.status, "total_time": reply.total_time,
-            "usage_source": source}
+            "usage_source": source, "demo": int(reply.demo)}
 
 
 def record(database: Database, reply: Reply, *, session: str | None = None,
@@ -96,6 +99,7 @@ class UsageRow:
     unpriced: int = 0  # requests whose cost is unknown (model not in the price table, or no usage)
     saved: float = 0.0  # USD the cache hits would have cost
     unreported: int = 0  # requests the endpoint reported no usage for (counted as 0 tokens)
+    demo: int = 0  # requests the offline demo server answered (no model, no cost)
 
     @property
     def total_tokens(self) -> int:
@@ -125,7 +129,7 @@ def usage_summary(database: Database, by: tuple[str, ...] | str = ("session", "m
            "COALESCE(SUM(completion_tokens), 0) AS completion_tokens, "
            "COALESCE(SUM(cached_tokens), 0) AS cached_tokens, COALESCE(SUM(cost), 0.0) AS cost, "
            "COALESCE(SUM(cost IS NULL), 0) AS unpriced, COALESCE(SUM(saved), 0.0) AS saved, "
-           "COALESCE(SUM(usage_source = 'missing'), 0) AS unreported FROM ledger"
+           "COALESCE(SUM(usage_source = 'missing'), 0) AS unreported, COALESCE(SUM(demo), 0) AS demo FROM ledger"
            + (" WHERE " + " AND ".join(where) if where else "")
            + (f" GROUP BY {', '.join(by)} ORDER BY {', '.join(by)}" if by else ""))
     rows = database.query(sql, tuple(args))
@@ -138,5 +142,5 @@ def total(rows: list[UsageRow]) -> UsageRow:
     """The sum of ``rows``."""
     sums = {name: sum(getattr(row, name) for row in rows)
             for name in ("requests", "cache_hits", "prompt_tokens", "completion_tokens",
-                         "cached_tokens", "cost", "unpriced", "saved", "unreported")}
+                         "cached_tokens", "cost", "unpriced", "saved", "unreported", "demo")}
     return UsageRow(keys={}, **sums)

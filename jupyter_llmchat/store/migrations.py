@@ -162,3 +162,10 @@ def m002_ledger_usage_source(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE ledger ADD COLUMN usage_source TEXT NOT NULL DEFAULT 'reported'")
     db.execute("UPDATE ledger SET usage_source = 'missing' "
                "WHERE from_cache = 0 AND prompt_tokens = 0 AND completion_tokens = 0")
+
+
+@migration
+def m003_ledger_demo(db: sqlite3.Connection) -> None:
+    """Which ledger rows the offline demo server answered: no model wrote them, so they cost
+    nothing and ``%chat usage`` says so. Rows of schema 2 were all counted as model replies."""
+    db.execute("ALTER TABLE ledger ADD COLUMN demo INTEGER NOT NULL DEFAULT 0")

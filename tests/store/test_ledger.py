@@ -80,6 +80,20 @@ def test_a_reply_without_usage_is_one_request_of_zero_tokens_marked_missing():
     assert reply_usage(Reply("x", "gpt-4o", usage=Usage(10, 2))) == (Usage(10, 2), "reported")
 
 
+def test_demo_replies_cost_nothing_and_are_counted_as_the_demo_s(store: Store):
+    # The offline demo server's replies: real token counts, but no model wrote them.
+    demo = Reply("placeholder", "gpt-4o-mini", usage=Usage(1_000, 500, 0), cost=0.0, demo=True)
+    row = ledger_row(demo, session="s", at=1.0)
+    assert {key: row[key] for key in ("prompt_tokens", "completion_tokens", "cost", "saved", "demo")} == {
+        "prompt_tokens": 1_000, "completion_tokens": 500, "cost": 0.0, "saved": None, "demo": 1}
+    assert ledger_row(Reply("x", "gpt-4o-mini", usage=Usage(1_000, 500, 0)))["demo"] == 0
+    store.record_reply(demo, session="s")
+    store.record_reply(Reply("real", "gpt-4o-mini", usage=Usage(1_000, 500, 0)), session="s")
+    (summary,) = store.usage_summary(())
+    assert (summary.requests, summary.demo, summary.prompt_tokens) == (2, 1, 2_000)
+    assert summary.cost == pytest.approx(0.000450)  # the real reply's price alone
+
+
 class InterruptingSink(NullSink):
     """Raises KeyboardInterrupt at the third delta, as a kernel interrupt would: text, no usage."""
 

@@ -126,9 +126,10 @@ def v1_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_registry_brings_files_to_version_2() -> None:
-    assert [step.__name__ for step in MIGRATIONS] == ["m001_initial", "m002_ledger_usage_source"]
-    assert MIGRATIONS.version == 2
+def test_the_registry_brings_files_to_version_3() -> None:
+    assert [step.__name__ for step in MIGRATIONS] == ["m001_initial", "m002_ledger_usage_source",
+                                                       "m003_ledger_demo"]
+    assert MIGRATIONS.version == 3
 
 
 def test_a_v1_file_opens_is_migrated_and_keeps_its_data(v1_file: Path) -> None:
@@ -143,35 +144,36 @@ def test_a_v1_file_opens_is_migrated_and_keeps_its_data(v1_file: Path) -> None:
         assert messages[1].usage is not None and messages[1].usage.prompt_tokens == 20
         hit = ResponseCache(store.database).lookup(CACHED_REQUEST)
         assert hit is not None and (hit.text, hit.from_cache) == ("4", True)
-        # the new column says which old rows had no usage: zero tokens and not a cache hit
-        assert store.query("SELECT status, cost, usage_source FROM ledger ORDER BY id") == [
-            {"status": "complete", "cost": 0.000006, "usage_source": "reported"},
-            {"status": "failed", "cost": 0.0, "usage_source": "missing"},
-            {"status": "interrupted", "cost": None, "usage_source": "missing"},
-            {"status": "complete", "cost": 0.0, "usage_source": "reported"}]
+        # m002's column says which old rows had no usage: zero tokens and not a cache hit; m003's
+        # marks none of them as the offline demo's (old releases priced demo replies as a model's)
+        assert store.query("SELECT status, cost, usage_source, demo FROM ledger ORDER BY id") == [
+            {"status": "complete", "cost": 0.000006, "usage_source": "reported", "demo": 0},
+            {"status": "failed", "cost": 0.0, "usage_source": "missing", "demo": 0},
+            {"status": "interrupted", "cost": None, "usage_source": "missing", "demo": 0},
+            {"status": "complete", "cost": 0.0, "usage_source": "reported", "demo": 0}]
         (summary,) = store.usage_summary(())
         assert (summary.requests, summary.cache_hits, summary.prompt_tokens, summary.unpriced,
-                summary.unreported) == (4, 1, 20, 1, 2)
+                summary.unreported, summary.demo) == (4, 1, 20, 1, 2, 0)
         # and it goes on working: a new conversation is written in the migrated file
         store.new_conversation("after", model="gpt-4o")
-    assert file_version(v1_file) == 2
-    assert columns(v1_file, "ledger")[-1] == "usage_source"
+    assert file_version(v1_file) == 3
+    assert columns(v1_file, "ledger")[-2:] == ["usage_source", "demo"]
 
 
 def test_a_new_file_gets_every_migration(tmp_path: Path) -> None:
     path = tmp_path / "new.sqlite3"
     Database(path).close()
     assert file_version(path) == MIGRATIONS.version
-    assert "usage_source" in columns(path, "ledger")
+    assert columns(path, "ledger")[-2:] == ["usage_source", "demo"]
 
 
 def extended(log: list[str]) -> Migrations:
-    """The store's migrations plus a third that records when it ran."""
+    """The store's migrations plus a fourth that records when it ran."""
     registry = MIGRATIONS.copy()
 
     @registry.register
-    def m003_notes(db: sqlite3.Connection) -> None:
-        log.append(f"m003 saw version {schema_version(db)}")
+    def m004_notes(db: sqlite3.Connection) -> None:
+        log.append(f"m004 saw version {schema_version(db)}")
         db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
 
     return registry
@@ -180,11 +182,11 @@ def extended(log: list[str]) -> Migrations:
 def test_migrations_run_in_registered_order_from_the_version_found(v1_file: Path) -> None:
     log: list[str] = []
     Database(v1_file, migrations=extended(log)).close()
-    assert log == ["m003 saw version 2"]  # m002 ran first; m001 was not run again on a v1 file
-    assert file_version(v1_file) == 3 and columns(v1_file, "notes") == ["id", "text"]
+    assert log == ["m004 saw version 3"]  # m002 and m003 ran first; m001 was not run again on a v1 file
+    assert file_version(v1_file) == 4 and columns(v1_file, "notes") == ["id", "text"]
     Database(v1_file, migrations=extended(log)).close()
-    assert log == ["m003 saw version 2"]  # applied once
-    assert MIGRATIONS.version == 2  # the copy left the store's own registry alone
+    assert log == ["m004 saw version 3"]  # applied once
+    assert MIGRATIONS.version == 3  # the copy left the store's own registry alone
 
 
 def test_migrations_must_be_registered_with_the_next_number() -> None:
@@ -195,7 +197,7 @@ def test_migrations_must_be_registered_with_the_next_number() -> None:
 
     with pytest.raises(ValueError) as caught:
         registry.register(m005_skips_ahead)
-    assert str(caught.value) == ("migration 'm005_skips_ahead' must be named m003_<what it does>: migrations "
+    assert str(caught.value) == ("migration 'm005_skips_ahead' must be named m004_<what it does>: migrations "
                                  "are numbered in the order they run")
 
 
@@ -203,17 +205,17 @@ def test_a_failing_migration_leaves_the_file_at_the_old_version(v1_file: Path) -
     registry = MIGRATIONS.copy()
 
     @registry.register
-    def m003_half_done(db: sqlite3.Connection) -> None:
+    def m004_half_done(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE ledger ADD COLUMN half TEXT")
         db.execute("INSERT INTO conversations (session, created, updated, model) VALUES ('x', 0, 0, 'm')")
         raise RuntimeError("disk on fire")
 
     with pytest.raises(StoreError) as caught:
         Database(v1_file, migrations=registry)
-    assert str(caught.value) == (f"cannot upgrade the store {v1_file} from schema 2 to 3 (m003_half_done: "
+    assert str(caught.value) == (f"cannot upgrade the store {v1_file} from schema 3 to 4 (m004_half_done: "
                                  "RuntimeError: disk on fire); the file is unchanged")
-    # m002 committed on its own; nothing of m003 stayed
-    assert file_version(v1_file) == 2
+    # m002 and m003 committed each on its own; nothing of m004 stayed
+    assert file_version(v1_file) == 3
     assert "half" not in columns(v1_file, "ledger")
     with Store(v1_file) as store:
         assert [s.session for s in store.sessions()] == ["trip"]
@@ -226,9 +228,9 @@ def test_a_file_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) -
         db.execute(f"PRAGMA user_version = {MIGRATIONS.version + 1}")
     with pytest.raises(StoreError) as caught:
         Store(path)
-    assert str(caught.value) == (f"the store {path} has schema 3, newer than this jupyter_llmchat knows (2); "
+    assert str(caught.value) == (f"the store {path} has schema 4, newer than this jupyter_llmchat knows (3); "
                                  "upgrade the package or pass another path")
-    assert file_version(path) == 3 and columns(path, "future") == ["x"]
+    assert file_version(path) == 4 and columns(path, "future") == ["x"]
 
 
 OPEN_WHEN_TOLD = r"""
@@ -260,4 +262,5 @@ def test_two_kernels_opening_a_v1_file_at_once_migrate_it_once(v1_file: Path, tm
     outputs = [child.communicate(timeout=60) for child in children]
     # whichever came second found the work done (migrating twice would add the column twice: an error)
     assert outputs == [("OPENED 2\n", "")] * 2
-    assert file_version(v1_file) == 2 and columns(v1_file, "ledger").count("usage_source") == 1
+    assert file_version(v1_file) == 3 and columns(v1_file, "ledger").count("usage_source") == 1
+    assert columns(v1_file, "ledger").count("demo") == 1
