@@ -1,5 +1,10 @@
 """Magic lines parsed the IPython way: split like a shell (``arg_split``), then a
-``magic_arguments`` parser; every mistake is one UsageError line that says where help is."""
+``magic_arguments`` parser; every mistake is one UsageError line that says where help is.
+
+``magic_arguments`` writes a magic's help as reST (a ``::`` block, ``<...>`` around some
+arguments); ``%%chat?`` and ``%chat?`` show it on a terminal-like pager, so ``plain_help``
+rewrites it as plain text: ``usage: %%chat [options]`` first, then the description and arguments.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import os
 from typing import Any
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicHelpFormatter
 from IPython.utils.process import arg_split
 
 
@@ -28,7 +34,30 @@ def parse(parser: argparse.ArgumentParser, words: list[str], *, hint: str, where
         raise UsageError(f"{where}{error}; {hint}") from None
 
 
+class PlainHelpFormatter(MagicHelpFormatter):
+    """magic_arguments' formatter without its reST: ``usage: %name ...``, arguments as argparse
+    writes them (no ``<...>``), the description as written (dedented)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        return argparse.RawDescriptionHelpFormatter._format_action_invocation(self, action)
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = "usage: %") -> None:
+        argparse.RawDescriptionHelpFormatter.add_usage(self, usage, actions, groups, prefix)
+
+
+def plain_help(function: Any) -> str:
+    """The help of a ``magic_arguments``-decorated function as plain text; it becomes the
+    function's docstring, which is what ``%name?`` shows. The parser's name is the magic's
+    (``"%chat"`` for the cell magic ``%%chat``, ``"chat reset"`` for ``%chat reset``)."""
+    parser = function.parser
+    parser.formatter_class = PlainHelpFormatter
+    function.__doc__ = parser.format_help()
+    return function.__doc__
+
+
 def usage_line(function: Any) -> str:
     """``%name [options] ARGS`` of a function decorated with ``magic_arguments``, on one line."""
-    usage = function.parser.format_usage()
-    return " ".join(usage.replace("::", " ").split())
+    parser = function.parser
+    formatter = PlainHelpFormatter(parser.prog)
+    formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups, prefix="%")
+    return " ".join(formatter.format_help().split())

@@ -18,7 +18,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.errors import ChatError
 from ..core.sessions import DEFAULT_SESSION
-from .arguments import parse, split_line, usage_line
+from .arguments import parse, plain_help, split_line, usage_line
 from .error_display import shown_in_one_line
 from .settings import ENV_VARS
 from .tables import show, show_table
@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from ..core.sessions import Sessions
     from ..store.ledger import UsageRow
     from ..store.store import Store
+    from .panel import ChatPanel
 
 
 class ChatHost(Protocol):
     """What the commands use of the magics: settings, sessions, the client and the store."""
 
     demo_url: str | None
+    panels: list[ChatPanel]  # opened by %chat panel, for the host to close
 
     @property
     def sessions(self) -> Sessions: ...
@@ -61,8 +63,9 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(function: Any) -> Any:
-    """Register a ``magic_arguments``-decorated function as ``%chat NAME``."""
+    """Register a ``magic_arguments``-decorated function as ``%chat NAME`` (help as plain text)."""
     COMMANDS[function.argcmd_name.split()[-1]] = function
+    plain_help(function)
     return function
 
 
@@ -164,17 +167,22 @@ def usage_table(rows: list[UsageRow]) -> tuple[list[tuple[str, ...]], str | None
     lines = [header] + [(*(str(row.keys[name]) for name in names), *_usage_numbers(row)) for row in rows]
     if len(rows) > 1:
         lines.append(("total", *[""] * (len(names) - 1), *_usage_numbers(overall)))
-    note = None
+    notes = []
     if overall.unreported:
-        note = (f"{overall.unreported} of {overall.requests} replies came without token counts from the "
-                "endpoint: they count 0 tokens, and cost $0 if no text arrived, else an unknown amount.")
-    return lines, note
+        notes.append(f"{overall.unreported} of {overall.requests} replies came without token counts from the "
+                     "endpoint: they count 0 tokens, and cost $0 if no text arrived, else an unknown amount.")
+    if overall.demo:
+        notes.append(f"{overall.demo} of {overall.requests} replies came from the offline demo server, not "
+                     "from a model: they cost nothing.")
+    return lines, " ".join(notes) or None
 
 
 def _usage_numbers(row: UsageRow) -> tuple[str, ...]:
     from ..core.models import format_cost
 
-    if row.unpriced == row.requests:
+    if row.demo == row.requests:
+        cost = "demo, no cost"
+    elif row.unpriced == row.requests:
         cost = "unknown"
     else:
         cost = format_cost(row.cost) + (" + unknown" if row.unpriced else "")
@@ -317,7 +325,7 @@ def cmd_panel(m: ChatHost, args: argparse.Namespace) -> None:
     m.session(name)
     from .panel import show_panel
 
-    show_panel(m.sessions, name)
+    m.panels.append(show_panel(m.sessions, name))
 
 
 def _summary(function: Any) -> str:

@@ -1,18 +1,25 @@
 """``%%chat`` (ask) and ``%chat`` (manage) IPython magics, configurable the IPython way.
 
-Settings come from, lowest precedence first: trait defaults, ``%config ChatMagics.x = ...`` or
-ipython_config.py, environment variables (``LLMCHAT_*``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``),
-``%chat model`` / ``%chat system``, and the options of one ``%%chat`` cell. ``%chat config``
-shows the effective value of each and where it came from. This module only parses, resolves
-settings and shows results: asking is ``Chatbot.ask``, streaming display is ``display``, the
-``%chat`` commands are commands.py. Lines are split like a shell's (``arg_split``) and parsed by
-``magic_arguments``, so ``--system 'Be terse.'`` and ``-i "my plot.png"`` mean what they say.
+Settings come from, lowest precedence first (Jupyter's convention): trait defaults, environment
+variables (``LLMCHAT_*``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``), ``%config ChatMagics.x = ...``
+or ipython_config.py, ``%chat model`` / ``%chat system``, and the options of one ``%%chat`` cell:
+what is typed in the notebook beats what the kernel inherited. ``%chat config`` shows the
+effective value of each and where it came from. The API key's trait holds a ``HiddenKey``, whose
+repr never shows it, and every config object IPython keeps gets the same (``_hide_key``).
+This module only parses, resolves settings and shows results: asking is ``Chatbot.ask``,
+streaming display is ``display``, the ``%chat`` commands are commands.py. Lines are split like a
+shell's (``arg_split``) and parsed by ``magic_arguments``, so ``--system 'Be terse.'`` and
+``-i "my plot.png"`` mean what they say.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
+import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -24,18 +31,29 @@ from ..core.errors import ChatError
 from ..core.reply import LiveSink
 from ..core.sessions import DEFAULT_SESSION
 from . import commands
-from .arguments import parse, split_line
+from .arguments import parse, plain_help, split_line
 from .error_display import shown_in_one_line
 from .expansion import ExpansionError, expand
-from .settings import CLIENT_SETTINGS, ENV_VARS, FORMATS, REQUEST_SETTINGS, SESSION_SETTINGS
+from .settings import (
+    CLIENT_SETTINGS,
+    ENV_VARS,
+    FORMATS,
+    REQUEST_SETTINGS,
+    SESSION_SETTINGS,
+    HiddenKey,
+    SecretUnicode,
+)
 
 if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
     from ..core.client import ChatClient
+    from ..core.reply import Reply
     from ..core.sessions import Sessions
     from ..store.store import Store
+    from .panel import ChatPanel
 
 ERROR_QUESTION = "Why did this fail, and how do I fix it?"
+THREAD_JOIN_TIMEOUT = 10.0  # seconds close() waits in all for our threads to end
 
 
 @magics_class
@@ -61,8 +79,8 @@ class ChatMagics(Magics):
     footer = Bool(True, help="Show model, tokens, time and cost under each answer.").tag(config=True)
     timeout = Float(600.0, min=0.001, help="Seconds to wait for the endpoint.").tag(config=True)
     max_retries = Int(3, min=0, help="Retries on 429, 5xx and connection errors.").tag(config=True)
-    api_key = Unicode(None, allow_none=True,
-                      help="API key (prefer OPENAI_API_KEY); never shown, logged or saved.").tag(config=True)
+    api_key = SecretUnicode(None, allow_none=True,
+                            help="API key (prefer OPENAI_API_KEY); never shown, logged or saved.").tag(config=True)
     base_url = Unicode(None, allow_none=True,
                        help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1.").tag(config=True)
     azure_endpoint = Unicode(None, allow_none=True,
@@ -80,6 +98,7 @@ class ChatMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
+        self._hide_key_everywhere()  # a key from ipython_config.py, or %config'd before %load_ext
         self._sessions: Sessions | None = None
         self._runtime: dict[str, Any] = {}  # set by %chat model / %chat system
         self._pins: dict[str, dict[str, Any]] = {}  # per-session model/system (%chat ... -s, load)
@@ -90,22 +109,41 @@ class ChatMagics(Magics):
         self._store: Store | None = None
         self._store_setting: str | None = None  # the store setting self._store was opened for
         self._demo_noted = False
+        self.panels: list[ChatPanel] = []  # opened by %chat panel: closed by close()
+        self.preload_thread: threading.Thread | None = None
 
     def __repr__(self) -> str:  # the key is never part of it
         return f"<ChatMagics sessions={self.sessions.names() if self._sessions else []}>"
 
     # -- settings ----------------------------------------------------------------------------------
     def setting(self, name: str) -> tuple[Any, str]:
-        """The effective value of setting ``name`` and where it came from."""
+        """The effective value of setting ``name`` and where it came from: ``%chat model|system``,
+        then ``%config`` / a config file, then the environment, then the default."""
         if name in self._runtime:
             return self._runtime[name], f"%chat {name}"
+        section = dict.get(self.config, type(self).__name__) or {}
+        if name in section:
+            return getattr(self, name), "%config / config file"
         env = ENV_VARS[name]
         raw = os.environ.get(env)
         if raw:
             return self._from_env(name, env, raw), f"env {env}"
-        section = dict.get(self.config, type(self).__name__) or {}
-        source = "%config / config file" if name in section else "default"
-        return getattr(self, name), source
+        return getattr(self, name), "default"
+
+    def update_config(self, config: Any) -> None:
+        """``%config ChatMagics.x = ...``: IPython hands the same Config to every configurable,
+        so the key is hidden in it first (the shell and the others merge it after us)."""
+        _hide_key(config)
+        super().update_config(config)
+        self._hide_key_everywhere()
+
+    def _hide_key_everywhere(self) -> None:
+        """Hide the key in our config, the shell's and every configurable's (they merged copies)."""
+        _hide_key(self.config)
+        shell = self.shell
+        if shell is not None:
+            for holder in [shell, *getattr(shell, "configurables", [])]:
+                _hide_key(getattr(holder, "config", None))
 
     def effective(self) -> dict[str, Any]:
         return {name: self.setting(name)[0] for name in ENV_VARS}
@@ -169,11 +207,18 @@ class ChatMagics(Magics):
 
     def opened_store(self) -> Store:
         """The store the ``store`` setting names, opened once: its file, or one in memory when the
-        setting is None or ':memory:' (the same ledger and cache, kept for this kernel only)."""
-        from ..store.database import MEMORY
+        setting is None or ':memory:' (the same ledger and cache, kept for this kernel only).
+
+        While the offline demo server answers, its replies go to a store of their own
+        (``demo_path()``), not the user's, unless ``%config ChatMagics.store`` names one."""
+        from ..store.database import MEMORY, demo_path
         from ..store.store import Store
 
-        chosen = self.setting("store")[0] or MEMORY
+        value, source = self.setting("store")
+        chosen = value or MEMORY
+        self.client()  # settles whether the demo server answers
+        if self.demo_url is not None and chosen != MEMORY and source != "%config / config file":
+            chosen = str(demo_path())
         if self._store is None or chosen != self._store_setting:
             if self._store is not None:
                 self._store.close()
@@ -193,6 +238,8 @@ class ChatMagics(Magics):
             raise shown_in_one_line(error) from None
         if store.recorder(bot) is None:
             store.attach(bot, name, cache=self.setting("cache")[0])
+        if not any(isinstance(listener, _DemoMarker) for listener in bot.reply_listeners):
+            bot.reply_listeners.insert(0, _DemoMarker(self, bot))  # first: before the ledger and footers
 
     def _desired(self, name: str) -> dict[str, Any]:
         """What session ``name`` should use: the effective settings, then its own pins."""
@@ -230,7 +277,7 @@ class ChatMagics(Magics):
             key, base_url, timeout, retries, azure_endpoint, api_version, deployment = ident
             if azure_endpoint and self.setting("api_key")[1] == "env OPENAI_API_KEY":
                 key = None  # an OpenAI key is not an Azure key: ChatClient reads AZURE_OPENAI_API_KEY
-            client = ChatClient(api_key=key or None, base_url=base_url or None, timeout=timeout,
+            client = ChatClient(api_key=str(key) if key else None, base_url=base_url or None, timeout=timeout,
                                 max_retries=retries, azure_endpoint=azure_endpoint or None,
                                 api_version=api_version or None, azure_deployment=deployment or None)
             self.demo_url = None
@@ -243,7 +290,7 @@ class ChatMagics(Magics):
         return self._client
 
     # -- %%chat -----------------------------------------------------------------------------------
-    @magic_arguments()
+    @magic_arguments("%chat")  # the parser's name: its usage line reads "%%chat ..."
     @argument("-m", "--model", help="Model for this question (default: the session's).")
     @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
     @argument("--max-tokens", type=int, help="Cap on this answer's tokens.")
@@ -258,7 +305,7 @@ class ChatMagics(Magics):
     @argument("-i", "--image", action="append", default=[], metavar="SOURCE",
               help="Image to send with the question: a variable name, path or URL (repeatable).")
     @argument("--json", action="store_true", help="JSON mode: the answer is shown as formatted JSON.")
-    @argument("-f", "--format", choices=FORMATS,
+    @argument("-f", "--format", choices=FORMATS, metavar="FORMAT",
               help="markdown (default), text (plain stream) or code (the answer's code block, also "
                    "put into the next cell).")
     @argument("--error", action="store_true",
@@ -266,11 +313,12 @@ class ChatMagics(Magics):
     @argument("--raw", action="store_true", help="Send the cell as written: no {name} expansion.")
     @cell_magic("chat")
     def chat(self, line: str, cell: str) -> None:
-        """Ask the cell's text; the answer streams below and is kept in ``_chat``.
+        """Ask the question in the cell below this line; the answer streams below the cell and
+        is kept in the variable _chat.
 
-        ``{name}`` and ``{expression}`` in the cell are replaced by their values from the notebook
-        (``{In[3]}``, ``{Out[4]}``, ``{df.shape}``, ``{x!r}``, ``{x:.2f}``); ``{{`` and ``}}`` are
-        literal braces. A placeholder that cannot be evaluated stops the cell before anything is sent.
+        {name} and {expression} in the question are replaced by their values from the notebook:
+        {In[3]}, {Out[4]}, {df.shape}, {x!r}, {x:.2f}. Write {{ and }} for literal braces, or use
+        --raw. A placeholder that cannot be evaluated stops the cell before anything is sent.
         """
         hint = "%%chat? lists the options (nothing was sent)"
         args = parse(self.chat.parser, split_line(line, hint=hint), hint=hint)
@@ -300,6 +348,8 @@ class ChatMagics(Magics):
             code = first_code_block(reply.text)
             if code is not None:
                 self.shell.set_next_input(code[1], replace=False)
+
+    plain_help(chat)  # %%chat? shows "usage: %%chat ...", no reST
 
     def _cell_overrides(self, args: Any) -> dict[str, Any]:
         overrides: dict[str, Any] = {}
@@ -410,8 +460,67 @@ class ChatMagics(Magics):
         """Give ``session`` its own model / system, kept over the shared settings."""
         self._pins.setdefault(session, {}).update(values)
 
+    def answered_by_demo(self, bot: Chatbot) -> bool:
+        """True when ``bot`` talks to the offline demo server (no model: its replies cost nothing)."""
+        return self.demo_url is not None and self._client is not None and bot.client is self._client
+
+    # -- stopping -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop everything the magics started (``%unload_ext``, and interpreter exit via atexit):
+        answers being streamed, the panels opened by ``%chat panel``, the store (closing it folds
+        the WAL back into the file), the offline demo server, and every ``llmchat-*`` thread (the
+        preload, panel model fetches). Conversations in memory stay as they are. Safe to call twice."""
+        for bot in self._sessions.bots() if self._sessions is not None else []:
+            bot.stop()  # a panel's answer ends now, its partial text kept
+        panels, self.panels = self.panels, []
+        for panel in panels:
+            panel.close()  # waits for its answer thread
+        if self._store is not None:
+            self._store.close()
+            self._store = self._store_setting = None
+        server = sys.modules.get("jupyter_llmchat.server")
+        if server is not None:  # imported only if the demo server was ever wanted
+            server.stop_demo_server()
+        self.demo_url = None
+        self._client = self._client_ident = None
+        _join_threads("llmchat-", timeout=THREAD_JOIN_TIMEOUT)
+
 
 # -- helpers --------------------------------------------------------------------------------------
+class _DemoMarker:
+    """A reply listener, first in its bot's list: a reply the offline demo server wrote is marked
+    ``demo`` and costs nothing before the ledger, the footer or the panel see it."""
+
+    def __init__(self, magics: ChatMagics, bot: Chatbot) -> None:
+        self._magics = weakref.ref(magics)
+        self._bot = weakref.ref(bot)  # listeners must not keep sessions alive
+
+    def __call__(self, reply: Reply) -> None:
+        magics, bot = self._magics(), self._bot()
+        if magics is not None and bot is not None and magics.answered_by_demo(bot):
+            reply.demo = True
+            reply.cost = 0.0
+
+
+def _join_threads(prefix: str, *, timeout: float) -> None:
+    """Wait (``timeout`` seconds in all) for our threads, named ``prefix...``, once told to stop.
+    A thread still blocked on an endpoint after that is a daemon: it does not hold the exit."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith(prefix) and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _hide_key(config: Any) -> None:
+    """Make the API key in a traitlets Config a HiddenKey (same text, hidden repr), in place."""
+    section = dict.get(config, ChatMagics.__name__) if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        return
+    key = dict.get(section, "api_key")
+    if isinstance(key, str) and not isinstance(key, HiddenKey):
+        dict.__setitem__(section, "api_key", HiddenKey(key))
+
+
 def _apply(bot: Chatbot, key: str, value: Any) -> None:
     """Set one session setting on ``bot``."""
     if key == "model":
@@ -445,15 +554,17 @@ def _ask_for_json(question: str, overrides: dict[str, Any], system: str | None) 
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register ChatMagics and make it configurable with ``%config ChatMagics``."""
+    """Register ChatMagics and make it configurable with ``%config ChatMagics``; at interpreter
+    exit (or ``%unload_ext``) it stops what it started."""
     magics = ChatMagics(ipython)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
+    atexit.register(magics.close)
     if magics.preload:
-        import threading
-
-        threading.Thread(target=_preload, args=(magics.model,), name="llmchat-preload", daemon=True).start()
+        magics.preload_thread = threading.Thread(target=_preload, args=(magics.model,), name="llmchat-preload",
+                                                 daemon=True)
+        magics.preload_thread.start()
 
 
 def _preload(model: str) -> None:
@@ -472,9 +583,13 @@ def _preload(model: str) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Remove the magics, the config entry and ``_chat`` (conversations go with them)."""
+    """Stop what the magics started (``ChatMagics.close``), then remove them, the config entry and
+    ``_chat`` (conversations go with them)."""
     manager = ipython.magics_manager
     magics = manager.registry.pop(ChatMagics.__name__, None)
+    if isinstance(magics, ChatMagics):
+        magics.close()
+        atexit.unregister(magics.close)
     for kind in ("line", "cell"):
         table = manager.magics[kind]
         if "chat" in table and getattr(table["chat"], "__self__", None) is magics:

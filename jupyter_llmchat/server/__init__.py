@@ -23,7 +23,7 @@ from .script import FAULTS, Script
 from .state import DEFAULT_MODELS, LoggedRequest
 
 __all__ = ["DEFAULT_MODELS", "DEMO_RATE", "DISCLOSURE", "FAULTS", "LoggedRequest", "LoopbackServer",
-           "Script", "main", "start_demo_server"]
+           "Script", "main", "start_demo_server", "stop_demo_server"]
 
 DEMO_RATE = 80.0  # tokens/s: the offline demo streams visibly, about as fast as a small model
 
@@ -41,3 +41,13 @@ def start_demo_server() -> LoopbackServer:
         if _demo is None:
             _demo = LoopbackServer(default_rate=DEMO_RATE).start()
         return _demo
+
+
+def stop_demo_server() -> None:
+    """Stop the offline demo server if it runs (``%unload_ext``, interpreter exit): its thread
+    ends and its port is freed. A later ``start_demo_server()`` starts a new one."""
+    global _demo
+    with _demo_lock:
+        demo, _demo = _demo, None
+    if demo is not None:
+        demo.stop()

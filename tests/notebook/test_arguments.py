@@ -6,7 +6,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from jupyter_llmchat.notebook.arguments import parse, split_line, usage_line
+from jupyter_llmchat.notebook.arguments import parse, plain_help, split_line, usage_line
 
 
 @magic_arguments("demo")
@@ -35,3 +35,22 @@ def test_mistakes_are_one_line_with_the_hint() -> None:
 
 def test_usage_line() -> None:
     assert usage_line(demo) == "%demo [-i SOURCE] [--system TEXT] [-t T]"
+
+
+@magic_arguments("%cellmagic")  # a cell magic's parser is named "%name": its usage reads "%%name"
+@argument("-f", "--format", choices=("a", "b"))
+@argument("--raw", action="store_true", help="As written.")
+def cell_demo(line: str, cell: str) -> None:
+    """Ask the ``cell``.
+
+    Second paragraph, kept as written.
+    """
+
+
+def test_plain_help_has_the_magic_s_usage_line_and_no_rest() -> None:
+    assert cell_demo.__doc__.startswith("::\n\n  %%cellmagic ")  # what magic_arguments writes: reST
+    assert plain_help(cell_demo) == cell_demo.__doc__ == (
+        "usage: %%cellmagic [-f {a,b}] [--raw]\n\n"
+        "Ask the ``cell``.\n\nSecond paragraph, kept as written.\n\n"
+        "options:\n  -f {a,b}, --format {a,b}\n  --raw                 As written.\n")
+    assert usage_line(cell_demo) == "%%cellmagic [-f {a,b}] [--raw]"

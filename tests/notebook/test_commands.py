@@ -51,14 +51,15 @@ def test_chat_help_documents_each_command_with_its_arguments(shell, capsys) -> N
     shell.run_line_magic("pinfo", "%chat")  # what %chat? shows
     page = capsys.readouterr().out
     assert HELP in page
+    assert "::" not in HELP and "``" not in HELP and "<" not in HELP  # plain text, not reST
     for name, handler in COMMANDS.items():
         help_text = handler.__doc__
         assert help_text == handler.parser.format_help()  # magic_arguments wrote it from the parser
-        assert f"  {usage_line(handler)}\n" in help_text and help_text in HELP, name
+        assert help_text.startswith(f"usage: {usage_line(handler)}\n") and help_text in HELP, name
         for action in handler.parser._actions:
             assert action.help and action.help.replace("%%", "%")[:40] in " ".join(help_text.split()), (
                 name, action.dest)
-    assert "  --by <GROUP [GROUP ...]>\n" in HELP and "  PATH                  The JSON file to write" in HELP
+    assert "  --by GROUP [GROUP ...]\n" in HELP and "  PATH                  The JSON file to write" in HELP
 
 
 def test_model_and_system_for_all_sessions_or_one(shell, loopback, capsys) -> None:
@@ -194,3 +195,13 @@ def test_usage_table_cells_costs_and_the_note_on_replies_without_usage() -> None
         ("total", "7", "1", "1,520", "400", "305", "$0.25 + unknown")]
     assert note == ("1 of 7 replies came without token counts from the endpoint: they count 0 tokens, and cost "
                     "$0 if no text arrived, else an unknown amount.")
+
+
+def test_usage_table_says_demo_no_cost_for_the_offline_demo_s_replies() -> None:
+    rows = [UsageRow({"model": "gpt-4o-mini"}, requests=2, prompt_tokens=40, completion_tokens=300, demo=2),
+            UsageRow({"model": "gpt-4o"}, requests=1, prompt_tokens=10, completion_tokens=5, cost=0.000075)]
+    table, note = usage_table(rows)
+    assert [row[-1] for row in table] == ["cost", "demo, no cost", "$0.000075", "$0.000075"]
+    assert note == "2 of 3 replies came from the offline demo server, not from a model: they cost nothing."
+    table, _ = usage_table(rows[:1])
+    assert table[-1][-1] == "demo, no cost"

@@ -302,10 +302,13 @@ def test_chat_options_sessions_expansion_and_bad_input(loopback, tmp_path: Path)
     assert saved["messages"][0]["images"][0]["url"].startswith("data:image/")
     # %%chat? shows the argument help; bare %chat lists the commands
     page = "".join(p["data"]["text/plain"] for p in run.payloads[c["help"]] if p["source"] == "page")
-    for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format", "--error"):
+    for option in ("--no-history", "--image SOURCE", "--session NAME", "--json", "--format FORMAT", "--error"):
         assert option in page
+    assert "usage: %%chat [-m MODEL] [-t TEMPERATURE]" in page  # the cell magic's own name, plain text:
+    assert "::" not in page and "``" not in page and "<" not in page  # no reST
     line_page = "".join(p["data"]["text/plain"] for p in run.payloads[c["line_help"]] if p["source"] == "page")
     assert HELP in line_page  # %chat? documents every command with its arguments
+    assert "usage: %chat reset [--all] [SESSION]\n" in line_page and "::" not in line_page
     assert run.stdout(c["bare"]) == COMMAND_LIST + "\n"
 
     assert [b.get("temperature") for b in bodies[12:14]] == [1.1, 0.4]
@@ -342,11 +345,11 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     c.add("q3", "%%chat\nthird")
     c.add("show_model", "%chat model")
     c.add("clear_system", '%chat system ""\n%chat system')
-    c.add("env_bad", 'import os\nos.environ["LLMCHAT_TEMPERATURE"] = "hot"')
+    c.add("env_bad", 'import os\nos.environ["LLMCHAT_MAX_TOKENS"] = "lots"')
     c.add("q_env_bad", "%%chat\nnot sent", raises=True)
-    c.add("env_range", 'os.environ["LLMCHAT_TEMPERATURE"] = "7"')
+    c.add("env_range", 'os.environ["LLMCHAT_MAX_TOKENS"] = "0"')
     c.add("q_env_range", "%%chat\nnot sent", raises=True)
-    c.add("env_ok", 'os.environ["LLMCHAT_TEMPERATURE"] = "1.5"')
+    c.add("env_ok", 'os.environ["LLMCHAT_MAX_TOKENS"] = "50"\nos.environ["LLMCHAT_TEMPERATURE"] = "1.5"')
     c.add("q4", "%%chat\nfourth")
     c.add("reprs", """
         from jupyter_llmchat.notebook.magics import current
@@ -365,15 +368,16 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     run = run_cells(c.sources, raises=c.raises, env=env, cwd=tmp_path)
     bodies = chat_bodies(loopback)
 
-    # defaults < %config / ipython_kernel_config.py < environment < %chat model < cell options
-    assert [(b["model"], b.get("temperature")) for b in bodies[:4]] == [
-        ("gpt-4.1-mini", 0.3), ("gpt-4.1-nano", 0.9), ("gpt-4.1", 0.3), ("gpt-4.1", 1.5)]
+    # defaults < environment < %config / ipython_kernel_config.py < %chat model < cell options
+    assert [(b["model"], b.get("temperature"), b.get("max_tokens")) for b in bodies[:4]] == [
+        ("gpt-3.5-turbo", 0.3, None), ("gpt-4.1-nano", 0.9, None), ("gpt-4.1", 0.3, None),
+        ("gpt-4.1", 0.3, 50)]  # LLMCHAT_TEMPERATURE=1.5 loses to %config; LLMCHAT_MAX_TOKENS counts
     assert bodies[0]["messages"][0] == {"role": "system", "content": "From the config file."}
     shown = run.displays(c["q1"])  # footer on by default: the answer, then a separate small footer
-    assert shown[0] == "r1" and shown[1].startswith("<sub>gpt-4.1-mini · ") and "out tokens" in shown[1]
+    assert shown[0] == "r1" and shown[1].startswith("<sub>gpt-3.5-turbo · ") and "out tokens" in shown[1]
     assert bodies[3]["messages"][0]["role"] == "user"  # %chat system "" cleared it
     rows = {row[0]: row for row in table(run.displays(c["config"])[0])[1:]}
-    assert rows["model"] == ["model", "'gpt-4.1-mini'", "env LLMCHAT_MODEL", "LLMCHAT_MODEL"]
+    assert rows["model"] == ["model", "'gpt-3.5-turbo'", "%config / config file", "LLMCHAT_MODEL"]
     assert rows["temperature"] == ["temperature", "0.3", "%config / config file", "LLMCHAT_TEMPERATURE"]
     assert rows["system"] == ["system", "'From the config file.'", "%config / config file", "LLMCHAT_SYSTEM"]
     assert rows["max_tokens"] == ["max_tokens", "None", "default", "LLMCHAT_MAX_TOKENS"]
@@ -384,9 +388,9 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     assert run.stdout(c["show_model"]) == "gpt-4.1\n"
     assert run.stdout(c["clear_system"]) == "system cleared for all sessions\n(no system message)\n"
     assert run.error_line(c["q_env_bad"]) == (
-        "UsageError: environment variable LLMCHAT_TEMPERATURE='hot' is not a valid temperature: fix or unset it")
+        "UsageError: environment variable LLMCHAT_MAX_TOKENS='lots' is not a valid max_tokens: fix or unset it")
     assert run.error_line(c["q_env_range"]) == (
-        "UsageError: environment variable LLMCHAT_TEMPERATURE must be between 0 and 2, got 7.0")
+        "UsageError: environment variable LLMCHAT_MAX_TOKENS must be at least 1, got 0")
     assert len(bodies) == 5
     # Azure OpenAI: the deployment path and api-version, the Azure key (not OPENAI_API_KEY)
     azure = [r for r in loopback.requests if r.path.startswith("/openai/")]
@@ -433,6 +437,64 @@ def test_config_precedence_key_hidden_and_transcript_round_trip(loopback, tmp_pa
     assert "ChatMagics.temperature=<Float>" in again.stdout(d["config_help"])
 
 
+# -- the key set in the notebook: never shown by anything, yet it reaches the endpoint ---------------------
+def test_a_key_set_with_config_never_shows_and_beats_the_inherited_one(tmp_path: Path) -> None:
+    import nbformat
+
+    from jupyter_llmchat.server import LoopbackServer
+
+    with LoopbackServer(api_key=KEY) as guarded, LoopbackServer(model_list=False) as unlisted:
+        guarded.queue(reply="the key worked")
+        c = Cells()
+        # The kernel inherits a stale key and model; the notebook sets the real key (read from a variable,
+        # so the cell's source holds no key) and a model: what the notebook says wins.
+        c.add("load", f"""
+            %load_ext jupyter_llmchat
+            %config ChatMagics.base_url = "{guarded.base_url}"
+            %config ChatMagics.footer = False
+            %config ChatMagics.max_retries = 0
+            """)
+        c.add("stale", "%%chat --no-history\nsent with the inherited key", raises=True)
+        c.add("set_key", 'import os\n%config ChatMagics.api_key = os.environ["TEST_SECRET"]\n'
+                         '%config ChatMagics.model = "gpt-4o"')
+        c.add("ask", "%%chat\nsent with the notebook's key")
+        c.add("config_class", "%config ChatMagics")
+        c.add("config_value", "%config ChatMagics.api_key")
+        c.add("help", "from jupyter_llmchat.notebook.magics import ChatMagics, current\n"
+                      "print(ChatMagics.class_get_help(current()))")
+        c.add("chat_config", "%chat config")
+        c.add("reprs", "m = current()\n"
+                       "print(repr(m), repr(m.api_key), m.trait_values(), m.setting('api_key'), m.config)\n"
+                       "print(get_ipython().config, [c.config for c in get_ipython().configurables])")
+        c.add("value_out", "m.api_key")
+        c.add("unlisted", f'%config ChatMagics.base_url = "{unlisted.base_url}"\n%chat models', raises=True)
+        run = run_cells(c.sources, raises=c.raises, cwd=tmp_path,
+                        env={"OPENAI_API_KEY": "sk-stale-inherited-0000", "LLMCHAT_MODEL": "gpt-4.1-mini",
+                             "TEST_SECRET": KEY, "IPYTHONDIR": str(tmp_path / "ipython")})
+        served = [r for r in guarded.requests if r.path.endswith("/chat/completions")]
+        unlisted_url = unlisted.base_url
+    # the inherited key was refused; the notebook's reached the endpoint (it answers only that key)
+    assert run.error_line(c["stale"]).startswith("AuthenticationError: ")
+    assert [r.status for r in served] == [401, 200] and answer(run, c["ask"]) == "the key worked"
+    assert served[1].body["model"] == "gpt-4o" and served[1].headers["authorization"] == "Bearer ***"
+    # nothing shows it: %config ChatMagics, %config ChatMagics.api_key, help, %chat config, reprs, configs
+    assert "ChatMagics.api_key=<SecretUnicode>\n" in run.stdout(c["config_class"])
+    assert "    Current: <api key hidden>\n" in run.stdout(c["config_class"])
+    assert run.displays(c["config_value"], "text/plain") == ["<api key hidden>"]
+    assert run.displays(c["value_out"], "text/plain") == ["<api key hidden>"]
+    assert "    Current: <api key hidden>\n" in run.stdout(c["help"])
+    rows = {row[0]: row for row in table(run.displays(c["chat_config"])[0])[1:]}
+    assert rows["api_key"] == ["api_key", "set (hidden)", "%config / config file", "OPENAI_API_KEY"]
+    assert rows["model"] == ["model", "'gpt-4o'", "%config / config file", "LLMCHAT_MODEL"]
+    assert run.stdout(c["reprs"]).count("<api key hidden>") >= 5
+    notebook = nbformat.writes(run.nb)  # what would be saved
+    assert KEY not in notebook and KEY[3:] not in notebook and "sk-stale" not in notebook
+    # %chat models against a server without GET /v1/models: its one line, no traceback
+    assert run.error_line(c["unlisted"]) == (
+        f"BadRequestError: {unlisted_url} does not list its models (GET /models answered 404): ask with the "
+        "model name its documentation gives")
+
+
 # -- terminal IPython: plain streamed text, no display machinery -----------------------------------------
 def test_terminal_ipython_plain_text(loopback, tmp_path: Path) -> None:
     loopback.queue(reply="Hello from **the** terminal")
@@ -461,8 +523,10 @@ def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
     raises = {i for i, cell in enumerate(code) if "raises-exception" in cell.metadata.get("tags", [])}
     drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
             *[k for k in os.environ if k.startswith("LLMCHAT_")])
-    run = run_cells([cell.source for cell in code], raises=raises, drop_env=drop, cwd=tmp_path,
-                    env={"IPYTHONDIR": str(tmp_path / "ipython"), "MPLBACKEND": "Agg"})
+    data = tmp_path / "data"
+    run = run_cells([cell.source for cell in code], raises=raises, drop_env=(*drop, "JUPYTER_LLMCHAT_STORE"),
+                    cwd=tmp_path, env={"IPYTHONDIR": str(tmp_path / "ipython"), "MPLBACKEND": "Agg",
+                                       "XDG_DATA_HOME": str(data)})
     assert [i for i in range(len(code)) if run.replies[i]["status"] != "ok"] == sorted(raises)
     asks = [i for i, cell in enumerate(code) if cell.source.startswith("%%chat")]
     assert len(asks) == 8
@@ -482,6 +546,15 @@ def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
     assert "The readings are [3.1, 2.7, 4.4, 3.9]; their mean is 3.53." in run.displays(expanded)[0]
     history = next(i for i, cell in enumerate(code) if cell.source == "%chat history charts")
     assert run.displays(history)[0].count("<img ") == 1
+    # no model wrote the demo's answers: no price anywhere, and they went to the demo's own store
+    footers = [shown for i in asks for shown in run.displays(i) if shown.startswith("<sub>")]
+    assert len(footers) >= 5 and all(f.endswith(" · demo, no cost</sub>") for f in footers), footers
+    usage = next(i for i, cell in enumerate(code) if cell.source == "%chat usage")
+    assert [row[-1] for row in table(run.displays(usage)[0])[1:]] == ["demo, no cost"] * 4
+    assert "$" not in json.dumps([run.displays(i) for i in asks + [usage]])
+    saved = next(i for i, cell in enumerate(code) if cell.source == "%chat saved")
+    assert {row[0] for row in table(run.displays(saved)[0])[1:]} == {"default", "reviewer", "charts", "restored"}
+    assert sorted(path.name for path in (data / "jupyter_llmchat").iterdir()) == ["demo.sqlite3"]
 
 
 # -- interrupting the kernel mid-answer keeps the partial answer, marked, and the cell succeeds ---------
@@ -568,3 +641,116 @@ def test_store_restores_sessions_and_usage_across_kernels(loopback, tmp_path: Pa
     assert second.error_line(d["no_store"]) == (
         "UsageError: %chat saved needs a store file, and this kernel keeps conversations in memory only: "
         "%config ChatMagics.store = 'default' (or a file path), or set JUPYTER_LLMCHAT_STORE")
+
+
+# -- a store in trouble: damaged pages, a read-only file ------------------------------------------------
+def test_a_damaged_store_warns_once_while_chatting_and_saved_says_one_line(loopback, tmp_path: Path) -> None:
+    from support.damaged_store import damage_pages, filled_store
+
+    path = filled_store(tmp_path / "chat.sqlite3")
+    damage_pages(path)
+    for reply in ("one", "two", "three"):
+        loopback.queue(reply=reply)
+    c = Cells()
+    c.add("load", f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"\n'
+                  f'%config ChatMagics.store = "{path}"\n%config ChatMagics.footer = False')
+    for n in (1, 2, 3):
+        c.add(f"q{n}", f"%%chat\nquestion {n}")
+    c.add("saved", "%chat saved", raises=True)
+    c.add("usage", "%chat usage", raises=True)
+    c.add("kept", "from jupyter_llmchat.notebook.magics import current\n"
+                  "print([m.text for m in current().sessions.get().history])")
+    run = run_cells(c.sources, raises=c.raises, cwd=tmp_path, env={"IPYTHONDIR": str(tmp_path / "ipython")})
+    assert [answer(run, c[f"q{n}"]) for n in (1, 2, 3)] == ["one", "two", "three"]  # the chat goes on
+    assert run.stdout(c["kept"]) == "['question 1', 'one', 'question 2', 'two', 'question 3', 'three']\n"
+    warned = [run.stderr(c[f"q{n}"]) for n in (1, 2, 3)]
+    assert warned[0].count("StoreWarning") == 1 and warned[1:] == ["", ""]
+    assert (f"StoreWarning: the store {path} could not save a message of session 'default' (DatabaseError: "
+            "database disk image is malformed); the conversation continues in memory, unsaved") in warned[0]
+    damaged = (f"StoreError: cannot read the store {path} (DatabaseError: database disk image is malformed); the "
+               "file is damaged: move it away (a new store is made in its place) or pass another path")
+    assert run.error_line(c["saved"]) == run.error_line(c["usage"]) == damaged
+
+
+def test_a_read_only_store_warns_once_in_ipython(loopback, tmp_path: Path) -> None:
+    from support.damaged_store import filled_store, permission_bound
+
+    path = filled_store(tmp_path / "chat.sqlite3", sessions=1)
+    path.chmod(0o444)  # read-only, and readable by others: one warning says both
+    loopback.queue(reply="first", times=1)
+    loopback.queue(reply="second", times=1)
+    cells = ["%load_ext jupyter_llmchat", f"%config ChatMagics.store = '{path}'", "%config ChatMagics.footer = False",
+             "%config ChatMagics.format = 'text'", "%%chat\nhello", "%%chat\nagain", "%chat saved"]
+    code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), OPENAI_BASE_URL=loopback.base_url, IPYTHONDIR=str(tmp_path))
+    done = subprocess.run([*permission_bound(), sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor",
+                           "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.stderr.count("StoreWarning") == 1, done.stderr
+    assert (f"StoreWarning: the store {path} is read-only: what is said from now on is not saved to it (conversations "
+            "stay in memory); make it writable or choose another store; the store") in done.stderr
+    assert done.stdout.startswith("first\nsecond\n") and "s0" in done.stdout  # answers, then the saved sessions
+
+
+# -- %unload_ext and interpreter exit stop what the magics started ---------------------------------------
+THREADS_AND_FILES = """
+import os, threading
+def ours():
+    names = sorted(t.name for t in threading.enumerate() if t.name.startswith(("llmchat-", "loopback-server")))
+    open_files = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return names, sorted(name for name in open_files if ".sqlite3" in name)
+"""
+
+
+def test_unload_stops_every_thread_and_closes_the_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    demo_store = data / "jupyter_llmchat" / "demo.sqlite3"
+    c = Cells()
+    c.add("load", "%load_ext jupyter_llmchat\n%config ChatMagics.footer = False\n" + THREADS_AND_FILES)
+    c.add("ask", "%%chat\nhello")
+    c.add("panel", "%chat panel")
+    c.add("panel_ready", "from jupyter_llmchat.notebook.magics import current\n"
+                         "m = current()\nm.panels[0].models_ready.wait(60)\nprint(m.opened_store().path)")
+    c.add("before", "names, store = ours()\nprint(names[-1].startswith('loopback-server-'), store, "
+                    "os.path.exists(store[0] + '-wal'))")
+    c.add("unload", "%unload_ext jupyter_llmchat")
+    c.add("after", "print(ours(), os.path.exists(store[0] + '-wal'))")
+    drop = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "JUPYTER_LLMCHAT_STORE")
+    run = run_cells(c.sources, cwd=tmp_path, drop_env=drop,
+                    env={"XDG_DATA_HOME": str(data), "IPYTHONDIR": str(tmp_path / "ipython")})
+    # the offline demo answered, into a store of its own: the user's default store was never made
+    assert run.stdout(c["panel_ready"]) == f"{demo_store}\n"
+    assert sorted(p.name for p in demo_store.parent.iterdir() if not p.name.startswith("demo.sqlite3")) == []
+    files = [f"{demo_store}", f"{demo_store}-shm", f"{demo_store}-wal"]
+    assert run.stdout(c["before"]) == f"True {files} True\n"  # the demo server runs, the store is open
+    assert run.stdout(c["after"]) == "([], []) False\n"  # no thread of ours, the store closed and checkpointed
+
+
+ATEXIT_REPORT = THREADS_AND_FILES + """
+import atexit
+def report():  # registered before %load_ext: runs after the magics' own atexit handler
+    print("at exit:", ours(), flush=True)
+atexit.register(report)
+"""
+
+
+def test_interpreter_exit_stops_every_thread_and_closes_the_store(tmp_path: Path) -> None:
+    cells = [ATEXIT_REPORT, "%load_ext jupyter_llmchat", "%config ChatMagics.footer = False",
+             "%config ChatMagics.format = 'text'", f"%config ChatMagics.store = '{tmp_path / 'chat.sqlite3'}'",
+             "%%chat\nhello", "print('before exit:', ours()[1])"]
+    code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_", "AZURE_OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    store = tmp_path / "chat.sqlite3"
+    assert f"before exit: {[str(store), f'{store}-shm', f'{store}-wal']}" in lines  # the demo answered into it
+    assert lines[-1] == "at exit: ([], [])"
+    assert not (tmp_path / "chat.sqlite3-wal").exists()
