@@ -2,7 +2,9 @@
 
 Offline by default: the kernel gets no OPENAI_API_KEY / OPENAI_BASE_URL, so the magics start the
 loopback demo server and say so. ``--online`` keeps the environment (real endpoint, real cost).
-``python -m jupyter_llmchat server`` runs the loopback server on its own.
+Either way the demo's conversations go to a store of their own (``store.database.demo_path()``),
+never into the user's default store. ``python -m jupyter_llmchat server`` runs the loopback
+server on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from .store.database import STORE_ENV, demo_path
 
 DEFAULT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
 ENDPOINT_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT")
@@ -25,18 +29,16 @@ def run_demo(notebook: Path, output: Path, *, online: bool = False, timeout: int
     if not notebook.is_file():
         print(f"error: notebook {notebook} not found; pass its path as an argument", file=sys.stderr)
         return 2
-    saved = {name: os.environ.pop(name) for name in ENDPOINT_VARIABLES if not online and name in os.environ}
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(notebook.parent)}})
     try:
-        client.execute()
+        client.execute(env=demo_environment(online=online))
         status = 0
     except CellExecutionError as error:
-        print(f"error: a cell failed: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
+        print(f"error: a cell failed: {error.ename}: {error.evalue}", file=sys.stderr)  # no colour codes
         status = 1
     finally:
-        os.environ.update(saved)
         nbformat.write(nb, output)
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -46,8 +48,15 @@ def run_demo(notebook: Path, output: Path, *, online: bool = False, timeout: int
             text = out.get("text") or out.get("data", {}).get("text/markdown") or out.get("data", {}).get("text/plain")
             if text:
                 print(text.rstrip())
-    print(f"\nexecuted notebook saved to {output}")
+    print(f"\nexecuted notebook saved to {output}; its conversations are in the demo's own store, {demo_path()}")
     return status
+
+
+def demo_environment(*, online: bool) -> dict[str, str]:
+    """The demo kernel's environment: ours, with the demo's own store, and (offline) no endpoint."""
+    env = {name: value for name, value in os.environ.items() if online or name not in ENDPOINT_VARIABLES}
+    env[STORE_ENV] = str(demo_path())
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:
