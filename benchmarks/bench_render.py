@@ -5,7 +5,7 @@ and speed streams the SAME reply (same question) through each recipe inside the 
 
   bare       openai SDK loop that only concatenates the text (no display)
   reference  DisplayHandle.update(Markdown(answer_so_far)) on every token
-  ours       the same SDK loop feeding render.MarkdownDisplaySink
+  ours       the same SDK loop feeding display.MarkdownDisplaySink
   chatbot    Chatbot.ask(sink=make_sink()): the whole product path, for information
 
 Measured: kernel CPU (time.process_time in the kernel around the call, all kernel threads),
