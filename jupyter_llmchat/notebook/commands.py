@@ -198,16 +198,26 @@ def cmd_config(m: ChatHost, args: argparse.Namespace) -> None:
     Set values with %config ChatMagics.NAME = VALUE or the environment variables listed.
     """
     rows = [("setting", "value", "source", "environment variable")]
+    azure = bool(m.setting("azure_endpoint")[0])
     for name, env in ENV_VARS.items():
         value, source = m.setting(name)
-        shown = ("set (hidden)" if value else "not set") if name == "api_key" else repr(value)
+        if name == "api_key":
+            shown = "set (hidden)" if value else "not set"
+            if azure and source == f"env {env}":  # an OpenAI key is not an Azure key
+                shown, source = "not used with Azure", f"{source} (Azure reads AZURE_OPENAI_API_KEY)"
+        else:
+            shown = repr(value)
         rows.append((name, shown, source, env))
     client = m.client()
     if m.demo_url:
-        rows.append(("endpoint", client.base_url, "offline demo server (no key, no base_url)", ""))
+        where = "offline demo server (no key, no base_url)"
+    elif azure:
+        where = f"azure_endpoint ({m.setting('azure_endpoint')[1]})"
+    elif m.setting("base_url")[0]:
+        where = f"base_url ({m.setting('base_url')[1]})"
     else:
-        rows.append(("endpoint", client.base_url, "base_url" if m.setting("base_url")[0] else
-                     "OpenAI default", ""))
+        where = "OpenAI default"
+    rows.append(("endpoint", client.base_url, where, ""))
     show_table(rows)
 
 

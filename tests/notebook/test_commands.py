@@ -28,6 +28,7 @@ def shell(loopback, monkeypatch: pytest.MonkeyPatch):
     shell.run_line_magic("config", "ChatMagics.store = ':memory:'")  # each test starts with an empty store
     yield shell
     unload_ipython_extension(shell)
+    dict.pop(shell.config, "ChatMagics", None)  # the shell is shared: the next test's magics start afresh
 
 
 def chat(shell, line: str) -> None:
@@ -205,3 +206,34 @@ def test_usage_table_says_demo_no_cost_for_the_offline_demo_s_replies() -> None:
     assert note == "2 of 3 replies came from the offline demo server, not from a model: they cost nothing."
     table, _ = usage_table(rows[:1])
     assert table[-1][-1] == "demo, no cost"
+
+
+def config_rows(shell, capsys) -> dict[str, list[str]]:
+    """``%chat config``'s rows (text/plain), by setting: value, source, variable."""
+    capsys.readouterr()
+    chat(shell, "config")
+    lines = capsys.readouterr().out.splitlines()
+    starts = [lines[0].index(word) for word in ("value", "source", "environment variable")]
+    return {line[:starts[0]].strip(): [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+            for line in lines[1:]}
+
+
+def test_config_sources_follow_jupyter_precedence(shell, loopback, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LLMCHAT_MODEL", "gpt-4.1-mini")  # inherited by the kernel
+    monkeypatch.setenv("LLMCHAT_SEED", "7")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-inherited-0000")
+    shell.run_line_magic("config", "ChatMagics.model = 'gpt-4o'")  # typed in the notebook: it wins
+    rows = config_rows(shell, capsys)
+    assert rows["model"] == ["'gpt-4o'", "%config / config file", "LLMCHAT_MODEL"]
+    assert rows["seed"] == ["7", "env LLMCHAT_SEED", "LLMCHAT_SEED"]  # nothing set it in the notebook
+    assert rows["temperature"] == ["None", "default", "LLMCHAT_TEMPERATURE"]
+    assert rows["api_key"] == ["set (hidden)", "env OPENAI_API_KEY", "OPENAI_API_KEY"]
+    assert rows["endpoint"] == [loopback.base_url, "base_url (%config / config file)", ""]
+    chat(shell, "model gpt-4.1")  # %chat model beats %config
+    assert config_rows(shell, capsys)["model"] == ["'gpt-4.1'", "%chat model", "LLMCHAT_MODEL"]
+    shell.run_line_magic("config", f"ChatMagics.azure_endpoint = '{loopback.root_url}'")
+    rows = config_rows(shell, capsys)
+    assert rows["api_key"] == ["not used with Azure", "env OPENAI_API_KEY (Azure reads AZURE_OPENAI_API_KEY)",
+                               "OPENAI_API_KEY"]
+    assert rows["endpoint"] == [loopback.root_url, "azure_endpoint (%config / config file)", ""]
+    assert "sk-inherited" not in repr(rows)
