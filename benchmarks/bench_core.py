@@ -46,6 +46,7 @@ def measure_trimming(n_messages: int, repeats: int) -> dict:
     from jupyter_llmchat.core.tokens import TokenCounter
 
     counter = TokenCounter("gpt-4o")
+    counter.count_text("")  # load the vocabulary first (a counter loads it on its first count)
     texts = [f"message {i}: " + "some words about the topic " * (5 + i % 20) for i in range(n_messages)]
     conversation = Conversation(counter)
     started = time.perf_counter()
