@@ -190,28 +190,27 @@ class _Opened:
     same_list: bool = False  # a new item of the top-level list already open
 
 
-def _leaf_start(rest: str, interrupting: bool) -> tuple[str, int] | None:
-    """(kind, length of its opening marker) of the leaf block ``rest`` starts, if any."""
+def _leaf_start(rest: str, interrupting: bool) -> tuple[str, re.Pattern[str] | None, int] | None:
+    """The leaf block ``rest`` starts, if any: (kind, for an HTML block that runs to an end
+    marker that marker, and where to look for it in ``rest``)."""
     char = rest[0]
     if char == "#" and _ATX.match(rest):
-        return "heading", 0
+        return "heading", None, 0
     if char in "`~":
         m = _FENCE.match(rest)
         if m and not (char == "`" and "`" in m.group(2)):
-            return "fence", 0
+            return "fence", None, 0
     if char == "<":
-        for index, (start, _) in enumerate(_HTML_ENDS):
+        for start, end in _HTML_ENDS:
             m = start.match(rest)
             if m:
-                return f"html{index}", m.end()
-        if _HTML_6.match(rest):
-            return "html6", 0
-        if not interrupting and _HTML_7.match(rest):
-            return "html7", 0
+                return "html", end, m.end()
+        if _HTML_6.match(rest) or (not interrupting and _HTML_7.match(rest)):
+            return "html", None, 0  # ends at a blank line
     if interrupting and char in "=-" and _SETEXT.match(rest):
-        return "setext", 0
+        return "setext", None, 0
     if char in "*-_" and _THEMATIC.match(rest):
-        return "rule", 0
+        return "rule", None, 0
     return None
 
 
@@ -258,8 +257,6 @@ class _Scanner:
 
     def line(self, offset: int, raw: str, complete: bool) -> None:
         line = raw.expandtabs(4) if "\t" in raw else raw
-        if not self.stack and self._top_level_shortcut(offset, raw, line, complete):
-            return
         pos, matched = self._match(line)
         blank = not line[pos:].strip()  # blank after the markers of the containers it continues
         all_matched = matched == len(self.stack)
@@ -297,34 +294,6 @@ class _Scanner:
         self.after = "break" if top_break and complete and not self.stack else "other"
         if opened is not None and opened.kind == "heading" and complete:
             self.last_block = offset + len(raw) + 1
-
-    def _top_level_shortcut(self, offset: int, raw: str, line: str, complete: bool) -> bool:
-        """The commonest lines outside containers, handled cheaply (True: handled): blank lines,
-        plain paragraph text, and lines of fenced code. The same as the long way round."""
-        leaf, first = self.leaf, line[:1]
-        if leaf == "fence":
-            if first == " " or self.fence is None or first == self.fence.char:
-                return False  # may close the fence
-            self.paragraph_tail = False
-            return self._take(offset, raw, line, 0, not line.strip(), complete)
-        if leaf not in (None, "para"):
-            return False
-        if not line.strip():
-            self.paragraph_tail = False
-            self._blank(offset, raw)
-            return True
-        if first in _STARTERS or first in " [":
-            return False
-        self.paragraph_tail = False
-        if leaf is None:  # a new paragraph at column 0: a hard cut before it if the line is known
-            self.top_list = None
-            known = complete or (self.after == "blank" and len(raw) >= KNOWN)
-            if offset and not self.math and self.after in ("blank", "break") and known:
-                self.hard = offset
-            self.leaf, self.paragraph_start = "para", offset
-        self._paragraph(line)
-        self.after = "other"
-        return True
 
     # -- the steps of a line -------------------------------------------------------------------
     def _match(self, line: str) -> tuple[int, int]:
@@ -406,19 +375,18 @@ class _Scanner:
                 continue
             leaf = _leaf_start(rest, interrupting)
             if leaf is not None:
-                kind, marker = leaf
+                kind, end, marker = leaf
                 first = first or _Opened(kind, matched, at)
                 leaf_opened = True
                 if kind == "setext":
                     self.leaf = None  # the paragraph became a heading
                 elif kind == "fence":
                     self._open_fence(offset, raw, line, at, ind, matched)
-                elif kind.startswith("html"):
+                elif kind == "html":
                     self._open_leaf("html", matched)
-                    end = _HTML_ENDS[int(kind[4])][1] if kind[4] in "01234" else None
-                    if end is not None and end.search(line, at + marker):
-                        self.leaf = None  # ends on its first line
                     self.html_end = end
+                    if end is not None and end.search(line, at + marker):
+                        self._close_leaf()  # ends on its first line
                 else:
                     self._open_leaf(None, matched)
                 break
