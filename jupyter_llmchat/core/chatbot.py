@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import errors
-from .client import ChatStream, StreamResult, chat_client, import_sdk
+from .chunks import StreamResult
+from .client import ChatStream, chat_client, import_sdk
 from .conversation import Conversation
 from .messages import ImageRef, Message
 from .models import ModelInfo, answer_reserve, model_info

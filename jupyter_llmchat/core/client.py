@@ -26,20 +26,20 @@ from __future__ import annotations
 
 import contextvars
 import json
-import logging
 import os
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import errors
+from .chunks import StreamResult, absorb, usage_of
 from .endpoint_errors import MISSING_KEY_FIX, explain, read_error
 from .messages import SurrogateJoiner
 from .params import check_seconds, check_whole
-from .reply import Usage
+from .redaction import hide_in_logs, redact_url, url_secrets
 from .stopping import DeadlineExceeded, Pump, StopToken
 
 if TYPE_CHECKING:
@@ -56,19 +56,6 @@ DEFAULT_FIRST_BYTE_TIMEOUT = 60.0  # seconds from sending to the response header
 # Where a failure struck: while sending (the SDK has retried what it could), after the stream
 # opened but before any text, or after the answer had started (the partial text is kept).
 Stage = Literal["sending", "before_text", "after_text"]
-# Query parameters of a base URL whose values are secrets (Azure's api-key, tokens, signatures).
-_SECRET_QUERY = ("key", "token", "secret", "sig", "password", "auth", "credential")
-
-
-@dataclass
-class StreamResult:
-    """What the stream said besides its text: filled in as chunks arrive."""
-
-    model: str | None = None
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    logprobs: list[dict[str, Any]] | None = None
-    retries: int = 0  # requests re-sent, by the SDK or by the drop-before-text loop
 
 
 def chat_client(client: AnyClient | None = None, *, first_byte_timeout: float | None = None,
@@ -98,76 +85,6 @@ def _refuse_settings_beside(settings: dict[str, Any]) -> None:
 def import_sdk() -> None:
     """Import the openai SDK now, so the first request does not wait for it (the slow part of warm_up)."""
     import openai  # noqa: F401 - the import is the work
-
-
-def redact_url(url: str) -> str:
-    """``url`` as it may be shown: a user or password (``https://user:pass@host``) and the values
-    of secret query parameters (``?api-key=...``) replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        query = "&".join(f"{name}=***" if _is_secret_name(name) else (f"{name}={value}" if value else name)
-                         for name, value in parse_qsl(query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The secrets written in ``url`` (user, password, secret query values), as given and decoded."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    found: list[str] = []
-    if "@" in parts.netloc:
-        found.extend(piece for piece in parts.netloc.rsplit("@", 1)[0].split(":", 1) if piece)
-    found.extend(value for name, value in parse_qsl(parts.query, keep_blank_values=True)
-                 if value and _is_secret_name(name))
-    return found + [unquote(secret) for secret in found if unquote(secret) != secret]
-
-
-def _is_secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_QUERY)
-
-
-class _LogScrubber(logging.Filter):
-    """Hides secrets of base URLs (a password, an ``?api-key=``) in what the HTTP libraries log:
-    httpx logs every request's full URL at INFO."""
-
-    LOGGERS = ("httpx2", "httpx", "httpcore2", "httpcore", "openai")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: list[str] = []
-        self._installed = False
-
-    def hide(self, secrets: list[str]) -> None:
-        new = [secret for secret in secrets if secret not in self._secrets]
-        if not new:
-            return
-        self._secrets = sorted({*self._secrets, *new}, key=len, reverse=True)
-        if not self._installed:
-            self._installed = True
-            for name in self.LOGGERS:
-                logging.getLogger(name).addFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        hidden = message
-        for secret in self._secrets:
-            hidden = hidden.replace(secret, "***")
-        if hidden != message:
-            record.msg, record.args = hidden, ()
-        return True
-
-
-_LOG_SCRUBBER = _LogScrubber()
 
 
 class ChatClient:
@@ -210,7 +127,7 @@ class ChatClient:
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.first_byte_timeout = DEFAULT_FIRST_BYTE_TIMEOUT if first_byte_timeout is None else first_byte_timeout
         if client is not None:
-            _LOG_SCRUBBER.hide(self._secrets())
+            hide_in_logs(self._secrets())
 
     # -- configuration -------------------------------------------------------------------------
     @property
@@ -271,7 +188,7 @@ class ChatClient:
             if not key:
                 raise errors.MissingAPIKeyError(
                     "no Azure OpenAI key: set AZURE_OPENAI_API_KEY or pass api_key=")
-            _LOG_SCRUBBER.hide(self._secrets())
+            hide_in_logs(self._secrets())
             endpoint = self._azure["azure_endpoint"]
             version, deployment = self._azure["api_version"] or None, self._azure["azure_deployment"] or None
             if not endpoint:  # the SDK reads AZURE_OPENAI_ENDPOINT
@@ -285,7 +202,7 @@ class ChatClient:
         key = self._api_key or os.environ.get("OPENAI_API_KEY")
         if not key and not base_url:
             raise errors.MissingAPIKeyError(f"no API key and no base URL: {MISSING_KEY_FIX}")
-        _LOG_SCRUBBER.hide(self._secrets())
+        hide_in_logs(self._secrets())
         # A query in the base URL (a gateway's ?api-key=...) goes with every request: the SDK would
         # glue the path after it, so it is handed over as the default query instead.
         parts = urlsplit(base_url or "")
@@ -299,7 +216,7 @@ class ChatClient:
         key = self._api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
         if self._sdk is not None and isinstance(getattr(self._sdk, "api_key", None), str):
             key = self._sdk.api_key
-        found = _url_secrets(self._raw_base_url)
+        found = url_secrets(self._raw_base_url)
         if key:
             found.append(key)
         # Longest first, so a secret that contains another is replaced whole.
@@ -493,7 +410,7 @@ class ChatStream:
             chunks = iter(self._sdk_stream)
             try:
                 for chunk in chunks:
-                    text = self._absorb(chunk)
+                    text = absorb(chunk, self.result)
                     if text:
                         self.got_text = True
                         yield text
@@ -506,9 +423,8 @@ class ChatStream:
                 self._release()
                 self.result = StreamResult(retries=self.result.retries + 1)  # nothing of the lost one
                 continue
-            absorb = self._absorb
             for chunk in chunks:
-                text = absorb(chunk)
+                text = absorb(chunk, self.result)
                 if text:
                     yield text
             return
@@ -544,7 +460,7 @@ class ChatStream:
         choices = body.get("choices") or [{}]
         choice = choices[0] if isinstance(choices[0], dict) else {}
         self.result.finish_reason = choice.get("finish_reason")
-        self.result.usage = _usage(body.get("usage"))
+        self.result.usage = usage_of(body.get("usage"))
         message = choice.get("message") or {}
         text = message.get("content") if isinstance(message, dict) else None
         if isinstance(text, str) and text:
@@ -564,48 +480,6 @@ class ChatStream:
         raise errors.StreamError(f"the stream from {where} ended before the answer finished (no "
                                  "finish_reason); the partial answer is kept, marked")
 
-    def _absorb(self, chunk: Any) -> str | None:
-        """Record a chunk's metadata and return its text delta, if any."""
-        usage = _usage(getattr(chunk, "usage", None))
-        if usage is not None:
-            self.result.usage = usage
-        model = getattr(chunk, "model", None)
-        if model:
-            self.result.model = model
-        choices = getattr(chunk, "choices", None)
-        if not choices:
-            return None
-        choice = choices[0]
-        finish = getattr(choice, "finish_reason", None)
-        if finish:
-            self.result.finish_reason = finish
-        logprobs = getattr(choice, "logprobs", None)
-        if logprobs is not None and getattr(logprobs, "content", None):
-            if self.result.logprobs is None:
-                self.result.logprobs = []
-            self.result.logprobs.extend(_logprob_dict(item) for item in logprobs.content)
-        delta = getattr(choice, "delta", None)
-        text = getattr(delta, "content", None) if delta is not None else None
-        return text if isinstance(text, str) else None
-
-
-def _usage(usage: Any) -> Usage | None:
-    """Usage from a chunk's usage object (or a JSON body's usage dict); None when there is none."""
-    if usage is None:
-        return None
-    details = _field(usage, "prompt_tokens_details")
-    cached = _field(details, "cached_tokens") if details is not None else None
-    return Usage(_field(usage, "prompt_tokens") or 0, _field(usage, "completion_tokens") or 0, cached or 0)
-
-
-def _field(value: Any, name: str) -> Any:
-    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-
-
-def _logprob_dict(item: Any) -> dict[str, Any]:
-    return {"token": item.token, "logprob": item.logprob,
-            "top_logprobs": [{"token": top.token, "logprob": top.logprob}
-                             for top in (item.top_logprobs or [])]}
 
 
 def _retries_taken(sent: Any) -> int:
