@@ -25,6 +25,7 @@ def test_footer_markdown_escapes_and_formats() -> None:
         (Reply("x", "m", usage=Usage(10, 2), cost=0.0234, from_cache=True), ["m", "10 in · 2 out tokens", "from cache"]),
         (Reply("x", "m", cost=1234.5), ["m", "$1,234.50"]),  # core.models.format_cost, the one cost format
         (Reply("x", "m", cost=0.0), ["m", "$0"]),
+        (Reply("x", "m", cost=0.0, total_time=0.25, demo=True), ["m", "0.2 s", "demo, no cost"]),  # offline demo
     ],
 )
 def test_footer_facts_exact(reply: Reply, facts: list[str]) -> None:
