@@ -249,7 +249,7 @@ class Chatbot:
             elif needed < window:
                 now = f"max_tokens is {max_tokens:,}" if max_tokens is not None else (
                     f"{answer_reserve(info):,} are kept for the answer")
-                said.append(f"set max_tokens={window - needed:,} or less to keep less of the {window:,}-token "
+                said.append(f"set max_tokens={window - needed} or less to keep less of the {window:,}-token "
                             f"window for the answer ({now})")
             elif not info.known or self.context_window is not None:
                 said.append(f"set context_window= if the model's real window is larger than {window:,}")

@@ -213,9 +213,17 @@ def test_no_history_question_neither_reads_nor_writes(loopback):
 
 def test_question_too_long_raises_before_anything_is_sent(loopback):
     bot = make_bot(loopback, context_window=1000, max_tokens=500)
-    with pytest.raises(errors.PromptTooLongError, match=r"budget is 500"):
+    with pytest.raises(errors.PromptTooLongError, match=r"budget is 500") as caught:
         bot.ask(" word" * 600, sink=NullSink())
     assert chat_bodies(loopback) == []
+    # Only what would help is said: here, keeping less of the window for the answer.
+    assert str(caught.value).endswith(f"but the budget is 500; shorten it, or set max_tokens="
+                                      f"{1000 - caught.value.needed} or less to keep less of the 1,000-token window "
+                                      "for the answer (max_tokens is 500)")
+    capped = make_bot(loopback, prompt_token_limit=300)
+    with pytest.raises(errors.PromptTooLongError) as caught:
+        capped.prepare(" word" * 600)
+    assert str(caught.value).endswith("but the budget is 300; shorten it, or raise prompt_token_limit (now 300)")
 
 
 def test_prompt_token_limit_caps_the_window(loopback):
@@ -596,7 +604,7 @@ def test_a_small_context_window_without_max_tokens_keeps_half_for_the_question(l
         bot.prepare("word " * 2500)
     needed = caught.value.needed
     assert str(caught.value).endswith(
-        f"but the budget is 2,048; shorten it, or set max_tokens={4096 - needed:,} or less to keep less of the "
+        f"but the budget is 2,048; shorten it, or set max_tokens={4096 - needed} or less to keep less of the "
         "4,096-token window for the answer (2,048 are kept for the answer)")
     with pytest.raises(errors.PromptTooLongError) as caught:
         bot.prepare("word " * 5000)
