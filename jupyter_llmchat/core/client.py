@@ -58,17 +58,13 @@ DEFAULT_FIRST_BYTE_TIMEOUT = 60.0  # seconds from sending to the response header
 Stage = Literal["sending", "before_text", "after_text"]
 
 
-def chat_client(client: AnyClient | None = None, *, first_byte_timeout: float | None = None,
-                **settings: Any) -> ChatClient:
-    """The ChatClient for ``Chatbot(client=..., **settings)``: ``client`` itself if it is one,
-    else one wrapping the given SDK client, or built from ``settings`` when none is given."""
+def chat_client(client: AnyClient | None = None, **settings: Any) -> ChatClient:
+    """The ChatClient for ``Chatbot(client=..., **settings)``: ``client`` itself if it is one (it
+    owns every setting), else one wrapping the given SDK client, or built from ``settings``."""
     if isinstance(client, ChatClient):
         _refuse_settings_beside(settings)
-        if first_byte_timeout is not None:
-            check_seconds("first_byte_timeout", first_byte_timeout)
-            client.first_byte_timeout = first_byte_timeout
         return client
-    return ChatClient(client=client, first_byte_timeout=first_byte_timeout, **settings)
+    return ChatClient(client=client, **settings)
 
 
 def _refuse_settings_beside(settings: dict[str, Any]) -> None:

@@ -458,8 +458,10 @@ def test_the_first_byte_deadline_defaults_to_a_minute_and_is_checked():
     with pytest.raises(errors.ConfigurationError, match=r"^timeout must be a number of seconds > 0, got -1$"):
         ChatClient(base_url="http://127.0.0.1:9/v1", timeout=-1)
     given = Chatbot("gpt-4o", client=openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=KEY),
-                    first_byte_timeout=5)  # our own wait: it applies to a given client too
+                    first_byte_timeout=5)  # our own wait: it applies to a given SDK client too
     assert given.client.first_byte_timeout == 5
+    with pytest.raises(errors.ConfigurationError, match=r"^first_byte_timeout= cannot apply to a ready client=: "):
+        Chatbot("gpt-4o", client=given.client, first_byte_timeout=5)  # a ChatClient owns its settings
 
 
 # -- secrets in the base URL ---------------------------------------------------------------------
