@@ -477,7 +477,6 @@ class ChatStream:
                                  "finish_reason); the partial answer is kept, marked")
 
 
-
 def _retries_taken(sent: Any) -> int:
     """How many times the SDK re-sent a request: it numbers each attempt in a header, and both
     its errors (``.request``) and its streams (``.response.request``) carry the last one sent."""
