@@ -1,4 +1,4 @@
-"""The only module that talks HTTP: streams Chat Completions through the openai SDK.
+"""Chat Completions over any OpenAI-compatible endpoint: ChatClient and its ChatStream.
 
 One retry policy, the SDK's: it re-sends on 408/409/429/5xx and on connection failures, with its
 own backoff, honouring retry-after(-ms) within its own limit. The SDK returns as soon as the
@@ -24,23 +24,22 @@ the base URL live only inside the SDK client: never in a repr or a message.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import errors
-from .chunks import StreamResult, absorb, usage_of
-from .endpoint_errors import MISSING_KEY_FIX, explain, read_error
-from .messages import SurrogateJoiner
-from .params import check_seconds, check_whole
-from .redaction import hide_in_logs, redact_url, url_secrets
-from .stopping import DeadlineExceeded, Pump, StopToken
+from .. import errors
+from ..chunks import StreamResult, absorb, usage_of
+from ..endpoint_errors import MISSING_KEY_FIX, explain, read_error
+from ..messages import SurrogateJoiner
+from ..params import check_seconds, check_whole
+from ..redaction import hide_in_logs, redact_url, url_secrets
+from ..stopping import DeadlineExceeded, Pump, StopToken
+from .wire import CURRENT_WIRE, Abandoned, Wire, stoppable_http_client
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -190,10 +189,10 @@ class ChatClient:
             if not endpoint:  # the SDK reads AZURE_OPENAI_ENDPOINT
                 return openai.AzureOpenAI(api_key=key, api_version=version, azure_deployment=deployment,
                                           max_retries=self._max_retries, timeout=self.timeout,
-                                          http_client=_stoppable_http_client())
+                                          http_client=stoppable_http_client())
             return openai.AzureOpenAI(api_key=key, azure_endpoint=endpoint, api_version=version,
                                       azure_deployment=deployment, max_retries=self._max_retries,
-                                      timeout=self.timeout, http_client=_stoppable_http_client())
+                                      timeout=self.timeout, http_client=stoppable_http_client())
         base_url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = self._api_key or os.environ.get("OPENAI_API_KEY")
         if not key and not base_url:
@@ -206,7 +205,7 @@ class ChatClient:
         if query:
             base_url = urlunsplit(parts._replace(query=""))
         return openai.OpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=self._max_retries,
-                             timeout=self.timeout, http_client=_stoppable_http_client(), default_query=query or None)
+                             timeout=self.timeout, http_client=stoppable_http_client(), default_query=query or None)
 
     def _secrets(self) -> list[str]:
         key = self._api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
@@ -314,7 +313,7 @@ class ChatStream:
         self.result = StreamResult()
         self._sdk_stream: Any = None
         self._token = StopToken()  # close() stops it: the pump returns and the wire is cut
-        self._wire = _Wire()
+        self._wire = Wire()
         self._token.on_stop(self._wire.cut)
         self._token.on_stop(self._release)
         self._finished = False
@@ -359,7 +358,7 @@ class ChatStream:
         """Send, then yield "" once the response has begun and each text delta after it."""
         import openai
 
-        _WIRE.set(self._wire)
+        CURRENT_WIRE.set(self._wire)
         joiner = SurrogateJoiner()
         try:
             for delta in self._deltas():
@@ -370,7 +369,7 @@ class ChatStream:
             if tail:
                 yield tail
             self._check_ending()
-        except _Abandoned:
+        except Abandoned:
             return  # the iterating thread has left
         except Exception as error:
             if self._token.stopped:
@@ -494,122 +493,3 @@ def _cause(error: BaseException) -> str:
         return errors.one_line(f"a chunk that is not JSON: {error.msg} at character {error.pos}")
     text = str(error.__cause__ or error) or type(error).__name__
     return errors.one_line(text)
-
-
-# -- the wire: cutting an abandoned request's connection, refusing to send it again ----------------
-
-class _Abandoned(Exception):
-    """Raised inside the SDK instead of sending a request whose answer was closed. Not an HTTP
-    error, so the SDK neither retries nor wraps it."""
-
-
-class _Wire:
-    """The connections one ChatStream's request is using (registered as they send), so ``cut``
-    can shut them at once; once cut, nothing more is sent for that stream."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._streams: set[_CuttableStream] = set()
-        self.is_cut = False
-
-    def use(self, stream: _CuttableStream) -> None:
-        with self._lock:
-            if self.is_cut:
-                raise _Abandoned("the answer was stopped: its request is not sent")
-            self._streams.add(stream)
-
-    def check(self) -> None:
-        if self.is_cut:
-            raise _Abandoned("the answer was stopped: its request is not sent")
-
-    def release(self) -> None:
-        """The request is done with its connections: they go back to the pool untouched."""
-        with self._lock:
-            self._streams.clear()
-
-    def cut(self) -> None:
-        with self._lock:
-            self.is_cut = True
-            streams, self._streams = list(self._streams), set()
-        for stream in streams:
-            stream.shutdown()
-
-
-# The wire of the request the current (helper) thread is sending; set by ChatStream._produce.
-_WIRE: contextvars.ContextVar[_Wire | None] = contextvars.ContextVar("jupyter_llmchat_wire", default=None)
-
-
-def _check_wire(*_: Any) -> None:
-    """Refuse to go on with a request whose answer was closed (an httpx event hook, and before a
-    connection is opened)."""
-    wire = _WIRE.get()
-    if wire is not None:
-        wire.check()
-
-
-class _CuttableStream:
-    """An httpcore network stream that registers with the wire of the request writing to it, so
-    the request can be cut (socket shutdown: a blocked read returns at once, the server sees the
-    hang-up) from another thread."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        wire = _WIRE.get()
-        if wire is not None:
-            wire.use(self)
-        self._inner.write(buffer, timeout)
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return cast(bytes, self._inner.read(max_bytes, timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> _CuttableStream:
-        return _CuttableStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-    def shutdown(self) -> None:
-        sock = self._inner.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
-
-
-class _CuttableBackend:
-    """httpcore's network backend, handing out cuttable streams."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> _CuttableStream:
-        _check_wire()
-        return _CuttableStream(self._inner.connect_tcp(*args, **kwargs))
-
-    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _CuttableStream:
-        _check_wire()
-        return _CuttableStream(self._inner.connect_unix_socket(*args, **kwargs))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _stoppable_http_client() -> Any:
-    """The SDK's default httpx client, plus what stop needs: a request hook that refuses to send
-    for a closed answer, and connections that can be cut from another thread."""
-    import httpx2
-    import openai
-
-    transport = httpx2.HTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
-    pool = getattr(transport, "_pool", None)  # httpx2 builds the httpcore pool; we wrap its backend
-    backend = getattr(pool, "_network_backend", None)
-    if backend is not None:
-        pool._network_backend = _CuttableBackend(backend)  # type: ignore[union-attr]
-    return openai.DefaultHttpx2Client(transport=transport, event_hooks={"request": [_check_wire]})
