@@ -121,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
             entry = self._entry = LoggedRequest(self.command, url.path, self._masked_headers(),
                                                 _parse_json(raw), time.time(), query=url.query)
             state.record(entry)
-            self._api(url.path, entry)
+            self._api(url.path, entry, raw)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             if entry is not None:
@@ -136,14 +136,23 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise  # and the traceback goes to stderr
 
-    def _api(self, path: str, entry: LoggedRequest) -> None:
-        models = self.server.state.models
+    def _api(self, path: str, entry: LoggedRequest, raw: bytes) -> None:
+        state = self.server.state
+        models = state.models
         try:
             if not self._authorized():
                 raise unauthorized()
             azure = _AZURE_PATH.match(path)
             if self.command == "POST" and (path == "/v1/chat/completions" or azure):
                 self._chat(entry, azure.group(1) if azure else None)
+                return
+            files_or_batches = state.batches.handle(state, self.command, path, entry.query,
+                                                    self.headers.get("Content-Type", ""), raw)
+            if files_or_batches is not None:  # /v1/files, /v1/batches (and Azure's /openai/...): batches.py
+                entry.outcome = "complete"
+                self._send_head(files_or_batches.status, files_or_batches.content_type,
+                                length=len(files_or_batches.body))
+                self.wfile.write(files_or_batches.body)
                 return
             if self.command == "GET" and path.startswith("/v1/models") and not self.server.state.model_list:
                 entry.outcome = "error"  # a server without a model list: a bare 404, as from a plain router

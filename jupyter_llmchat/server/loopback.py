@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
+from .batches import BatchService
 from .handler import LOOPBACK_HOSTS, LoopbackHTTPServer
 from .script import Script
 from .state import DEFAULT_MODELS, LoggedRequest, ServerState
@@ -133,6 +134,12 @@ class LoopbackServer:
         self._state.push([Script(reply=reply, tokens=tokens, rate=rate, fault=fault,
                                  retry_after=retry_after, after_tokens=after_tokens, delay=delay,
                                  finish_reason=finish_reason, times=times)])
+
+    @property
+    def batches(self) -> BatchService:
+        """The Batch API's files and batches (batches.py): ``.speedup`` runs its clock faster
+        (0 holds every batch), ``.queue(BatchScript(...))`` scripts the next batch."""
+        return self._state.batches
 
     @property
     def pending(self) -> int:

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .batches import BatchService
 from .prompt_cache import PromptCache
 from .script import Script
 
@@ -48,6 +49,7 @@ class ServerState:
     scripts: deque[Script] = field(default_factory=deque)
     log: list[LoggedRequest] = field(default_factory=list)
     cache: PromptCache = field(default_factory=PromptCache)
+    batches: BatchService = field(default_factory=BatchService)  # /v1/files and /v1/batches
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     connections: set[socket.socket] = field(default_factory=set)
@@ -90,6 +92,7 @@ class ServerState:
             self.scripts.clear()
             self.log.clear()
         self.cache.clear()
+        self.batches.reset()
 
     def track(self, connection: socket.socket, open_: bool) -> None:
         with self.lock:
