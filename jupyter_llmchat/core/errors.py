@@ -34,6 +34,19 @@ class ImageError(ChatError):
     """An image source cannot be used (missing file, not an image, too large, bad URL scheme)."""
 
 
+class StructuredAnswerError(ChatError):
+    """An answer asked for with ``schema=`` that yields no valid object: not JSON or not matching
+    the schema (``reason`` "invalid", after the repair round), cut at max_tokens ("truncated") or
+    stopped by the content filter ("filtered"). ``text`` is the raw answer, never half-parsed;
+    ``reply`` the Reply it came in, when there was one."""
+
+    def __init__(self, message: str, *, text: str, reason: str = "invalid", reply: object = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.reason = reason
+        self.reply = reply
+
+
 class APIError(ChatError):
     """The endpoint answered with an error (after retries where retrying makes sense)."""
 
