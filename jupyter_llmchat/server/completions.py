@@ -22,7 +22,7 @@ from ..core.models import model_info
 from .encoding import encoder, token_bytes
 from .markdown import disclosure, generate_markdown
 from .script import Script
-from .structured import json_reply
+from .structured import REFUSAL, json_reply
 
 SYSTEM_FINGERPRINT = "fp_loopback"
 _ALTERNATIVES = [b" the", b" a", b",", b".", b" and", b"\n", b" of", b" to", b" is", b" in",
@@ -55,6 +55,7 @@ class Plan:
     prompt_tokens: int
     cached_tokens: int
     top_logprobs: int | None  # None: logprobs not requested
+    refusal: bool = False  # the text is a refusal: sent in delta.refusal / message.refusal, no content
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -84,8 +85,11 @@ def plan_reply(body: dict[str, Any], script: Script, *, prompt_tokens: int, cach
     encoding = model_info(model).encoding
     question = last_question(body["messages"])
     response_format = body.get("response_format")
-    structured = json_reply(response_format, question) if isinstance(response_format, dict) else None
-    if script.reply is not None:
+    structured = json_reply(response_format, question, body["messages"], fault=script.fault) if isinstance(
+        response_format, dict) else None
+    if script.fault == "refusal":
+        text = script.reply if script.reply is not None else REFUSAL
+    elif script.reply is not None:
         text = script.reply
     elif script.tokens is not None:
         text = _generated(question, script.tokens, encoding, opening=False)
@@ -101,12 +105,12 @@ def plan_reply(body: dict[str, Any], script: Script, *, prompt_tokens: int, cach
     if truncated:
         tokens = tokens[:limit]
     deltas = split_deltas(tokens)
-    finish = script.finish_reason or ("length" if truncated else "stop")
+    finish = script.finish_reason or ("length" if truncated or script.fault == "length_cut" else "stop")
     top = None
     if body.get("logprobs"):
         top = body.get("top_logprobs") or 0
     return Plan(model, "".join(text for text, _ in deltas), tokens, deltas, finish,
-                prompt_tokens, cached_tokens, top)
+                prompt_tokens, cached_tokens, top, refusal=script.fault == "refusal")
 
 
 @lru_cache(maxsize=64)
@@ -149,8 +153,8 @@ def completion_body(plan: Plan) -> bytes:
     return _dumps({
         "id": plan.id, "object": "chat.completion", "created": plan.created, "model": plan.model,
         "system_fingerprint": SYSTEM_FINGERPRINT, "service_tier": "default",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
-                                             "refusal": None, "annotations": []},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": None if plan.refusal else plan.text,
+                                             "refusal": plan.text if plan.refusal else None, "annotations": []},
                      "logprobs": plan.logprobs(range(len(plan.tokens))),
                      "finish_reason": plan.finish_reason}],
         "usage": plan.usage(),
@@ -179,7 +183,8 @@ class ChunkEncoder:
     def content(self) -> list[bytes]:
         """One event per delta, precomputed so a full-speed stream is only socket writes."""
         plan = self.plan
-        return [self._event('{"content":' + _dumps(text) + "}", _dumps(plan.logprobs(indices)), "null")
+        key = '{"refusal":' if plan.refusal else '{"content":'
+        return [self._event(key + _dumps(text) + "}", _dumps(plan.logprobs(indices)), "null")
                 for text, indices in plan.deltas]
 
     def content_in_utf16_halves(self, *, drop_first_low: bool = False) -> list[bytes]:

@@ -39,6 +39,10 @@ FAULTS: dict[str, str] = {
     "split_surrogates": "each character outside the BMP sent as two chunks, the JSON escapes of its "
                         "UTF-16 halves (a server that cuts text by UTF-16 code units)",
     "lone_surrogate": "like split_surrogates, but the low half of the first such character never comes",
+    # Structured answers (response_format json_object / json_schema), as they go wrong.
+    "schema_invalid": "JSON that breaks the requested schema (its first property left out)",
+    "refusal": "the model refuses: the text (reply=, or a stock refusal) comes in delta.refusal, no content",
+    "length_cut": "the answer stops half way, finish_reason length (a JSON answer cut before it ends)",
 }
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.models import model_info
 from .script import Script
+from .structured import strict_problem
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -169,7 +170,7 @@ def validate_request(body: Any, served_models: Iterable[str], *, strict: bool = 
                            "'top_logprobs' is used.", param="top_logprobs", code="invalid_value")
     response_format = body.get("response_format")
     if response_format is not None:
-        _check_response_format(response_format)
+        _check_response_format(response_format, strict=strict)
     info = model_info(model)
     if strict and info.known and not info.vision and _has_image(messages):
         raise images_unsupported(_first_image(messages))
@@ -206,7 +207,7 @@ def _check_params(body: dict[str, Any]) -> None:
                                code=f"{kind}_above_max_value")
 
 
-def _check_response_format(response_format: Any) -> None:
+def _check_response_format(response_format: Any, *, strict: bool) -> None:
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind not in ("text", "json_object", "json_schema"):
         raise RequestError(400, "Invalid value for 'response_format.type': expected 'text', 'json_object' "
@@ -216,6 +217,9 @@ def _check_response_format(response_format: Any) -> None:
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise RequestError(400, "Missing required parameter: 'response_format.json_schema.name'.",
                                param="response_format.json_schema.name", code="missing_required_parameter")
+        problem = strict_problem(response_format) if strict else None
+        if problem:
+            raise RequestError(400, problem, param="response_format")
 
 
 def _has_image(messages: list[Any]) -> bool:

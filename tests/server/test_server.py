@@ -360,8 +360,8 @@ def test_json_mode_default_replies_parse(loopback):
                              "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
                              "unit": {"anyOf": [{"type": "string", "enum": ["none", "apples"]},
                                                 {"type": "null"}]}},
-              "$defs": {"step": {"type": "object", "properties": {"text": {"type": "string"},
-                                                                  "ok": {"type": "boolean"}}}}}
+              "$defs": {"step": {"type": "object", "additionalProperties": False, "required": ["text", "ok"],
+                                 "properties": {"text": {"type": "string"}, "ok": {"type": "boolean"}}}}}
     chunks = stream(client, messages, response_format={
         "type": "json_schema", "json_schema": {"name": "sum", "schema": schema, "strict": True}})
     assert json.loads(streamed_text(chunks)) == {
@@ -812,3 +812,32 @@ def test_module_entry_point_rejects_bad_options():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--rate must be > 0 tokens/s" in result.stderr
+
+
+def test_latency_holds_every_answer_until_it_has_passed_and_a_script_delay_overrides_it(loopback):
+    loopback.latency = 0.3  # the fixture puts it back
+    client = sdk(loopback)
+    started = time.monotonic()
+    client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert time.monotonic() - started >= 0.3  # a lower bound: the server waited at least that long
+    loopback.queue(reply="at once", delay=0)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0].message.content == "at once"
+    loopback.latency = 30  # a client that gives up while it waits is logged as gone, not answered
+    with pytest.raises(openai.APITimeoutError):
+        sdk(loopback, timeout=0.2).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    deadline = time.monotonic() + 10
+    while loopback.requests[-1].outcome is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [entry.outcome for entry in loopback.requests] == ["complete", "complete", "client_closed"]
+    for wrong in (-1, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="latency must be a number of seconds >= 0"):
+            loopback.latency = wrong
+    assert LoopbackServer(latency=2).latency == 2.0
+
+
+def test_cli_refuses_a_negative_latency(capsys):
+    from jupyter_llmchat.server.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--latency", "-1"])
+    assert "--latency must be >= 0 seconds, got -1.0" in capsys.readouterr().err
