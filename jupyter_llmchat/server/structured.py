@@ -92,7 +92,8 @@ def _strict_node(node: Any, context: tuple[str, ...]) -> str | None:
     if node.get("type") == "object" or isinstance(properties, dict):
         if node.get("additionalProperties") is not False:
             return f"{where}, 'additionalProperties' is required to be supplied and to be false."
-        required = node.get("required") if isinstance(node.get("required"), list) else []
+        listed = node.get("required")
+        required: list[Any] = listed if isinstance(listed, list) else []
         missing = [key for key in properties or {} if key not in required]
         if missing:
             return (f"{where}, 'required' is required to be supplied and to be an array including every key in "
