@@ -40,3 +40,4 @@ def loopback(loopback_server: LoopbackServer) -> Iterator[LoopbackServer]:
     yield loopback_server
     loopback_server.reset()
     loopback_server.default_tokens, loopback_server.default_rate = 150, None  # a test may change them
+    loopback_server.latency = 0.0

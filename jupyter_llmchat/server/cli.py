@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=150, help="length of default replies in tokens")
     parser.add_argument("--rate", type=float, default=None,
                         help="streaming speed in tokens/s (default: as fast as possible)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds each answer waits before it begins, as a model does (default: 0)")
     args = parser.parse_args(argv)
     if args.port < 0 or args.port > 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
@@ -25,8 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--tokens must be >= 1, got {args.tokens}")
     if args.rate is not None and args.rate <= 0:
         parser.error(f"--rate must be > 0 tokens/s, got {args.rate}")
+    if not 0 <= args.latency < float("inf"):
+        parser.error(f"--latency must be >= 0 seconds, got {args.latency}")
     try:
-        server = LoopbackServer(port=args.port, default_tokens=args.tokens, default_rate=args.rate).start()
+        server = LoopbackServer(port=args.port, default_tokens=args.tokens, default_rate=args.rate,
+                                latency=args.latency).start()
     except OSError as error:
         parser.error(f"cannot listen on 127.0.0.1:{args.port}: {error.strerror or error}")
     print(f"jupyter_llmchat loopback server (offline demo; replies are not from a model)\n"

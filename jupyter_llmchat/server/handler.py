@@ -55,6 +55,9 @@ _WRITE_BLOCK = 1 << 16  # bytes per socket write at full speed
 
 class LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # A fleet of clients connects at once (Chatbot.map at concurrency 64): the default backlog of 5
+    # would drop connection attempts, each then retried by the client's TCP a second later.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], state: ServerState) -> None:
         self.state = state
@@ -195,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
             entry.outcome = f"fault:{script.fault}"
         delay = script.delay
         if delay is None:
-            delay = 1.0 if script.fault == "slow_first_byte" else 0.0
+            delay = 1.0 if script.fault == "slow_first_byte" else state.latency
         ended = self._wait_before_answering(delay) if delay else None
         if ended is not None:
             entry.outcome = ended

@@ -18,18 +18,21 @@ class LoopbackServer:
     ``model_list=False`` imitates a server without ``GET /v1/models`` (it answers 404).
     ``queue()`` scripts the next requests; ``requests`` is the log a test asserts against.
     Default replies are ``default_tokens`` long, streamed at ``default_rate`` tokens/s (None: at
-    full speed); both can be changed while the server runs.
+    full speed); both can be changed while the server runs. ``latency`` is how long every answer
+    waits before its headers, as a model takes time to begin (a script's ``delay`` overrides it).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                  default_tokens: int = 150, default_rate: float | None = None,
-                 models: Iterable[str] = DEFAULT_MODELS, strict: bool = True, model_list: bool = True) -> None:
+                 models: Iterable[str] = DEFAULT_MODELS, strict: bool = True, model_list: bool = True,
+                 latency: float = 0.0) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"LoopbackServer binds to 127.0.0.1 only (got host={host!r}); "
                              "it is a test and demo server, not for other machines")
         self._state = ServerState(api_key, 150, None, tuple(models), strict, model_list)
         self.default_tokens = default_tokens
         self.default_rate = default_rate
+        self.latency = latency
         self._port = port
         self._httpd: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -117,6 +120,16 @@ class LoopbackServer:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
             raise ValueError(f"default_rate must be > 0 tokens/s or None (full speed), got {rate!r}")
         self._state.default_rate = rate
+
+    @property
+    def latency(self) -> float:
+        return self._state.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+            raise ValueError(f"latency must be a number of seconds >= 0, got {seconds!r}")
+        self._state.latency = float(seconds)
 
     # scripting and inspection ----------------------------------------------------------------
     def queue(self, *, reply: str | None = None, tokens: int | None = None, rate: float | None = None,

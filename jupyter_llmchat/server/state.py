@@ -46,6 +46,7 @@ class ServerState:
     models: tuple[str, ...]
     strict: bool  # reject what OpenAI rejects (max_tokens on reasoning models)
     model_list: bool = True  # False: GET /v1/models answers 404, as servers without the route do
+    latency: float = 0.0  # seconds every answer waits before its headers (a script's delay= overrides it)
     scripts: deque[Script] = field(default_factory=deque)
     log: list[LoggedRequest] = field(default_factory=list)
     cache: PromptCache = field(default_factory=PromptCache)
