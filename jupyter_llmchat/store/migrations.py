@@ -169,3 +169,21 @@ def m003_ledger_demo(db: sqlite3.Connection) -> None:
     """Which ledger rows the offline demo server answered: no model wrote them, so they cost
     nothing and ``%chat usage`` says so. Rows of schema 2 were all counted as model replies."""
     db.execute("ALTER TABLE ledger ADD COLUMN demo INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m004_map_rows(db: sqlite3.Connection) -> None:
+    """The answered rows of ``Chatbot.map`` (and of its Batch API runs), by the SHA-256 of each row's
+    request: recorded as they arrive, so the same call after a crash, an interrupt or a kernel
+    restart asks only the rows not answered yet."""
+    db.execute("""CREATE TABLE IF NOT EXISTS map_rows (
+        key TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        text TEXT NOT NULL,
+        finish_reason TEXT,
+        usage TEXT,
+        cost REAL,
+        attempts INTEGER NOT NULL,
+        source TEXT NOT NULL DEFAULT 'map',
+        created REAL NOT NULL
+    )""")
