@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -126,10 +127,14 @@ def v1_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_registry_brings_files_to_version_3() -> None:
-    assert [step.__name__ for step in MIGRATIONS] == ["m001_initial", "m002_ledger_usage_source",
-                                                       "m003_ledger_demo"]
-    assert MIGRATIONS.version == 3
+# Migrations after the ones these tests were written against are tested in their own module's tests.
+NEXT = MIGRATIONS.version + 1
+
+
+def test_the_registry_brings_files_to_the_latest_version() -> None:
+    assert [step.__name__ for step in MIGRATIONS][:4] == ["m001_initial", "m002_ledger_usage_source",
+                                                           "m003_ledger_demo", "m004_map_rows"]
+    assert MIGRATIONS.version >= 4
 
 
 def test_a_v1_file_opens_is_migrated_and_keeps_its_data(v1_file: Path) -> None:
@@ -156,7 +161,7 @@ def test_a_v1_file_opens_is_migrated_and_keeps_its_data(v1_file: Path) -> None:
                 summary.unreported, summary.demo) == (4, 1, 20, 1, 2, 0)
         # and it goes on working: a new conversation is written in the migrated file
         store.new_conversation("after", model="gpt-4o")
-    assert file_version(v1_file) == 3
+    assert file_version(v1_file) == MIGRATIONS.version
     assert columns(v1_file, "ledger")[-2:] == ["usage_source", "demo"]
 
 
@@ -167,55 +172,63 @@ def test_a_new_file_gets_every_migration(tmp_path: Path) -> None:
     assert columns(path, "ledger")[-2:] == ["usage_source", "demo"]
 
 
+def numbered(step: Callable[[sqlite3.Connection], None], what: str) -> Callable[[sqlite3.Connection], None]:
+    """``step`` named as the next migration after the store's own (``m005_...`` while there are four)."""
+    step.__name__ = f"m{NEXT:03d}_{what}"
+    return step
+
+
 def extended(log: list[str]) -> Migrations:
-    """The store's migrations plus a fourth that records when it ran."""
+    """The store's migrations plus one more that records when it ran."""
     registry = MIGRATIONS.copy()
 
-    @registry.register
-    def m004_notes(db: sqlite3.Connection) -> None:
-        log.append(f"m004 saw version {schema_version(db)}")
+    def notes(db: sqlite3.Connection) -> None:
+        log.append(f"next saw version {schema_version(db)}")
         db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
 
+    registry.register(numbered(notes, "notes"))
     return registry
 
 
 def test_migrations_run_in_registered_order_from_the_version_found(v1_file: Path) -> None:
     log: list[str] = []
     Database(v1_file, migrations=extended(log)).close()
-    assert log == ["m004 saw version 3"]  # m002 and m003 ran first; m001 was not run again on a v1 file
-    assert file_version(v1_file) == 4 and columns(v1_file, "notes") == ["id", "text"]
+    # every earlier one ran first; m001 was not run again on a v1 file
+    assert log == [f"next saw version {NEXT - 1}"]
+    assert file_version(v1_file) == NEXT and columns(v1_file, "notes") == ["id", "text"]
     Database(v1_file, migrations=extended(log)).close()
-    assert log == ["m004 saw version 3"]  # applied once
-    assert MIGRATIONS.version == 3  # the copy left the store's own registry alone
+    assert log == [f"next saw version {NEXT - 1}"]  # applied once
+    assert MIGRATIONS.version == NEXT - 1  # the copy left the store's own registry alone
 
 
 def test_migrations_must_be_registered_with_the_next_number() -> None:
     registry = MIGRATIONS.copy()
 
-    def m005_skips_ahead(db: sqlite3.Connection) -> None:
+    def skips_ahead(db: sqlite3.Connection) -> None:
         pass
 
+    skips_ahead.__name__ = f"m{NEXT + 1:03d}_skips_ahead"
     with pytest.raises(ValueError) as caught:
-        registry.register(m005_skips_ahead)
-    assert str(caught.value) == ("migration 'm005_skips_ahead' must be named m004_<what it does>: migrations "
-                                 "are numbered in the order they run")
+        registry.register(skips_ahead)
+    assert str(caught.value) == (f"migration 'm{NEXT + 1:03d}_skips_ahead' must be named m{NEXT:03d}_<what it "
+                                 "does>: migrations are numbered in the order they run")
 
 
 def test_a_failing_migration_leaves_the_file_at_the_old_version(v1_file: Path) -> None:
     registry = MIGRATIONS.copy()
 
-    @registry.register
-    def m004_half_done(db: sqlite3.Connection) -> None:
+    def half_done(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE ledger ADD COLUMN half TEXT")
         db.execute("INSERT INTO conversations (session, created, updated, model) VALUES ('x', 0, 0, 'm')")
         raise RuntimeError("disk on fire")
 
+    registry.register(numbered(half_done, "half_done"))
     with pytest.raises(StoreError) as caught:
         Database(v1_file, migrations=registry)
-    assert str(caught.value) == (f"cannot upgrade the store {v1_file} from schema 3 to 4 (m004_half_done: "
-                                 "RuntimeError: disk on fire); the file is unchanged")
-    # m002 and m003 committed each on its own; nothing of m004 stayed
-    assert file_version(v1_file) == 3
+    assert str(caught.value) == (f"cannot upgrade the store {v1_file} from schema {NEXT - 1} to {NEXT} "
+                                 f"(m{NEXT:03d}_half_done: RuntimeError: disk on fire); the file is unchanged")
+    # the earlier ones committed each on its own; nothing of the failing one stayed
+    assert file_version(v1_file) == NEXT - 1
     assert "half" not in columns(v1_file, "ledger")
     with Store(v1_file) as store:
         assert [s.session for s in store.sessions()] == ["trip"]
@@ -228,9 +241,9 @@ def test_a_file_from_a_newer_release_is_refused_and_left_alone(tmp_path: Path) -
         db.execute(f"PRAGMA user_version = {MIGRATIONS.version + 1}")
     with pytest.raises(StoreError) as caught:
         Store(path)
-    assert str(caught.value) == (f"the store {path} has schema 4, newer than this jupyter_llmchat knows (3); "
-                                 "upgrade the package or pass another path")
-    assert file_version(path) == 4 and columns(path, "future") == ["x"]
+    assert str(caught.value) == (f"the store {path} has schema {NEXT}, newer than this jupyter_llmchat knows "
+                                 f"({NEXT - 1}); upgrade the package or pass another path")
+    assert file_version(path) == NEXT and columns(path, "future") == ["x"]
 
 
 OPEN_WHEN_TOLD = r"""
@@ -262,5 +275,5 @@ def test_two_kernels_opening_a_v1_file_at_once_migrate_it_once(v1_file: Path, tm
     outputs = [child.communicate(timeout=60) for child in children]
     # whichever came second found the work done (migrating twice would add the column twice: an error)
     assert outputs == [("OPENED 2\n", "")] * 2
-    assert file_version(v1_file) == 3 and columns(v1_file, "ledger").count("usage_source") == 1
+    assert file_version(v1_file) == MIGRATIONS.version and columns(v1_file, "ledger").count("usage_source") == 1
     assert columns(v1_file, "ledger").count("demo") == 1
