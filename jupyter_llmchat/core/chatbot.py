@@ -258,13 +258,20 @@ class Chatbot:
         return fixes
 
     def ask(self, question: str, *, images: Sequence[Any] = (), sink: ReplySink | None = None,
-            history: bool = True, **overrides: Any) -> Reply:
+            history: bool = True, schema: Any = None, **overrides: Any) -> Reply:
         """Ask ``question``; stream the answer to ``sink`` (default: print it) and return the Reply.
 
         With ``history=False`` the question neither reads nor writes the conversation. Once
         ``sink.start`` is called, ``sink.finish`` follows exactly once, whatever happens.
         ``stop()`` or KeyboardInterrupt end it at any moment: the Reply says "interrupted".
+
+        ``schema`` (a pydantic model, dataclass, TypedDict or JSON Schema dict): the answer comes
+        back validated in ``Reply.parsed``, with one repair round. See ``structured_ask``.
         """
+        if schema is not None:
+            from .structured_ask import ask_structured  # pydantic and jsonschema load only when used
+
+            return ask_structured(self, question, schema, images=images, sink=sink, history=history, **overrides)
         token = StopToken()
         self._asks.add(token)  # first: a stop that comes now is never lost
         try:
@@ -353,7 +360,7 @@ class Chatbot:
         return Reply(text=text, model=result.model or request.model, status=status,
                      finish_reason=result.finish_reason, usage=usage, cost=cost, time_to_first_token=first,
                      total_time=time.perf_counter() - started, logprobs=result.logprobs, error=error,
-                     from_cache=from_cache,
+                     from_cache=from_cache, refusal=result.refusal,
                      request={"model": request.model, "params": request.params,
                               "prompt_tokens_counted": request.prompt_tokens if request.counted else None})
 
@@ -409,7 +416,7 @@ class _Replay:
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
         self.result = StreamResult(model=reply.model, finish_reason=reply.finish_reason, usage=reply.usage,
-                                   logprobs=reply.logprobs)
+                                   logprobs=reply.logprobs, refusal=reply.refusal)
         self._closed = False
         self._done = False
 

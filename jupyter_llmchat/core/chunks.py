@@ -19,6 +19,7 @@ class StreamResult:
     usage: Usage | None = None
     logprobs: list[dict[str, Any]] | None = None
     retries: int = 0  # requests re-sent, by the SDK or by the drop-before-text loop
+    refusal: str | None = None  # the model refused (Structured Outputs): its text, sent instead of content
 
 
 def absorb(chunk: Any, result: StreamResult) -> str | None:
@@ -43,6 +44,9 @@ def absorb(chunk: Any, result: StreamResult) -> str | None:
             result.logprobs = []
         result.logprobs.extend(_logprob_dict(item) for item in logprobs.content)
     delta = getattr(choice, "delta", None)
+    refusal = getattr(delta, "refusal", None) if delta is not None else None
+    if isinstance(refusal, str) and refusal:
+        result.refusal = (result.refusal or "") + refusal
     text = getattr(delta, "content", None) if delta is not None else None
     return text if isinstance(text, str) else None
 

@@ -70,10 +70,16 @@ class Reply:
     from_cache: bool = False  # replayed from the response cache, no HTTP request made
     demo: bool = False  # written by the offline demo server, not by a model: it costs nothing
     request: dict[str, Any] = field(default_factory=dict, repr=False)  # model + params sent (no key)
+    # ask(schema=...): the validated object (a model or dataclass instance; a dict for a TypedDict
+    # or a JSON Schema), None when there is none; refusal: the model's refusal text (no answer).
+    parsed: Any = None
+    refusal: str | None = None
 
     @property
     def notice(self) -> str | None:
         """A short line to show the user when the answer is not a clean, complete one."""
+        if self.refusal is not None and self.status == "complete":
+            return f"the model refused to answer: {' '.join(self.refusal.split())}"
         return status_notice(self.status, self.error)
 
 

@@ -68,7 +68,8 @@ class ResponseCache:
             return
         data = {"text": reply.text, "model": reply.model, "status": reply.status,
                 "finish_reason": reply.finish_reason,
-                "usage": asdict(reply.usage) if reply.usage else None, "logprobs": reply.logprobs}
+                "usage": asdict(reply.usage) if reply.usage else None, "logprobs": reply.logprobs,
+                "refusal": reply.refusal}
         try:
             with self.database.transaction() as db:
                 db.execute("INSERT OR REPLACE INTO cache (key, model, reply, created, hits) VALUES (?, ?, ?, ?, 0)",
@@ -93,4 +94,4 @@ def _reply(data: dict[str, Any]) -> Reply:
     usage = Usage(**data["usage"]) if data.get("usage") else None
     return Reply(text=data["text"], model=data["model"], status=data["status"],
                  finish_reason=data.get("finish_reason"), usage=usage, logprobs=data.get("logprobs"),
-                 from_cache=True, cost=0.0)
+                 refusal=data.get("refusal"), from_cache=True, cost=0.0)

@@ -458,6 +458,8 @@ class ChatStream:
         self.result.usage = usage_of(body.get("usage"))
         message = choice.get("message") or {}
         text = message.get("content") if isinstance(message, dict) else None
+        refusal = message.get("refusal") if isinstance(message, dict) else None
+        self.result.refusal = refusal if isinstance(refusal, str) and refusal else None
         if isinstance(text, str) and text:
             self.got_text = True
             yield text
