@@ -237,3 +237,12 @@ def m005_batch_jobs(db: sqlite3.Connection) -> None:
         "ALTER TABLE ledger ADD COLUMN batch INTEGER NOT NULL DEFAULT 0",
     ):
         db.execute(statement)
+
+
+@migration
+def m006_message_tool_calls(db: sqlite3.Connection) -> None:
+    """Tool calls in the history: an assistant message's ``tool_calls`` (JSON list of id, name,
+    arguments; NULL when it asked for none) and a tool message's ``tool_call_id``. Messages of
+    schema 5 had neither."""
+    db.execute("ALTER TABLE messages ADD COLUMN tool_calls TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN tool_call_id TEXT")
