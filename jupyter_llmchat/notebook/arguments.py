@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -32,6 +33,27 @@ def parse(parser: argparse.ArgumentParser, words: list[str], *, hint: str, where
         return parser.parse_args(words)
     except UsageError as error:  # MagicArgumentParser.error raises it instead of exiting
         raise UsageError(f"{where}{error}; {hint}") from None
+
+
+_NAME_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def name_list(values: list[str], *, option: str, example: str) -> list[str]:
+    """The names given to a repeatable option that takes ``a,b`` lists (``--tools f,g --tools h``),
+    in order, each once; each a name or a dotted attribute path (``model.predict``)."""
+    names: list[str] = []
+    for value in values:
+        for name in (part.strip() for part in value.split(",")):
+            if not name:
+                continue
+            if not _NAME_PATH.fullmatch(name):
+                raise UsageError(f"{option}: {name!r} is not a variable name; give names separated by commas, "
+                                 f"e.g. {option} {example} (nothing was sent)")
+            if name not in names:
+                names.append(name)
+    if values and not names:
+        raise UsageError(f"{option} needs names separated by commas, e.g. {option} {example} (nothing was sent)")
+    return names
 
 
 class PlainHelpFormatter(MagicHelpFormatter):

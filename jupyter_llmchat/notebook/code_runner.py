@@ -12,12 +12,14 @@ assigned. Code blocked inside one call that does not return to Python (``time.sl
 a long C routine) cannot be stopped that way: after a short grace it is abandoned, still running in
 the background, and may go on changing the namespace until it ends or the kernel restarts; the
 result says so. A kernel interrupt while waiting (KeyboardInterrupt) is passed on to the code in the
-same way and then raised in the caller, so the question ends at once.
+same way and then raised in the caller, so the question ends at once; ``run_code_async`` does the
+same when it is cancelled (the tool loop cancels an async tool when the answer is stopped).
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import ctypes
 import itertools
 import linecache
@@ -61,14 +63,28 @@ def run_code(code: str, namespace: dict[str, Any], *, time_limit: float,
 
     A syntax error is reported without running anything. ``show_value`` turns the last bare
     expression's value into text (in the code's thread, under the same time limit)."""
+    run = _prepare(code, namespace, show_value)
+    return run if isinstance(run, RunResult) else run.wait(time_limit)
+
+
+async def run_code_async(code: str, namespace: dict[str, Any], *, time_limit: float,
+                         show_value: Any = repr) -> RunResult:
+    """``run_code`` for an event loop. Cancelling it (the answer was stopped: the tool loop cancels
+    an async tool) stops the code at once, as a kernel interrupt would: KeyboardInterrupt is raised
+    in it."""
+    run = _prepare(code, namespace, show_value)
+    return run if isinstance(run, RunResult) else await run.wait_async(time_limit)
+
+
+def _prepare(code: str, namespace: dict[str, Any], show_value: Any) -> _Run | RunResult:
+    """A run ready to start, or the result of code that does not compile."""
     filename = f"<run_python {next(_runs)}>"
     try:
         body, last = _compile(code, filename)
     except SyntaxError as error:
         return RunResult("failed", error=_syntax_error(error))
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
-    run = _Run(body, last, namespace, filename, show_value)
-    return run.wait(time_limit)
+    return _Run(body, last, namespace, filename, show_value)
 
 
 def _compile(code: str, filename: str) -> tuple[Any, Any]:
@@ -99,18 +115,36 @@ class _Run:
         self.ended = False  # set once the code has ended (finished, failed or stopped)
         self.lock = threading.Lock()  # a stop is raised in the thread only while its code runs
         self.thread = threading.Thread(target=self._target, name="llmchat-run-python", daemon=True)
+        self.on_finish: Any = None  # called in the code's thread once it has ended
 
     def wait(self, time_limit: float) -> RunResult:
         self.thread.start()
         try:
             if self.finished.wait(time_limit):
                 return self._result()
-            if self._stop(TimeLimitExceeded):
-                return self._result(stopped=True)
-            return self._result(abandoned=True)
+            return self._past_time_limit()
         except KeyboardInterrupt:  # the kernel was interrupted while the code ran: end both
             self._stop(KeyboardInterrupt)
             raise
+
+    async def wait_async(self, time_limit: float) -> RunResult:
+        loop = asyncio.get_running_loop()
+        ended = asyncio.Event()
+        self.on_finish = lambda: loop.call_soon_threadsafe(ended.set)
+        self.thread.start()
+        try:
+            await asyncio.wait_for(ended.wait(), time_limit)
+        except asyncio.TimeoutError:
+            return self._past_time_limit()
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self._stop(KeyboardInterrupt)
+            raise
+        return self._result()
+
+    def _past_time_limit(self) -> RunResult:
+        if self._stop(TimeLimitExceeded):
+            return self._result(stopped=True)
+        return self._result(abandoned=True)
 
     def _target(self) -> None:
         ident = threading.get_ident()
@@ -130,6 +164,11 @@ class _Run:
         finally:
             _ROUTER.unroute(ident)
             self.finished.set()
+            if self.on_finish is not None:
+                try:
+                    self.on_finish()
+                except RuntimeError:  # the waiting event loop is gone (it was stopped): nobody to tell
+                    pass
 
     def _settle(self, ident: int) -> None:
         """Mark the code ended, so no stop is raised in this thread any more, and clear one pending."""

@@ -11,8 +11,10 @@ here: a value is one of theirs only if its library is already loaded.
 
 from __future__ import annotations
 
+import re
 import reprlib
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.errors import one_line
@@ -41,6 +43,44 @@ def summarize(value: Any, name: str, *, limit: int = SUMMARY_CHARS) -> str:
     except Exception as error:  # a summary must not fail because a value misbehaves
         text = f"{name}: {type_name(value)} ({_failure('summarising it', error)})"
     return bounded(text, limit)
+
+
+class UnknownName(LookupError):
+    """A name or attribute path that names nothing in the notebook (one line)."""
+
+
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def value_at(path: str, namespace: Mapping[str, Any]) -> Any:
+    """The value of ``name`` or ``name.attribute...`` in ``namespace`` (nothing is evaluated but
+    attribute access)."""
+    if not isinstance(path, str) or not _PATH.fullmatch(path.strip()):
+        raise UnknownName(f"{path!r} is not a variable name (a name, or name.attribute)")
+    root, *attributes = path.strip().split(".")
+    if root not in namespace:
+        raise UnknownName(f"the notebook has no variable {root!r}")
+    value = namespace[root]
+    for depth, attribute in enumerate(attributes, start=1):
+        try:
+            value = getattr(value, attribute)
+        except Exception as error:
+            where = ".".join([root, *attributes[:depth - 1]])
+            raise UnknownName(f"{where} has no attribute {attribute!r} ({type(error).__name__})") from None
+    return value
+
+
+ATTACHED = "Values from my notebook, summarised:"
+
+
+def attachment(names: Sequence[str], namespace: Mapping[str, Any]) -> str:
+    """What ``%%chat --with a,b`` adds to the question: each value's summary, in a fenced text block
+    that no backticks inside can close. Raises UnknownName before anything is summarised."""
+    values = [(name, value_at(name, namespace)) for name in names]
+    body = "\n\n".join(summarize(value, name) for name, value in values)
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{ATTACHED}\n\n{fence}text\n{body}\n{fence}"
 
 
 def type_name(value: Any) -> str:

@@ -54,3 +54,18 @@ def test_plain_help_has_the_magic_s_usage_line_and_no_rest() -> None:
         "Ask the ``cell``.\n\nSecond paragraph, kept as written.\n\n"
         "options:\n  -f {a,b}, --format {a,b}\n  --raw                 As written.\n")
     assert usage_line(cell_demo) == "%%cellmagic [-f {a,b}] [--raw]"
+
+
+def test_name_lists_split_on_commas_keep_order_and_refuse_what_is_not_a_name() -> None:
+    from jupyter_llmchat.notebook.arguments import name_list
+
+    assert name_list([], option="--tools", example="f,g") == []
+    assert name_list(["f,g", " h , f", "model.predict"], option="--tools", example="f,g") == [
+        "f", "g", "h", "model.predict"]
+    with pytest.raises(UsageError) as caught:
+        name_list(["f,df[0]"], option="--with", example="df,model")
+    assert str(caught.value) == ("--with: 'df[0]' is not a variable name; give names separated by commas, "
+                                 "e.g. --with df,model (nothing was sent)")
+    with pytest.raises(UsageError) as caught:
+        name_list([" , "], option="--tools", example="f,g")
+    assert str(caught.value) == "--tools needs names separated by commas, e.g. --tools f,g (nothing was sent)"

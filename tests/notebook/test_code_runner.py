@@ -101,3 +101,29 @@ def test_a_kernel_interrupt_while_waiting_stops_the_code_and_is_raised() -> None
     timer.join()
     assert not [t for t in threading.enumerate() if t.name == "llmchat-run-python"]
     assert code_runner._ROUTER.stdout == {}
+
+
+def test_the_async_runner_is_stopped_with_its_task_and_keeps_the_time_limit() -> None:
+    import asyncio
+
+    from jupyter_llmchat.notebook.code_runner import run_code_async
+
+    namespace: dict = {}
+
+    async def cancelled_while_running() -> None:
+        task = asyncio.ensure_future(run_code_async("n = 0\nwhile True:\n    n += 1", namespace, time_limit=60))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return
+        raise AssertionError("not cancelled")
+
+    asyncio.run(cancelled_while_running())
+    assert not [t for t in threading.enumerate() if t.name == "llmchat-run-python"]  # the code ended with it
+    assert namespace["n"] > 0
+    assert asyncio.run(run_code_async("print(n > 0)\nn", namespace, time_limit=30)) == RunResult(
+        "finished", stdout="True\n", value=repr(namespace["n"]))
+    late = asyncio.run(run_code_async("while True:\n    pass", {}, time_limit=0.2))
+    assert late.status == "stopped" and late.stopped_at in (1, 2)
