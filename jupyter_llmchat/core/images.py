@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 from .errors import ImageError
 from .messages import ImageRef
 from .models import DEFAULT_IMAGE_RULE, ImageTokenRule, ModelInfo
-from .tokens import data_url_size, scaled_for_high_detail, scaled_for_patches
+from .tokens import data_url_size, scaled_for_area, scaled_for_high_detail, scaled_for_patches
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -91,9 +91,8 @@ def prepare_images(sources: Any, *, model: ModelInfo, detail: str = "auto") -> l
     sources = [sources] if _is_single(sources) else list(sources)
     if not sources:
         return []
-    if model.known and not model.vision:
-        raise ImageError(f"{model.name} does not take images: ask a vision model (e.g. model=\"gpt-4o-mini\", "
-                         "\"gpt-4o\" or \"gpt-4.1\") or leave the images out")
+    if model.vision is False:
+        raise ImageError(vision_refusal(model))
     if len(sources) > MAX_IMAGES:
         raise ImageError(f"{len(sources)} images in one question; OpenAI takes up to {MAX_IMAGES} per request")
     refs = [prepare_image(source, model=model, detail=detail) for source in sources]
@@ -102,6 +101,18 @@ def prepare_images(sources: Any, *, model: ModelInfo, detail: str = "auto") -> l
         raise ImageError(f"the {len(refs)} images are {_mb(total)} together; OpenAI takes up to "
                          f"{_mb(MAX_REQUEST_IMAGE_BYTES)} of images per request: send fewer, or use detail=\"low\"")
     return refs
+
+
+def vision_refusal(model: ModelInfo) -> str:
+    """The one line that refuses images for ``model``, known (or found by asking its server) not to
+    take them, or a local model whose server does not say it does."""
+    source = model.vision_source
+    if model.local and source.startswith("the server does not say"):
+        return (f"{model.name} may not take images: {source}; pass vision=True if it does, or leave the "
+                "images out (nothing was sent)")
+    said = "" if source.startswith("model table") else f" ({source})"
+    return (f"{model.name} does not take images{said}: ask a vision model (e.g. model=\"gpt-4o-mini\", "
+            "\"gpt-4o\" or \"gpt-4.1\") or leave the images out")
 
 
 def prepare_image(source: Any, *, model: ModelInfo, detail: str = "auto") -> ImageRef:
@@ -134,6 +145,8 @@ def target_size(width: int, height: int, rule: ImageTokenRule | None, detail: st
         w, h = _fit(width, height, LOW_DETAIL_SIZE, LOW_DETAIL_SIZE)
     elif (rule or _DEFAULT_RULE).kind == "patch":
         w, h = scaled_for_patches(width, height)
+    elif rule is not None and rule.kind == "area":
+        w, h = scaled_for_area(width, height, rule)
     else:
         w, h = scaled_for_high_detail(width, height)
     return max(w, 1), max(h, 1)

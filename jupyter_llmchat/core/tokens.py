@@ -6,6 +6,11 @@ offline). Chat overhead follows OpenAI's cookbook: 3 tokens per message, 1 per `
 that prime the reply. If no encoding can be loaded at all, counts fall back to a documented
 estimate, ceil(UTF-8 bytes / 4), and a warning says so once.
 
+Local models are counted as their server counts them (``templates``): the chat template's
+overheads instead of the cookbook's, text counted by the server's own tokenizer when it offers
+one (``ModelInfo.count_text``: llama.cpp's and vLLM's /tokenize), else with our closest encoding
+plus the template's safety margin, so a trimmed prompt never exceeds the server's window.
+
 Loading a vocabulary costs 0.3-0.5 s, so a TokenCounter loads it on its first exact count, never
 when it is made. Until then ``bound_message`` gives a free upper bound: a BPE token covers at
 least one byte, so a text never has more tokens than UTF-8 bytes. A prompt whose bound fits the
@@ -24,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .models import DEFAULT_IMAGE_RULE, ImageTokenRule, ModelInfo, model_info
+from .templates import ChatTemplate, template_named
 
 if TYPE_CHECKING:
     import tiktoken
@@ -124,6 +130,7 @@ class TokenCounter:
 
     def __init__(self, model: str | ModelInfo) -> None:
         self.info = model if isinstance(model, ModelInfo) else model_info(model)
+        self.template: ChatTemplate | None = template_named(self.info.template)
         self._encoding: tiktoken.Encoding | None = None
         self._resolved = False
 
@@ -142,13 +149,27 @@ class TokenCounter:
     @property
     def ready(self) -> bool:
         """True when counting costs no vocabulary load."""
-        return self._resolved or encoding_loaded(self.info.encoding)
+        return self._resolved or encoding_loaded(self.info.encoding) or self.info.count_text is not None
 
     @property
     def exact(self) -> bool:
-        return self.encoding is not None and self.info.known
+        """True when counts are the provider's own: OpenAI's encoding and rules, no margin."""
+        return (self.encoding is not None and self.info.known and self.template is None
+                and not self.info.text_margin)
+
+    @property
+    def reply_priming(self) -> int:
+        """Tokens every prompt carries besides its messages: the reply priming, and what the chat
+        template adds once (BOS, a system block)."""
+        return REPLY_PRIMING_TOKENS if self.template is None else self.template.fixed
 
     def count_text(self, text: str) -> int:
+        """Tokens of ``text`` alone: the server's tokenizer's count when it has one, else ours."""
+        if self.info.count_text is not None and text:
+            try:
+                return self.info.count_text(text)
+            except Exception:
+                pass  # the server stopped answering: our own count (with the margin, see _message_text)
         if self.encoding is None:
             return math.ceil(len(text.encode("utf-8", "surrogatepass")) / ESTIMATE_BYTES_PER_TOKEN)
         # disallowed_special=() counts "<|endoftext|>" typed by a user as ordinary text, as the API does.
@@ -157,7 +178,10 @@ class TokenCounter:
     def count_message(self, role: str, text: str, *, name: str | None = None,
                       images: Iterable[tuple[int | None, int | None, str]] = ()) -> int:
         """Tokens one message adds to a prompt; ``images`` are (width, height, detail) triples."""
-        total = TOKENS_PER_MESSAGE + self.count_text(role) + self.count_text(text)
+        if self.template is None:
+            total = TOKENS_PER_MESSAGE + self.count_text(role) + self._message_text(text)
+        else:  # the template's overhead includes the role
+            total = self.template.per_message + self._message_text(text)
         if name:
             total += TOKENS_PER_NAME + self.count_text(name)
         for width, height, detail in images:
@@ -167,16 +191,28 @@ class TokenCounter:
     def bound_message(self, role: str, text: str, *, name: str | None = None,
                       images: Iterable[tuple[int | None, int | None, str]] = ()) -> int:
         """An upper bound of ``count_message`` that needs no vocabulary: UTF-8 bytes for tokens."""
-        total = TOKENS_PER_MESSAGE + len(role.encode()) + len(text.encode("utf-8", "surrogatepass"))
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if self.info.text_margin:
+            size = math.ceil(size * (1 + self.info.text_margin))
+        if self.template is None:
+            total = TOKENS_PER_MESSAGE + len(role.encode()) + size
+        else:  # +1: a SentencePiece tokenizer may add a word-start piece before the first byte
+            total = self.template.per_message + size + 1
         if name:
             total += TOKENS_PER_NAME + len(name.encode("utf-8", "surrogatepass"))
         for width, height, detail in images:
             total += image_tokens(width, height, detail, self.info.image_tokens)
         return total
 
+    def _message_text(self, text: str) -> int:
+        """``count_text``, plus the template's safety margin unless the server's tokenizer counted."""
+        count = self.count_text(text)
+        margin = self.info.text_margin
+        return math.ceil(count * (1 + margin)) if margin else count
+
     def count_api_messages(self, messages: Sequence[dict[str, Any]]) -> int:
         """Prompt tokens for API-shaped messages, including the reply priming."""
-        total = REPLY_PRIMING_TOKENS
+        total = self.reply_priming
         for message in messages:
             text, images = _split_content(message.get("content"))
             total += self.count_message(message["role"], text, name=message.get("name"), images=images)
@@ -193,6 +229,11 @@ def image_tokens(width: int | None, height: int | None, detail: str,
     """Tokens one image costs under ``rule``; detail "auto" is counted as "high" (the upper bound)."""
     if rule is None:
         rule = DEFAULT_IMAGE_RULE
+    if rule.kind == "area":
+        if width is None or height is None:
+            return rule.max_tokens  # the most one image can cost
+        w, h = scaled_for_area(width, height, rule)
+        return min(math.ceil(w * h / rule.pixels_per_token), rule.max_tokens)
     if width is None or height is None:
         width, height = UNKNOWN_IMAGE_SIZE
     if rule.kind == "patch":
@@ -201,6 +242,16 @@ def image_tokens(width: int | None, height: int | None, detail: str,
         return rule.base
     w, h = scaled_for_high_detail(width, height)
     return rule.base + rule.per_tile * math.ceil(w / 512) * math.ceil(h / 512)
+
+
+def scaled_for_area(width: int, height: int, rule: ImageTokenRule) -> tuple[int, int]:
+    """The size an ``area`` model (Claude) shrinks an image to: the long side within ``rule.side``
+    pixels and the area within ``rule.max_tokens`` tokens; never enlarged."""
+    scale = min(1.0, rule.side / max(width, height),
+                math.sqrt(rule.max_tokens * rule.pixels_per_token / (width * height)))
+    if scale >= 1.0:
+        return width, height
+    return max(int(width * scale), 1), max(int(height * scale), 1)
 
 
 def scaled_for_high_detail(width: int, height: int) -> tuple[int, int]:
