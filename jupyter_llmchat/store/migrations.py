@@ -246,3 +246,12 @@ def m006_message_tool_calls(db: sqlite3.Connection) -> None:
     schema 5 had neither."""
     db.execute("ALTER TABLE messages ADD COLUMN tool_calls TEXT")
     db.execute("ALTER TABLE messages ADD COLUMN tool_call_id TEXT")
+
+
+@migration
+def m007_embeddings(db: sqlite3.Connection) -> None:
+    """Vectors ``Chatbot.embed`` paid for, so an identical text is never embedded (or paid) twice:
+    by model, dimensions (0: the model's own) and the SHA-256 of the text (the text itself is not
+    kept); the vector as float32 bytes. Files of schema 6 had no vectors."""
+    db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, dimensions INTEGER NOT NULL, key BLOB NOT "
+               "NULL, vector BLOB NOT NULL, created REAL NOT NULL, PRIMARY KEY (model, dimensions, key)) WITHOUT ROWID")
