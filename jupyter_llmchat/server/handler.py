@@ -33,6 +33,9 @@ from .completions import (
     completion_body,
     plan_reply,
 )
+from .local_servers import answer as local_answer
+from .local_servers import check_prompt as local_check_prompt
+from .local_servers import model_card_extra
 from .script import Script
 from .state import LoggedRequest, ServerState
 from .validation import (
@@ -145,6 +148,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if not self._authorized():
                 raise unauthorized()
+            local = local_answer(state.local, self.command, path, entry.body)  # Ollama's /api/show, ...
+            if local is not None:
+                entry.outcome = "complete" if local[0] < 400 else "error"
+                self._send_json(*local)
+                return
             azure = _AZURE_PATH.match(path)
             if self.command == "POST" and (path == "/v1/chat/completions" or azure):
                 self._chat(entry, azure.group(1) if azure else None)
@@ -164,7 +172,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(page)
             elif self.command == "GET" and path == "/v1/models":
                 entry.outcome = "complete"
-                self._send_json(200, {"object": "list", "data": [_model_card(m) for m in models]})
+                cards = [{**_model_card(m), **model_card_extra(state.local, m)} for m in models]
+                self._send_json(200, {"object": "list", "data": cards})
             elif self.command == "GET" and path.startswith("/v1/models/"):
                 model = path[len("/v1/models/"):]
                 if model not in models:
@@ -189,10 +198,14 @@ class Handler(BaseHTTPRequestHandler):
         # An invalid request is rejected before it takes a script, so the script stays for the next one.
         validate_request(body, state.models, strict=state.strict)
         model = body["model"]
-        prompt_tokens = count_prompt_tokens(body["messages"], model)
-        window = model_info(model).context_window
-        if prompt_tokens > window:
-            raise context_length_error(window, prompt_tokens)
+        local = state.local.models.get(model) if state.local is not None else None
+        if local is not None and state.local is not None:  # counted with its chat template (local_servers.py)
+            prompt_tokens = local_check_prompt(state.local, local, body["messages"])
+        else:
+            prompt_tokens = count_prompt_tokens(body["messages"], model)
+            window = model_info(model).context_window
+            if prompt_tokens > window:
+                raise context_length_error(window, prompt_tokens)
         script = self._script(body)
         if script.fault:
             entry.outcome = f"fault:{script.fault}"

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from .batches import BatchService
 from .handler import LOOPBACK_HOSTS, LoopbackHTTPServer
+from .local_servers import LocalModel, LocalServer
 from .script import Script
 from .state import DEFAULT_MODELS, LoggedRequest, ServerState
 
@@ -20,16 +21,21 @@ class LoopbackServer:
     Default replies are ``default_tokens`` long, streamed at ``default_rate`` tokens/s (None: at
     full speed); both can be changed while the server runs. ``latency`` is how long every answer
     waits before its headers, as a model takes time to begin (a script's ``delay`` overrides it).
+    ``imitate`` ("ollama", "llamacpp", "vllm", "lmstudio") with ``local_models`` makes it a local
+    server: its model endpoints, its chat templates and its strict windows (see local_servers.py).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                  default_tokens: int = 150, default_rate: float | None = None,
                  models: Iterable[str] = DEFAULT_MODELS, strict: bool = True, model_list: bool = True,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, imitate: str | None = None,
+                 local_models: Iterable[LocalModel] = ()) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"LoopbackServer binds to 127.0.0.1 only (got host={host!r}); "
                              "it is a test and demo server, not for other machines")
-        self._state = ServerState(api_key, 150, None, tuple(models), strict, model_list)
+        local = LocalServer.of(imitate, local_models) if imitate else None  # see local_servers.py
+        served = tuple(models) + tuple(local.models if local else ())
+        self._state = ServerState(api_key, 150, None, served, strict, model_list, local=local)
         self.default_tokens = default_tokens
         self.default_rate = default_rate
         self.latency = latency

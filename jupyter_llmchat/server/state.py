@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .batches import BatchService
+from .local_servers import LocalServer
 from .prompt_cache import PromptCache
 from .script import Script
 
@@ -47,6 +48,7 @@ class ServerState:
     strict: bool  # reject what OpenAI rejects (max_tokens on reasoning models)
     model_list: bool = True  # False: GET /v1/models answers 404, as servers without the route do
     latency: float = 0.0  # seconds every answer waits before its headers (a script's delay= overrides it)
+    local: LocalServer | None = None  # the local server imitated (Ollama, llama.cpp, vLLM, LM Studio)
     scripts: deque[Script] = field(default_factory=deque)
     log: list[LoggedRequest] = field(default_factory=list)
     cache: PromptCache = field(default_factory=PromptCache)
