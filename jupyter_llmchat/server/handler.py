@@ -36,6 +36,7 @@ from .completions import (
 from .local_servers import answer as local_answer
 from .local_servers import check_prompt as local_check_prompt
 from .local_servers import model_card_extra
+from .embeddings import embeddings_body
 from .script import Script
 from .state import LoggedRequest, ServerState
 from .validation import (
@@ -49,6 +50,7 @@ from .validation import (
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+_AZURE_EMBEDDINGS = re.compile(r"^/openai/deployments/([^/]+)/embeddings$")
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "api-key", "x-api-key", "cookie")
 _MID_STREAM_FAULTS = ("disconnect", "malformed", "stream_error", "no_finish")
 _BODY_FAULTS = ("html_page", "json_body")
@@ -154,6 +156,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(*local)
                 return
             azure = _AZURE_PATH.match(path)
+            azure_embeddings = _AZURE_EMBEDDINGS.match(path)
+            if self.command == "POST" and (path == "/v1/embeddings" or azure_embeddings):
+                self._embeddings(entry, azure_embeddings.group(1) if azure_embeddings else None)
+                return
             if self.command == "POST" and (path == "/v1/chat/completions" or azure):
                 self._chat(entry, azure.group(1) if azure else None)
                 return
@@ -244,6 +250,26 @@ class Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         self.wfile.write(payload)
+
+    def _embeddings(self, entry: LoggedRequest, deployment: str | None) -> None:
+        """Vectors for the inputs (server/embeddings.py); a script's status fault or delay applies."""
+        body = entry.body
+        if deployment and isinstance(body, dict) and not body.get("model"):
+            body = {**body, "model": deployment}
+        answer = embeddings_body(body, self.server.state.models)  # an invalid request leaves the queue as is
+        script = self._script(body)
+        if script.fault:
+            entry.outcome = f"fault:{script.fault}"
+        ended = self._wait_before_answering(script.delay) if script.delay else None
+        if ended is not None:
+            entry.outcome = ended
+            self.close_connection = True
+            return
+        error = fault_error(script, body)
+        if error is not None:
+            raise error
+        entry.outcome = entry.outcome or "complete"
+        self._send_json(200, answer)
 
     def _script(self, body: Any) -> Script:
         """The request's own "loopback" field if present (queue untouched), else the next queued one."""

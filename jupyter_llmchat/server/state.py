@@ -18,7 +18,8 @@ from .prompt_cache import PromptCache
 from .script import Script
 
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3-mini",
-                  "o4-mini", "gpt-4", "gpt-3.5-turbo", "gpt-5", "gpt-5-mini", "loopback-demo")
+                  "o4-mini", "gpt-4", "gpt-3.5-turbo", "gpt-5", "gpt-5-mini", "loopback-demo",
+                  "text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
 
 
 @dataclass
