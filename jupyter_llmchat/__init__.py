@@ -7,10 +7,11 @@ Heavy modules load on first use, so importing this is cheap.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .core.errors import ChatError
-from .core.reply import NullSink, PrintSink, Reply, ReplySink, Usage
+from .core.reply import NullSink, PrintSink, Reply, ReplySink, Usage, set_default_sink_hook
 
 if TYPE_CHECKING:
     import os
@@ -49,6 +50,23 @@ def __getattr__(name: str) -> Any:
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'jupyter_llmchat' has no attribute {name!r}")
+
+
+def _notebook_sink() -> ReplySink | None:
+    """``bot.ask(...)`` without a sink: live Markdown in a Jupyter kernel (as ``%%chat`` shows it),
+    None (plain text) anywhere else. IPython and the notebook layer load only in a kernel."""
+    if "ipykernel" not in sys.modules:  # no kernel in this process: nothing to import
+        return None
+    from .notebook.publish import in_notebook_kernel
+
+    if not in_notebook_kernel():
+        return None
+    from .notebook.display import make_sink
+
+    return make_sink(kind="display")
+
+
+set_default_sink_hook(_notebook_sink)
 
 
 def load_chatbot(name: str, *, store: Store | str | os.PathLike[str] | None = None, **options: Any) -> Chatbot:

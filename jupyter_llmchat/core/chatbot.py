@@ -23,7 +23,7 @@ from .conversation import Conversation
 from .messages import ImageRef, Message
 from .models import ModelInfo, answer_reserve, model_info
 from .params import REQUEST_PARAMS, check_params, check_whole
-from .reply import PrintSink, Reply, ReplySink, ReplyStatus, Usage
+from .reply import Reply, ReplySink, ReplyStatus, Usage, default_sink
 from .stopping import Stopped, StopToken, run_stoppable
 from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
@@ -275,7 +275,7 @@ class Chatbot:
         token = StopToken()
         self._asks.add(token)  # first: a stop that comes now is never lost
         try:
-            sink = sink if sink is not None else PrintSink()
+            sink = sink if sink is not None else default_sink()
             try:
                 request = run_stoppable(
                     lambda: self.prepare(question, images=images, history=history, **overrides), token,

@@ -25,7 +25,10 @@ class Repainter:
     """Calls ``paint()`` at most once per ``interval`` seconds while changes are pending.
 
     ``changed()`` is called by the writer after each change: it repaints right there when the
-    change is due (so normally the writer's thread does the work).
+    change is due (so normally the writer's thread does the work). Until a repaint has shown
+    something (``paint`` calls ``nothing_shown()`` while all it has is held back, e.g. a lone
+    ``#``), every change is due at once: the first text shows the moment it arrives, and the
+    throttling starts after it.
     When the writer stalls with a change still unshown, a helper thread repaints it once the
     interval is up; it runs in a copy of the ``start()`` caller's contextvars, so in ipykernel
     its output is routed to the same cell. It sleeps until woken (no polling) and holds only a
@@ -52,6 +55,7 @@ class Repainter:
         self._last = float("-inf")
         self._since = float("inf")  # when the oldest change not yet shown arrived
         self._held: float | None = None  # arrival of a change the last repaint held back
+        self._blank = False  # set by paint(): nothing is shown yet, so the next change is due at once
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by the writer when a change is left pending
         self._thread: threading.Thread | None = None
@@ -90,6 +94,11 @@ class Repainter:
         elif self._thread is not None and not self._wake.is_set():
             self._wake.set()
 
+    def nothing_shown(self) -> None:
+        """Called by ``paint``: this repaint left the view as empty as before (everything was
+        held back), so the next change is painted at once instead of one interval later."""
+        self._blank = True
+
     def due(self) -> float:
         """When the pending change must be shown: one interval after the last repaint, or after
         the oldest change still unshown (held back by the last repaint), whichever is sooner."""
@@ -112,8 +121,11 @@ class Repainter:
             # cleared before painting: a change noted while painting stays pending
             self._pending = False
             self._last = now
+            self._blank = False
             held = self._paint()
             self._held = since if held is False else None if held in (None, True) else float(held)
+            if self._blank:  # nothing on screen yet: no reason to wait before the next change
+                self._last, self._held = float("-inf"), None
             return True
 
 

@@ -1,5 +1,6 @@
 """What one answer produced (Reply, Usage) and where its text goes while it streams (ReplySink,
-LiveSink: the repaint policy every streaming view shares)."""
+LiveSink: the repaint policy every streaming view shares; default_sink: where ``ask`` streams
+when given no sink)."""
 
 from __future__ import annotations
 
@@ -238,3 +239,22 @@ class NullSink:
 
     def close(self) -> None:
         pass
+
+# Where Chatbot.ask streams when it is given no sink. The core knows plain text only; the top-level
+# package installs a hook that returns the notebook's live Markdown sink inside a Jupyter kernel
+# (and None elsewhere), so the core itself never imports IPython.
+_default_sink_hook: Callable[[], ReplySink | None] | None = None
+
+
+def set_default_sink_hook(hook: Callable[[], ReplySink | None] | None) -> None:
+    """Install ``hook`` (None removes it): called for each ``ask`` without a sink, it returns the
+    sink to use, or None for plain text (``PrintSink``)."""
+    global _default_sink_hook
+    _default_sink_hook = hook
+
+
+def default_sink() -> ReplySink:
+    """The sink for an ``ask`` given none: the hook's (live Markdown in a notebook), else plain text."""
+    hook = _default_sink_hook
+    sink = hook() if hook is not None else None
+    return sink if sink is not None else PrintSink()

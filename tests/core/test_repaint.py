@@ -116,3 +116,21 @@ def test_start_after_stop_starts_no_thread() -> None:
     repainter.stop()
     repainter.start()
     assert repainter._thread is None
+
+
+def test_while_nothing_is_shown_every_change_paints_at_once() -> None:
+    """paint() saying nothing_shown() (all it had was held back) makes the next change due at once:
+    the first text is not delayed by the throttle; after it, repaints are one interval apart."""
+    clock, painted = FakeClock(), []
+    repainter: Repainter
+
+    def paint() -> None:
+        painted.append(round(clock.now, 3))
+        if len(painted) < 3:
+            repainter.nothing_shown()
+
+    repainter = Repainter(paint, interval=0.1, trailing=False, clock=clock)
+    for step in range(8):  # a change every 20 ms
+        clock.now = 100 + step / 50
+        repainter.changed()
+    assert painted == [100.0, 100.02, 100.04, 100.14]

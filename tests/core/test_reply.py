@@ -123,3 +123,22 @@ def test_null_sink_is_a_context_manager_that_discards() -> None:
         sink.write("x")
         sink.finish(Reply("x", "m"))
     sink.close()
+
+
+def test_default_sink_is_plain_text_unless_a_hook_says_otherwise() -> None:
+    """Chatbot.ask without a sink asks default_sink(); the top-level package installs the hook that
+    gives live Markdown in a kernel (and None, plain text, anywhere else: as here)."""
+    from jupyter_llmchat.core import reply
+
+    assert isinstance(reply.default_sink(), PrintSink)  # jupyter_llmchat's hook: not in a kernel
+    saved = reply._default_sink_hook
+    try:
+        chosen = NullSink()
+        reply.set_default_sink_hook(lambda: chosen)
+        assert reply.default_sink() is chosen
+        reply.set_default_sink_hook(lambda: None)
+        assert isinstance(reply.default_sink(), PrintSink)
+        reply.set_default_sink_hook(None)
+        assert isinstance(reply.default_sink(), PrintSink)
+    finally:
+        reply.set_default_sink_hook(saved)
