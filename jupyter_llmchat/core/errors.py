@@ -86,3 +86,7 @@ class EndpointConnectionError(APIError):
 
 class StreamError(APIError):
     """The stream broke after it started (disconnect, malformed chunk); partial text is kept."""
+
+
+class BatchError(APIError):
+    """A Batch API job cannot be submitted, found or collected (no Batch API, unknown job or batch)."""

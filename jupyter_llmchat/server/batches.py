@@ -85,15 +85,19 @@ class BatchScript:
     """What the next batch created does besides answering its lines.
 
     ``expire_after``: it expires once that many lines are answered (the rest go to the error file
-    as ``batch_expired``), as a batch that outlives its completion window does.
+    as ``batch_expired``), as a batch that outlives its completion window does. ``fail``: it fails
+    validation with this message (code ``invalid_request``, line 1), as a batch the provider refuses.
     """
 
     expire_after: int | None = None
+    fail: str | None = None
 
     def __post_init__(self) -> None:
         if self.expire_after is not None and (isinstance(self.expire_after, bool)
                                               or not isinstance(self.expire_after, int) or self.expire_after < 0):
             raise ValueError(f"expire_after must be an integer >= 0, got {self.expire_after!r}")
+        if self.fail is not None and not isinstance(self.fail, str):
+            raise ValueError(f"fail must be the error message (text), got {type(self.fail).__name__}")
 
 
 class SimClock:
@@ -345,6 +349,8 @@ class BatchService:
         urls = AZURE_CHAT_URLS if azure else (body["endpoint"],)
         lines, errors, model = _read_input(source.content, urls)
         script = self._scripts.popleft() if self._scripts else BatchScript()
+        if script.fail is not None:
+            lines, errors = [], [{"code": "invalid_request", "message": script.fail, "param": None, "line": 1}]
         batch = SimBatch("batch_" + uuid.uuid4().hex[:24], source.id, body["endpoint"], metadata, int(time.time()),
                          self.clock.now(), lines, errors, model, script)
         self._batches[batch.id] = batch

@@ -4,7 +4,8 @@ The one ledger: ``%chat usage`` reads it whether the store is a file or ``":memo
 from one price table (``models.model_info(model).cost``), cached prompt tokens priced as the
 provider prices them. A cache hit is billed nothing: its row has zero tokens and cost 0, and
 ``saved`` holds what the original answer cost. A reply of the offline demo server (``Reply.demo``)
-is no model's: its row is marked ``demo`` and costs 0.
+is no model's: its row is marked ``demo`` and costs 0. A reply of the Batch API (``Reply.batch``)
+is priced at its price (``models.BATCH_PRICE_SHARE`` of the standard one) and marked ``batch``.
 
 A reply the endpoint reported no usage for is still one request. When text arrived, the core
 counted the prompt it sent and the text it received itself (``Usage.source == "counted"``): the
@@ -44,11 +45,12 @@ def reply_usage(reply: Reply) -> tuple[Usage | None, UsageSource]:
 
 
 def price(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
-          *, fallback: str | None = None) -> float | None:
-    """USD for one request from the price table; None when neither model has a price."""
-    cost = model_info(model).cost(prompt_tokens, completion_tokens, cached_tokens)
+          *, fallback: str | None = None, batch: bool = False) -> float | None:
+    """USD for one request from the price table (``batch``: the Batch API's); None when neither
+    model has a price."""
+    cost = model_info(model).cost(prompt_tokens, completion_tokens, cached_tokens, batch=batch)
     if cost is None and fallback and fallback != model:
-        cost = model_info(fallback).cost(prompt_tokens, completion_tokens, cached_tokens)
+        cost = model_info(fallback).cost(prompt_tokens, completion_tokens, cached_tokens, batch=batch)
     return cost
 
 
@@ -59,7 +61,7 @@ def ledger_row(reply: Reply, *, session: str | None = None, conversation: int | 
     usage, source = reply_usage(reply)
     tokens = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) if usage else (0, 0, 0)
     # The endpoint may answer with a dated snapshot; the requested name prices it if that has none.
-    full = price(reply.model, *tokens, fallback=requested) if usage else None
+    full = price(reply.model, *tokens, fallback=requested, batch=reply.batch) if usage else None
     cost: float | None
     if reply.from_cache:
         billed, cost, saved = (0, 0, 0), 0.0, full
@@ -73,7 +75,7 @@ def ledger_row(reply: Reply, *, session: str | None = None, conversation: int | 
             "time": time.time() if at is None else at, "prompt_tokens": billed[0],
             "completion_tokens": billed[1], "cached_tokens": billed[2], "cost": cost, "saved": saved,
             "from_cache": int(reply.from_cache), "status": reply.status, "total_time": reply.total_time,
-            "usage_source": source, "demo": int(reply.demo)}
+            "usage_source": source, "demo": int(reply.demo), "batch": int(reply.batch)}
 
 
 def record(database: Database, reply: Reply, *, session: str | None = None,
@@ -100,6 +102,7 @@ class UsageRow:
     saved: float = 0.0  # USD the cache hits would have cost
     unreported: int = 0  # requests the endpoint reported no usage for (counted as 0 tokens)
     demo: int = 0  # requests the offline demo server answered (no model, no cost)
+    batch: int = 0  # requests sent through the Batch API (billed at its price)
 
     @property
     def total_tokens(self) -> int:
@@ -129,7 +132,8 @@ def usage_summary(database: Database, by: tuple[str, ...] | str = ("session", "m
            "COALESCE(SUM(completion_tokens), 0) AS completion_tokens, "
            "COALESCE(SUM(cached_tokens), 0) AS cached_tokens, COALESCE(SUM(cost), 0.0) AS cost, "
            "COALESCE(SUM(cost IS NULL), 0) AS unpriced, COALESCE(SUM(saved), 0.0) AS saved, "
-           "COALESCE(SUM(usage_source = 'missing'), 0) AS unreported, COALESCE(SUM(demo), 0) AS demo FROM ledger"
+           "COALESCE(SUM(usage_source = 'missing'), 0) AS unreported, COALESCE(SUM(demo), 0) AS demo, "
+           "COALESCE(SUM(batch), 0) AS batch FROM ledger"
            + (" WHERE " + " AND ".join(where) if where else "")
            + (f" GROUP BY {', '.join(by)} ORDER BY {', '.join(by)}" if by else ""))
     rows = database.query(sql, tuple(args))
@@ -142,5 +146,5 @@ def total(rows: list[UsageRow]) -> UsageRow:
     """The sum of ``rows``."""
     sums = {name: sum(getattr(row, name) for row in rows)
             for name in ("requests", "cache_hits", "prompt_tokens", "completion_tokens",
-                         "cached_tokens", "cost", "unpriced", "saved", "unreported", "demo")}
+                         "cached_tokens", "cost", "unpriced", "saved", "unreported", "demo", "batch")}
     return UsageRow(keys={}, **sums)

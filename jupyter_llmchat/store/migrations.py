@@ -194,45 +194,19 @@ def m005_batch_jobs(db: sqlite3.Connection) -> None:
     """Batch API jobs (``map(mode="batch")``), so another kernel can collect them: each job, the
     provider batches that carry its rows, and each row (its request key, the batch carrying it, its
     result once recorded). The ledger marks replies billed at the Batch API's price; the rows of
-    schema 4 were all billed at the standard one."""
+    schema 4 were all billed at the standard one. (Compact SQL: the schema's text is kept on the
+    file's first page, with every table's.)"""
     for statement in (
-        """CREATE TABLE IF NOT EXISTS batch_jobs (
-            id TEXT PRIMARY KEY,
-            created REAL NOT NULL,
-            updated REAL NOT NULL,
-            session TEXT,
-            model TEXT NOT NULL,
-            endpoint TEXT NOT NULL,
-            rows INTEGER NOT NULL,
-            status TEXT NOT NULL
-        )""",
-        """CREATE TABLE IF NOT EXISTS batch_submissions (
-            id TEXT PRIMARY KEY,
-            job TEXT NOT NULL REFERENCES batch_jobs (id) ON DELETE CASCADE,
-            input_file_id TEXT NOT NULL,
-            status TEXT NOT NULL,
-            rows INTEGER NOT NULL,
-            completed INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
-            output_file_id TEXT,
-            error_file_id TEXT,
-            collected INTEGER NOT NULL DEFAULT 0,
-            created REAL NOT NULL
-        )""",
+        "CREATE TABLE IF NOT EXISTS batch_jobs (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL, "
+        "session TEXT, model TEXT NOT NULL, endpoint TEXT NOT NULL, rows INTEGER NOT NULL, status TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS batch_submissions (id TEXT PRIMARY KEY, job TEXT NOT NULL REFERENCES "
+        "batch_jobs (id) ON DELETE CASCADE, input_file_id TEXT NOT NULL, status TEXT NOT NULL, rows INTEGER NOT "
+        "NULL, completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, output_file_id TEXT, "
+        "error_file_id TEXT, collected INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL)",
         "CREATE INDEX IF NOT EXISTS batch_submissions_job ON batch_submissions (job, created)",
-        """CREATE TABLE IF NOT EXISTS batch_rows (
-            job TEXT NOT NULL REFERENCES batch_jobs (id) ON DELETE CASCADE,
-            idx INTEGER NOT NULL,
-            key TEXT NOT NULL,
-            batch TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            status TEXT NOT NULL DEFAULT 'pending',
-            text TEXT,
-            error TEXT,
-            usage TEXT,
-            cost REAL,
-            PRIMARY KEY (job, idx)
-        )""",
+        "CREATE TABLE IF NOT EXISTS batch_rows (job TEXT NOT NULL REFERENCES batch_jobs (id) ON DELETE CASCADE, "
+        "idx INTEGER NOT NULL, key TEXT NOT NULL, batch TEXT, attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT "
+        "NULL DEFAULT 'pending', text TEXT, error TEXT, usage TEXT, cost REAL, PRIMARY KEY (job, idx))",
         "CREATE INDEX IF NOT EXISTS batch_rows_batch ON batch_rows (batch, status)",
         "ALTER TABLE ledger ADD COLUMN batch INTEGER NOT NULL DEFAULT 0",
     ):

@@ -24,9 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..core.batch_jobs import MemoryBatchJobs
 from ..core.errors import ChatError
 from ..core.messages import Message
 from . import ledger, transcript
+from .batch_jobs import StoreBatchJobs
 from .cache import ResponseCache
 from .conversations import (
     SELECT_CONVERSATION,
@@ -94,6 +96,8 @@ class Store:
             recorder.detach()
             if isinstance(bot.cache, ResponseCache) and bot.cache.database is self.database:
                 bot.cache = None  # a closed file cannot answer lookups
+            if isinstance(bot.batch_jobs, StoreBatchJobs) and bot.batch_jobs.database is self.database:
+                bot.batch_jobs = MemoryBatchJobs()  # nor keep jobs
         self.database.close()
 
     def __enter__(self) -> Store:
@@ -177,6 +181,7 @@ class Store:
             old.detach()
         recorder = Recorder(self, bot, session, conversation)
         self._recorders[bot] = recorder
+        bot.batch_jobs = self.batch_jobs(session=session)  # map(mode="batch") jobs outlive the kernel
         use_cache = self.cache_default if cache is None else cache
         if use_cache:
             bot.cache = self.response_cache(cache_random=cache_random)
@@ -227,6 +232,10 @@ class Store:
         """A response cache kept in this store (see cache.py)."""
         return ResponseCache(self.database,
                              cache_random=self.cache_random if cache_random is None else cache_random)
+
+    def batch_jobs(self, *, session: str | None = None) -> StoreBatchJobs:
+        """The Batch API jobs kept in this store (``%chat batches``); new ones are tagged ``session``."""
+        return StoreBatchJobs(self.database, session=session)
 
     def record_reply(self, reply: Reply, *, session: str | None = None,
                      conversation: int | None = None) -> None:

@@ -268,3 +268,16 @@ def test_azure_batch_deployments_use_the_openai_routes_with_azures_url(server: L
     assert paths[:2] == [("POST", "/openai/files", "api-version=2024-10-21"),
                          ("POST", "/openai/batches", "api-version=2024-10-21")]
     assert server.batches.input_lines(batch.id)[0]["url"] == "/chat/completions"
+
+
+def test_a_scripted_refusal_fails_the_next_batch_with_its_message(server: LoopbackServer) -> None:
+    client = sdk(server)
+    server.batches.queue(BatchScript(fail="The batch was refused."))
+    batch = submit(client, [request_line("a", "Q")])
+    server.batches.clock.advance(LATER)
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "failed" and batch.errors is not None and batch.errors.data is not None
+    assert [(e.line, e.code, e.message) for e in batch.errors.data] == [(1, "invalid_request", "The batch was refused.")]
+    with pytest.raises(ValueError):
+        BatchScript(fail=3)  # type: ignore[arg-type]
+

@@ -1,13 +1,15 @@
 """The HTTP layer: the only code that talks to an endpoint (through the openai SDK).
 
-``chat`` streams Chat Completions (ChatClient, ChatStream); ``wire`` lets a stop cut an abandoned
-request's connection. Everything else in the package reaches the network through here.
+``chat`` streams Chat Completions (ChatClient, ChatStream); ``batches`` speaks the Batch API
+(BatchClient); ``wire`` lets a stop cut an abandoned request's connection. Everything else in the
+package reaches the network through here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .batches import BatchClient, BatchStatus
 from .chat import (
     DEFAULT_FIRST_BYTE_TIMEOUT,
     DEFAULT_MAX_RETRIES,
@@ -22,5 +24,5 @@ from .chat import (
 if TYPE_CHECKING:
     from .chat import AnyClient
 
-__all__ = ["DEFAULT_FIRST_BYTE_TIMEOUT", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AnyClient", "ChatClient",
-           "ChatStream", "Stage", "chat_client", "import_sdk"]
+__all__ = ["DEFAULT_FIRST_BYTE_TIMEOUT", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AnyClient", "BatchClient",
+           "BatchStatus", "ChatClient", "ChatStream", "Stage", "chat_client", "import_sdk"]
