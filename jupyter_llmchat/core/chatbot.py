@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import errors
+from .batch_jobs import BatchJobStore, MemoryBatchJobs
 from .chunks import StreamResult
 from .client import ChatStream, chat_client, import_sdk
 from .conversation import Conversation
@@ -29,6 +30,7 @@ from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
 if TYPE_CHECKING:
     from .client import AnyClient, ChatClient
+    from .rows import RowResult
 
 __all__ = ["REQUEST_PARAMS", "Chatbot", "PreparedRequest", "ResponseCache", "load_images", "warm_up"]
 
@@ -139,6 +141,8 @@ class Chatbot:
         # Called with every finished Reply (after it is recorded, before the sink finishes): the
         # usage ledger and the panel's status line listen here.
         self.reply_listeners: list[Callable[[Reply], None]] = []
+        # Batch API jobs of map(mode="batch"): this process's, or the store's once it records this bot.
+        self.batch_jobs: BatchJobStore = MemoryBatchJobs()
         self.conversation = Conversation(TokenCounter(self.info), system=system, max_history=max_history)
         self._asks: set[StopToken] = set()  # one per answer in flight
         self._lock = threading.RLock()  # the conversation: read by prepare (in a helper thread), written by _record
@@ -197,6 +201,17 @@ class Chatbot:
         keeping the partial text, marked (an answer with no text yet leaves the history as it was)."""
         for token in list(self._asks):
             token.stop()
+
+    def map_results(self, job_id: str, *, schema: Any = None, wait: bool = True, **options: Any) -> list[RowResult]:
+        """The rows of a Batch API job of ``map(mode="batch")`` in input order: this kernel's, or an
+        earlier one's kept in the store (``%chat batches`` lists them); its id or one of its provider
+        batch ids. Waits until every row is answered (``wait=False``: looks once); KeyboardInterrupt
+        stops the wait, not the job. ``schema`` parses the answers as ``map`` does. ``options``:
+        ``progress``, ``poll``, ``resubmit`` (see ``batch.BatchRunner``)."""
+        from .batch import collect_job
+
+        return collect_job(self.client, self.batch_jobs, job_id, wait=wait, schema=schema, notify=self._notify,
+                           **options)
 
     def __repr__(self) -> str:
         return (f"Chatbot(model={self._model!r}, messages={len(self.conversation)}, "

@@ -70,6 +70,7 @@ class Reply:
     error: str | None = None  # the one-line error when status == "failed"
     from_cache: bool = False  # replayed from the response cache, no HTTP request made
     demo: bool = False  # written by the offline demo server, not by a model: it costs nothing
+    batch: bool = False  # answered through the Batch API: billed at its price (models.BATCH_PRICE_SHARE)
     request: dict[str, Any] = field(default_factory=dict, repr=False)  # model + params sent (no key)
     # ask(schema=...): the validated object (a model or dataclass instance; a dict for a TypedDict
     # or a JSON Schema), None when there is none; refusal: the model's refusal text (no answer).
