@@ -29,7 +29,10 @@ from .stopping import Stopped, StopToken, run_stoppable
 from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .client import AnyClient, ChatClient
+    from .embedding import EmbeddingCache
     from .rows import RowResult
 
 __all__ = ["REQUEST_PARAMS", "Chatbot", "PreparedRequest", "ResponseCache", "load_images", "warm_up"]
@@ -138,6 +141,8 @@ class Chatbot:
         if max_tokens is not None:
             self.params["max_tokens"] = max_tokens
         self.cache = cache
+        # Vectors embed() paid for: the store's table once a store is attached, else memory (made on first use).
+        self.embedding_cache: EmbeddingCache | None = None
         # Called with every finished Reply (after it is recorded, before the sink finishes): the
         # usage ledger and the panel's status line listen here.
         self.reply_listeners: list[Callable[[Reply], None]] = []
@@ -201,6 +206,17 @@ class Chatbot:
         keeping the partial text, marked (an answer with no text yet leaves the history as it was)."""
         for token in list(self._asks):
             token.stop()
+
+    def embed(self, items: Any, model: str = "text-embedding-3-small", *, dimensions: int | None = None,
+              column: str | None = None, batch_size: int | None = None, concurrency: int = 4,
+              progress: bool | None = None) -> np.ndarray:
+        """Vectors of ``items`` (a string, strings, a pandas Series, or a DataFrame's ``column``) as one
+        float32 array in input order: batched, ``concurrency`` requests at a time, a text already
+        embedded (same model and ``dimensions``) never sent again, cost in the ledger. See ``embedding``."""
+        from .embedding import embed  # numpy loads only when used
+
+        return embed(self, items, model=model, dimensions=dimensions, column=column, batch_size=batch_size,
+                     concurrency=concurrency, progress=progress)
 
     def map_results(self, job_id: str, *, schema: Any = None, wait: bool = True, **options: Any) -> list[RowResult]:
         """The rows of a Batch API job of ``map(mode="batch")`` in input order: this kernel's, or an

@@ -41,6 +41,7 @@ from .conversations import (
     update_state,
 )
 from .database import BUSY_TIMEOUT, MEMORY, STORE_ENV, Database, default_path
+from .embeddings import EmbeddingStore
 from .errors import StoreError, StoreWarning
 from .migrations import MIGRATIONS
 
@@ -96,6 +97,8 @@ class Store:
             recorder.detach()
             if isinstance(bot.cache, ResponseCache) and bot.cache.database is self.database:
                 bot.cache = None  # a closed file cannot answer lookups
+            if isinstance(bot.embedding_cache, EmbeddingStore) and bot.embedding_cache.database is self.database:
+                bot.embedding_cache = None
             if isinstance(bot.batch_jobs, StoreBatchJobs) and bot.batch_jobs.database is self.database:
                 bot.batch_jobs = MemoryBatchJobs()  # nor keep jobs
         self.database.close()
@@ -182,6 +185,7 @@ class Store:
         recorder = Recorder(self, bot, session, conversation)
         self._recorders[bot] = recorder
         bot.batch_jobs = self.batch_jobs(session=session)  # map(mode="batch") jobs outlive the kernel
+        bot.embedding_cache = self.embedding_cache()  # vectors are deterministic: always kept, never paid twice
         use_cache = self.cache_default if cache is None else cache
         if use_cache:
             bot.cache = self.response_cache(cache_random=cache_random)
@@ -236,6 +240,10 @@ class Store:
     def batch_jobs(self, *, session: str | None = None) -> StoreBatchJobs:
         """The Batch API jobs kept in this store (``%chat batches``); new ones are tagged ``session``."""
         return StoreBatchJobs(self.database, session=session)
+
+    def embedding_cache(self) -> EmbeddingStore:
+        """The vectors ``Chatbot.embed`` paid for, kept in this store (see embeddings.py)."""
+        return EmbeddingStore(self.database)
 
     def record_reply(self, reply: Reply, *, session: str | None = None,
                      conversation: int | None = None) -> None:

@@ -20,9 +20,11 @@ from .chat import (
     chat_client,
     import_sdk,
 )
+from .embeddings import EmbeddedBatch, EmbeddingClient
 
 if TYPE_CHECKING:
     from .chat import AnyClient
 
 __all__ = ["DEFAULT_FIRST_BYTE_TIMEOUT", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "AnyClient", "BatchClient",
-           "BatchStatus", "ChatClient", "ChatStream", "Stage", "chat_client", "import_sdk"]
+           "BatchStatus", "ChatClient", "ChatStream", "EmbeddedBatch", "EmbeddingClient", "Stage", "chat_client",
+           "import_sdk"]
