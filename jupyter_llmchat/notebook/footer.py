@@ -7,19 +7,16 @@ format of ``core.models.format_cost``, so an answer is reported the same way whe
 
 from __future__ import annotations
 
-import re
-
 from ..core.models import format_cost
 from ..core.reply import Reply
+from ..store.transcript import markdown_literal
 
 __all__ = ["escape_markdown", "footer_facts", "footer_markdown", "status_line"]
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
-
-
 def escape_markdown(text: str) -> str:
-    """``text`` (a model name, an error) as Markdown that shows exactly those characters."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """``text`` (a model name, an error) as Markdown that shows exactly those characters, on one
+    line: markup escaped, and dollars and backslashes written so MathJax never reads math."""
+    return markdown_literal(text)
 
 
 def footer_facts(reply: Reply) -> list[str]:
@@ -56,7 +53,10 @@ def footer_markdown(reply: Reply, *, facts: bool = True) -> tuple[str, str] | No
         plain.append(f"[{notice}]")
     if facts:
         parts = footer_facts(reply)
-        markdown.append("<sub>" + " · ".join(escape_markdown(p) for p in parts) + "</sub>")
+        # the model name comes from the endpoint; the other facts are ours (one lone "$" at most,
+        # which neither JupyterLab's math extraction nor MathJax can pair: it shows as a dollar)
+        shown = [escape_markdown(parts[0]), *parts[1:]]
+        markdown.append("<sub>" + " · ".join(shown) + "</sub>")
         plain.append("[" + " · ".join(parts) + "]")
     if not markdown:
         return None

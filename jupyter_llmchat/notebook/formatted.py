@@ -20,6 +20,7 @@ from ..core.reply import LiveSink, Reply
 from .footer import footer_markdown
 from .markdown_blocks import fenced_blocks
 from .publish import Bundle, DisplayPublisher, IPythonPublisher, updates_shown
+from .safe_markdown import safe_markdown
 
 __all__ = ["FormattedSink", "first_code_block", "format_answer"]
 
@@ -81,6 +82,8 @@ class FormattedSink(LiveSink):
             self._publish(self._id, data, update=created)
 
     def _publish(self, display_id: str, data: Bundle, *, update: bool) -> None:
+        if "text/markdown" in data:  # every Markdown we publish is display-safe
+            data = {**data, "text/markdown": safe_markdown(data["text/markdown"])}
         self._get_publisher().show(display_id, data, update=update)
 
     def _get_publisher(self) -> DisplayPublisher:

@@ -138,7 +138,10 @@ def _close_inline(block: str) -> tuple[str, int]:
         if not block[at + length :].strip():
             return _hold_from(block, at)
         core = block.rstrip(" \t")
-        block = core + "`" * length + block[len(core) :]
+        # the closer must be a run of exactly ``length``: after a backtick it would lengthen that run
+        # (``a`` + `` → a run of three that closes nothing, and what follows shows as Markdown)
+        gap = " " if core.endswith("`") else ""
+        block = core + gap + "`" * length + block[len(core) :]
     at = _open_strong(block)
     if at >= 0:
         if not block[at + 2 :].strip():

@@ -3,7 +3,8 @@ terminals, in one display bundle.
 
 Cells are text, and some come from outside (model names an endpoint reports, session names), so
 in the Markdown every character that could start markup (HTML, links, emphasis, math, a cell
-boundary) is backslash-escaped: front ends show it as written.
+boundary) is backslash-escaped: front ends show it as written. The whole table then goes through
+``safe_markdown`` like every Markdown we publish (the note is our prose: a cost in it stays a cost).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..store.transcript import markdown_literal
+from .safe_markdown import safe_markdown
 
 
 def markdown_cell(value: str) -> str:
@@ -33,7 +35,7 @@ def table_bundle(rows: Sequence[Sequence[str]], *, numeric: Sequence[int] = (),
     if note:
         markdown += ["", note]
         text += ["", note]
-    return {"text/plain": "\n".join(text), "text/markdown": "\n".join(markdown)}
+    return {"text/plain": "\n".join(text), "text/markdown": safe_markdown("\n".join(markdown))}
 
 
 def show(bundle: dict[str, Any]) -> None:

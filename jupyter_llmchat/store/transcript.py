@@ -163,7 +163,10 @@ def _image_markdown(image: Any, html: bool, size: int) -> str:
     return f"[image: {markdown_literal(image_label(image))}{dims}]"
 
 
-_MARKUP = re.compile(r"([\\`*_\[\]<>|&~$#!])")
+_MARKUP = re.compile(r"([`*_\[\]<>|&~#!])")
+# a backslash JupyterLab's MathJax could read as the start of math or a command (\(, \[, \$, \\,
+# \begin...): written so the page holds two, which MathJax shows as one
+_TEX_BACKSLASH = re.compile(r"\\(?=[\\()\[\]$A-Za-z])")
 
 
 def _code_span(text: str) -> str:
@@ -176,8 +179,21 @@ def _code_span(text: str) -> str:
 
 def markdown_literal(text: str) -> str:
     """``text`` on one line, every character that could start Markdown or HTML (a tag, a link, an
-    image, emphasis, math, a table cell, an entity) backslash-escaped: it shows as written."""
-    return _MARKUP.sub(r"\\\1", " ".join(text.splitlines()))
+    image, emphasis, a table cell, an entity) backslash-escaped: it shows as written. A dollar is
+    written ``\\\\$`` and a backslash before ``( [ $ \\`` or a letter ``\\\\\\\\``: the page then holds
+    ``\\$`` and ``\\\\``, which MathJax (JupyterLab, Notebook 7) shows as ``$`` and ``\\`` and never as math."""
+    line = " ".join(text.splitlines())
+    out = []
+    for i, char in enumerate(line):
+        if char == "\\":
+            out.append("\\\\\\\\" if _TEX_BACKSLASH.match(line, i) else "\\\\")
+        elif char == "$":
+            out.append("\\\\$")
+        elif char in "()[]" and i and line[i - 1] == "\\":
+            out.append(f"&#{ord(char)};")  # not \\( : JupyterLab's removeMath would start math there
+        else:
+            out.append(_MARKUP.sub(r"\\\1", char))
+    return "".join(out)
 
 
 def _request_params() -> tuple[str, ...]:

@@ -53,4 +53,7 @@ def test_status_line_exact() -> None:
 
 
 def test_escape_markdown_keeps_text_as_text() -> None:
-    assert escape_markdown("a_b*c`d[e]<f>#g|h~i\\j") == "a\\_b\\*c\\`d\\[e\\]\\<f\\>\\#g\\|h\\~i\\\\j"
+    assert escape_markdown("a_b*c`d[e]<f>#g|h~i\\j") == "a\\_b\\*c\\`d\\[e\\]\\<f\\>\\#g\\|h\\~i\\\\\\\\j"
+    # dollars and a backslash before a letter: the page holds \$ and \\, which MathJax shows as $ and \
+    assert escape_markdown("costs $5, plan $20 \\(x") == "costs \\\\$5, plan \\\\$20 \\\\\\\\&#40;x"
+    assert escape_markdown("two\nlines") == "two lines"

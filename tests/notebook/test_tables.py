@@ -20,7 +20,8 @@ def test_untrusted_cells_stay_text() -> None:
         "[click](javascript:alert(1))": "\\[click\\](javascript:alert(1))",
         "a|b": "a\\|b",
         "*bold* _it_ `code` ~~s~~": "\\*bold\\* \\_it\\_ \\`code\\` \\~\\~s\\~\\~",
-        "$x^2$ &amp; back\\slash": "\\$x^2\\$ \\&amp; back\\\\slash",
+        # the page holds \$ and \\: MathJax shows a dollar and a backslash, never math
+        "$x^2$ &amp; back\\slash": "\\\\$x^2\\\\$ \\&amp; back\\\\\\\\slash",
         "two\nlines": "two lines",
     }
     for raw, escaped in payloads.items():
@@ -28,3 +29,13 @@ def test_untrusted_cells_stay_text() -> None:
     bundle = table_bundle([("model",), ("<b>x</b>\n| y",)])
     assert bundle["text/markdown"].splitlines()[2] == "| \\<b\\>x\\</b\\> \\| y |"
     assert bundle["text/plain"].splitlines()[1] == "<b>x</b> | y"  # plain text is shown as is
+
+
+def test_costs_in_a_table_and_its_note_show_as_dollars() -> None:
+    """``%chat usage``: two costs in one row or in the note never pair into math (JupyterLab typesets
+    ``$...$`` in Markdown outputs); the note is our prose and passes the display-safe function too."""
+    bundle = table_bundle([("model", "cost"), ("a$b", "$0.50"), ("total", "$1.25 + unknown")], numeric=(1,),
+                          note="2 replies cost $0 if no text arrived, else $0.01.")
+    assert bundle["text/markdown"] == (
+        "| model | cost |\n|---|---:|\n| a\\\\$b | \\\\$0.50 |\n| total | \\\\$1.25 + unknown |\n\n"
+        "2 replies cost \\\\$0 if no text arrived, else \\\\$0.01.")
