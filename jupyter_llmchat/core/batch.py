@@ -321,6 +321,11 @@ def collect_job(client: ChatClient, jobs: BatchJobStore, job_id: str, *, wait: b
     return parse_rows(rows, schema)
 
 
+def cancel_job(client: ChatClient, jobs: BatchJobStore, job_id: str) -> BatchJob:
+    """Ask the provider to cancel the job's open batches; rows answered before stay (collect them)."""
+    return BatchRunner(client, jobs).cancel(job_id)
+
+
 def parse_rows(rows: list[RowResult], schema: Any) -> list[RowResult]:
     """Rows with each answer parsed against ``schema`` (structured.parse_answer); an answer that does
     not parse, or was cut at max_tokens, fails its row with the reason (the text is kept)."""

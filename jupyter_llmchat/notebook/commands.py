@@ -174,6 +174,9 @@ def usage_table(rows: list[UsageRow]) -> tuple[list[tuple[str, ...]], str | None
     if overall.demo:
         notes.append(f"{overall.demo} of {overall.requests} replies came from the offline demo server, not "
                      "from a model: they cost nothing.")
+    if overall.batch:
+        notes.append(f"{overall.batch} of {overall.requests} replies came through the Batch API, billed at its "
+                     "price (half the standard one).")
     return lines, " ".join(notes) or None
 
 
@@ -324,6 +327,40 @@ def _store_file(m: ChatHost, command: str) -> Store:
 def cmd_models(m: ChatHost, args: argparse.Namespace) -> None:
     """List the models the endpoint serves (GET /models)."""
     print("\n".join(m.client().list_models()))
+
+
+@command
+@magic_arguments("chat batches")
+@SESSION_OPTION
+@argument("--cancel", action="store_true", help="Ask the provider to cancel the job (answered rows stay).")
+@argument("--no-wait", action="store_true", help="Look once instead of waiting for the job to finish.")
+@argument("job", nargs="?", metavar="JOB", help="A job id (or one of its provider batch ids) to collect.")
+def cmd_batches(m: ChatHost, args: argparse.Namespace) -> None:
+    """List the Batch API jobs of map(mode="batch") kept in the store, or collect one.
+
+    With JOB: wait for it (a progress bar; Ctrl-C stops the wait, not the job), record its rows
+    (the session's ledger, at the batch price) and show them; --cancel cancels it instead.
+    """
+    from .batch_tables import JOBS_NUMERIC, ROWS_NUMERIC, jobs_table, rows_table
+
+    if args.job is None:
+        if args.cancel or args.no_wait:
+            raise UsageError("%chat batches --cancel and --no-wait need a JOB (%chat batches lists them)")
+        jobs = m.opened_store().batch_jobs().jobs()
+        if not jobs:
+            print("no batch jobs in the store yet: bot.map(items, mode='batch') starts one")
+            return
+        show_table(jobs_table(jobs), numeric=JOBS_NUMERIC)
+        return
+    bot = m.session(args.session or DEFAULT_SESSION)
+    if args.cancel:
+        from ..core.batch import cancel_job
+
+        job = cancel_job(bot.client, bot.batch_jobs, args.job)
+        print(f"asked the provider to cancel job {job.id}; %chat batches {job.id} collects the rows it answered")
+        return
+    table, note = rows_table(args.job, bot.map_results(args.job, wait=not args.no_wait))
+    show_table(table, numeric=ROWS_NUMERIC, note=note)
 
 
 @command

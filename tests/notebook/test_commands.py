@@ -45,7 +45,8 @@ def test_bare_chat_lists_every_command_with_its_usage(shell, capsys) -> None:
         "%chat reset [--all] [SESSION]", "%chat history [SESSION]", "%chat sessions",
         "%chat usage [--by GROUP [GROUP ...]] [-s NAME]", "%chat config", "%chat model [-s NAME] [MODEL]",
         "%chat system [-s NAME] [TEXT ...]", "%chat save [-s NAME] PATH", "%chat load [-s NAME] PATH",
-        "%chat restore [-s NAME] SAVED", "%chat saved", "%chat models", "%chat panel [SESSION]"]
+        "%chat restore [-s NAME] SAVED", "%chat saved", "%chat models",
+        "%chat batches [-s NAME] [--cancel] [--no-wait] [JOB]", "%chat panel [SESSION]"]
 
 
 def test_chat_help_documents_each_command_with_its_arguments(shell, capsys) -> None:
@@ -102,7 +103,7 @@ def test_reset_all_and_models(shell, loopback, capsys) -> None:
 
 @pytest.mark.parametrize("line, message", [
     ("frob", "unknown %chat command 'frob'; commands: reset, history, sessions, usage, config, model, system, "
-             "save, load, restore, saved, models, panel (ask with %%chat)"),
+             "save, load, restore, saved, models, batches, panel (ask with %%chat)"),
     ("reset a b", "%chat reset: unrecognized arguments: b; usage: %chat reset [--all] [SESSION]"),
     ("reset a --all", "%chat reset takes a SESSION or --all, not both"),
     ("history nosuch", "unknown session 'nosuch' (sessions: default); start it by asking with -s nosuch"),
