@@ -83,3 +83,19 @@ def usage_line(function: Any) -> str:
     formatter = PlainHelpFormatter(parser.prog)
     formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups, prefix="%")
     return " ".join(formatter.format_help().split())
+
+
+def namespace_value(name: str, namespace: dict[str, Any], *, option: str, example: str) -> Any:
+    """The notebook value ``name`` names (a variable, or an attribute path such as ``models.Movie``);
+    UsageError with one line if there is none (nothing is sent)."""
+    root, *attributes = name.strip().split(".")
+    if not root.isidentifier() or root not in namespace:
+        raise UsageError(f"{option}: no variable {name!r} in the notebook; define it first, e.g. {example} "
+                         "(nothing was sent)")
+    value = namespace[root]
+    for attribute in attributes:
+        if not attribute.isidentifier() or not hasattr(value, attribute):
+            raise UsageError(f"{option}: {name!r} names nothing ({type(value).__name__} has no attribute "
+                             f"{attribute!r}; nothing was sent)")
+        value = getattr(value, attribute)
+    return value

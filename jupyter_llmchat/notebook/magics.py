@@ -305,6 +305,9 @@ class ChatMagics(Magics):
     @argument("-i", "--image", action="append", default=[], metavar="SOURCE",
               help="Image to send with the question: a variable name, path or URL (repeatable).")
     @argument("--json", action="store_true", help="JSON mode: the answer is shown as formatted JSON.")
+    @argument("--schema", metavar="NAME",
+              help="Answer as this schema from the notebook (a pydantic model, dataclass, TypedDict or JSON "
+                   "Schema dict): shown as a table or JSON, the validated object kept in _chat.")
     @argument("-f", "--format", choices=FORMATS, metavar="FORMAT",
               help="markdown (default), text (plain stream) or code (the answer's code block, also "
                    "put into the next cell).")
@@ -327,6 +330,7 @@ class ChatMagics(Magics):
         fmt = args.format or self.setting("format")[0]
         if args.json and args.format in ("code", "text"):
             raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")
+        schema = self._schema(args)
         overrides = self._cell_overrides(args)
         question = self._question(cell, raw=args.raw, error=args.error)
         images = self._images(args.image, args.session, overrides.get("model"))
@@ -336,12 +340,13 @@ class ChatMagics(Magics):
         if args.json:
             overrides = _ask_for_json(question, overrides, bot.system)
         self._note_demo()
-        with self._sink("json" if args.json else fmt) as sink:  # leaving it stops the sink's thread
+        with self._sink("json" if args.json else fmt, schema=schema) as sink:  # leaving it stops its thread
             try:
-                reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, **overrides)
+                reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, schema=schema,
+                                **overrides)
             except ChatError as error:
                 raise shown_in_one_line(error) from None
-        self.shell.user_ns["_chat"] = reply.text
+        self.shell.user_ns["_chat"] = reply.text if schema is None else reply.parsed
         if fmt == "code" and not args.json:
             from .formatted import first_code_block
 
@@ -419,9 +424,32 @@ class ChatMagics(Magics):
             value = getattr(value, attribute)
         return value
 
-    def _sink(self, fmt: str) -> LiveSink:
+    def _schema(self, args: Any) -> Any:
+        """The ``--schema`` object from the notebook, checked before anything is sent (None without it)."""
+        if args.schema is None:
+            return None
+        for clash, given in (("--json", args.json), (f"-f {args.format}", args.format in ("code", "text"))):
+            if given:
+                raise UsageError(f"--schema shows the answer as its schema's object; drop {clash} or --schema")
+        from ..core.structured import answer_schema
+        from .arguments import namespace_value
+
+        value = namespace_value(args.schema, self.shell.user_ns, option="--schema",
+                                example="class Movie(BaseModel): ...")
+        try:
+            answer_schema(value)
+        except ChatError as error:
+            raise UsageError(f"--schema {args.schema}: {error} (nothing was sent)") from None
+        return value
+
+    def _sink(self, fmt: str, *, schema: Any = None) -> LiveSink:
         """Live Markdown in a notebook (plain text in a terminal), plain text with -f text, the
-        formatted answer with -f code and --json."""
+        formatted answer with -f code and --json, the parsed object with --schema."""
+        if schema is not None:
+            from .publish import in_notebook_kernel
+            from .structured_view import StructuredSink
+
+            return StructuredSink(in_kernel=in_notebook_kernel(), footer=self.setting("footer")[0])
         from .display import make_sink
 
         kind = {"markdown": "auto", "text": "print"}.get(fmt, fmt)
