@@ -123,8 +123,10 @@ def cmd_history(m: ChatHost, args: argparse.Namespace) -> None:
 
     name = args.name or DEFAULT_SESSION
     bot = m.session(name, create=name == DEFAULT_SESSION)
+    from .safe_markdown import safe_markdown
+
     show({"text/plain": transcript.to_markdown(bot),
-          "text/markdown": transcript.to_markdown(bot, image_html=True)})
+          "text/markdown": transcript.to_markdown(bot, image_html=True, render=safe_markdown)})
 
 
 @command

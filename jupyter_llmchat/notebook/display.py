@@ -26,6 +26,7 @@ from .footer import escape_markdown, footer_markdown
 from .freezing import Cut, FreezePolicy
 from .markdown_partial import close_open_counted
 from .publish import Bundle, DisplayPublisher, IPythonPublisher, in_notebook_kernel, updates_shown
+from .safe_markdown import safe_bundle
 
 __all__ = ["MarkdownDisplaySink", "make_sink"]
 
@@ -162,7 +163,7 @@ class MarkdownDisplaySink(LiveSink):
         created = self._shown[slot] is not None
         self._shown[slot] = data.get("text/markdown", "")  # recorded first: finish() must blank it even if interrupted
         self.policy.sent()
-        publisher.show(self._slots[slot], data, update=created)
+        publisher.show(self._slots[slot], safe_bundle(data), update=created)  # display-safe
 
     def _new_slot(self, markdown: str | None = None) -> int:
         """A new output after the existing ones; created by its first ``_show``."""

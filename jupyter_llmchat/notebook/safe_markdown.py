@@ -411,6 +411,7 @@ class _Text:
         self.before: dict[int, str] = {}  # text inserted before a position
         self.replace: dict[int, str] = {}  # what a position shows instead of its character
         self.math = [False] * n
+        self._dollar_math = False  # the stretch keeps $ or $$ math (then no dollar may stay bare)
         self._urls()
         self._links()
         self._definitions()
@@ -505,6 +506,7 @@ class _Text:
         s = self.s
         n = len(s)
         i = 0
+        self._dollar_math = False
         while i < n:
             if not self.free(i):
                 if s[i] == "$" and not self.code[i]:
@@ -518,6 +520,9 @@ class _Text:
                 i = self._backslash(i)
             else:
                 i += 1
+        currency = [p for p, shown in self.replace.items() if shown == "\\\\$"]
+        if len(currency) == 1 and not self._dollar_math:
+            del self.replace[currency[0]]  # a lone dollar: nothing to pair with, shown as written
 
     def _region(self, start: int, end: int) -> int:
         for p in range(start, end):
@@ -535,11 +540,13 @@ class _Text:
         if s.startswith("$$", i) and self.free(i + 1):
             close = self._find(i + 2, "$$", same_line=False)
             if close is not None and s[i + 2:close].strip() and _balanced(s[i + 2:close]):
+                self._dollar_math = True
                 return self._region(i, close + 2)
             self.replace[i] = self.replace[i + 1] = "\\\\$"
             return i + 2
         close = self._inline_close(i)
         if close is not None:
+            self._dollar_math = True
             return self._region(i, close + 1)
         self.replace[i] = "\\\\$"
         return i + 1

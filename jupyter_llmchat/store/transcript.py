@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,22 +133,27 @@ def load(path: str | os.PathLike[str], bot: Chatbot) -> Chatbot:
     return restore(read(path), bot, str(path))
 
 
-def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96) -> str:
+def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96,
+                render: Callable[[str], str] | None = None) -> str:
     """The conversation as Markdown: one heading per message, images as thumbnails or text markers.
 
     Model names, statuses and image labels come from the endpoint or from a file anyone could
     have written: they are written as literal text (``markdown_literal``), and an image is an
-    ``<img>`` only when its URL is one we show (``images.displayable_url``)."""
+    ``<img>`` only when its URL is one we show (``images.displayable_url``). ``render`` rewrites
+    the Markdown of each message and tool call before it is placed (the notebook passes its
+    display-safe function: messages are model text, shown in a trusted output); parts are always
+    separated by a blank line, so math or a block of one never runs into the next."""
+    shown: Callable[[str], str] = render or (lambda text: text)
     parts = [f"**model:** {_code_span(bot.model)} · **messages:** {len(bot.conversation.messages)}"]
     if bot.system:
-        parts.append(f"### system\n\n{bot.system}")
+        parts.append(f"### system\n\n{shown(bot.system)}")
     for message in bot.conversation.messages:
         heading: str = message.role if message.role in ("user", "assistant", "system") else "message"
         if message.role == "assistant" and message.model:
             heading += f" · {markdown_literal(message.model)}"
         if message.status != "complete":
             heading += f" · {markdown_literal(message.status)}"
-        body = message.text
+        body = shown(message.text) if message.text else ""
         if message.images:
             body += "\n\n" + " ".join(_image_markdown(image, image_html, thumbnail) for image in message.images)
         parts.append(f"### {heading}\n\n{body}")
@@ -157,8 +163,9 @@ def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96) 
 def _image_markdown(image: Any, html: bool, size: int) -> str:
     from ..core.images import image_label, thumbnail_html
 
-    if html:
-        return thumbnail_html(image, size=size)  # text instead of <img> for a URL we do not show
+    if html:  # text instead of <img> for a URL we do not show; on one line, so no line of an
+        # attribute (a file name is anyone's text) can start a Markdown block and cut the tag open
+        return " ".join(thumbnail_html(image, size=size).splitlines())
     dims = f" {image.width}x{image.height}" if image.width and image.height else ""
     return f"[image: {markdown_literal(image_label(image))}{dims}]"
 
