@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .core.chatbot import Chatbot
     from .core.images import ImageSource
+    from .core.models import add_model
     from .notebook.panel import ChatPanel
     from .store.store import Store
 
@@ -33,6 +34,7 @@ __all__ = [
     "ReplySink",
     "Store",
     "Usage",
+    "add_model",
     "load_chatbot",
     "load_ipython_extension",
     "unload_ipython_extension",
@@ -40,7 +42,7 @@ __all__ = [
 
 
 _LAZY = {"Chatbot": "core.chatbot", "ChatPanel": "notebook.panel", "ImageSource": "core.images",
-         "Store": "store.store"}
+         "Store": "store.store", "add_model": "core.models"}
 
 
 def __getattr__(name: str) -> Any:

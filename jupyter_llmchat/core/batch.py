@@ -142,37 +142,60 @@ class BatchRunner:
         status = self.batches.create(file_id, metadata={"jupyter_llmchat_job": job_id})
         return _submission(status, rows=content.count(b"\n"))
 
+    def run(self, requests: Sequence[RowRequest], *, wait: bool = True) -> tuple[list[str], list[RowResult]]:
+        """Ask ``requests`` through the Batch API: rows a running job of the store already carries
+        (an earlier call whose kernel died or stopped waiting) are waited for, not sent again; the
+        others are submitted as a new job. Returns (the jobs' ids, a result per request, in order,
+        with the request's index)."""
+        carried = self.jobs.running([request.key for request in requests])
+        job_ids = list(dict.fromkeys(job_id for job_id, _ in carried.values()))
+        new = [request for request in requests if request.key not in carried]
+        if new:
+            job_ids.append(self.submit(new).id)
+        if wait:
+            self._wait(job_ids)
+        found: dict[str, RowResult] = {}
+        for job_id in job_ids:
+            for row in self.results(job_id):
+                if row.key not in found or found[row.key].status == "pending":
+                    found[row.key] = row
+        return job_ids, [replace(found[request.key], index=request.index)
+                         for request in sorted(requests, key=lambda request: request.index)]
+
     # -- waiting and collecting --------------------------------------------------------------------
     def wait(self, job_id: str) -> list[RowResult]:
         """Poll the job's batches until every row has its result (collecting each batch as it ends);
         returns every row in index order. Interrupted (KeyboardInterrupt, ``stop()``), it returns at
         once, with the rows not yet answered "pending"."""
-        job = self._job(job_id)
+        job_id = self._job(job_id).id  # ours, also when a provider batch id was given
+        self._wait([job_id])
+        return self.results(job_id)
+
+    def _wait(self, job_ids: list[str]) -> None:
+        jobs = [self._job(job_id) for job_id in job_ids]
         intervals = self.poll.intervals()
-        self._stop.clear()
         try:
             while not self._stop.is_set():
-                job = self._look(job)
-                self._show(job)
-                if all(submission.collected for submission in job.submissions):
+                jobs = [self._look(job) for job in jobs]
+                self._show(jobs)
+                if all(submission.collected for job in jobs for submission in job.submissions):
                     break
                 self._stop.wait(next(intervals))
         except KeyboardInterrupt:
             pass
-        return self.results(job.id)
 
     def collect(self, job_id: str) -> list[RowResult]:
         """Look at the job's batches once (collecting those that ended); every row in index order."""
         job = self._look(self._job(job_id))
-        self._show(job)
+        self._show([job])
         return self.results(job.id)
 
     def results(self, job_id: str) -> list[RowResult]:
         """Every row of the job in index order; a row still running says how to get it later."""
         job = self._job(job_id)
-        rows = self.jobs.results(job_id)
+        rows = self.jobs.results(job.id)
         if job.status == "running":
-            note = (f"not answered yet: batch job {job_id} runs on at the provider; bot.map_results({job_id!r}) "
+            note = (f"not answered yet: batch job {job.id} runs on at the provider; bot.map_results({job.id!r}) "
                     "collects it")
             rows = [replace(row, error=note) if row.status == "pending" else row for row in rows]
         return rows
@@ -286,30 +309,31 @@ class BatchRunner:
         return _Outcome(RowResult(index, key, "failed", error=errors.one_line(
             f"the provider could not run this row ({code or 'no code'}: {message or 'no message'})")))
 
-    def _show(self, job: BatchJob) -> None:
+    def _show(self, jobs: list[BatchJob]) -> None:
         if self.progress is None:
             return
-        rows = self.jobs.results(job.id)
-        open_ = [submission for submission in job.submissions if not submission.collected]
+        rows = [row for job in jobs for row in self.jobs.results(job.id)]
+        open_ = [submission for job in jobs for submission in job.submissions if not submission.collected]
         order = ("validating", "in_progress", "finalizing", "cancelling")
         status = min((s.status for s in open_), key=lambda s: order.index(s) if s in order else len(order),
                      default="completed")
         tokens = sum(row.usage.total_tokens for row in rows if row.usage is not None)
         costs = [row.cost for row in rows if row.status == "done"]
-        self.progress(BatchProgress(job.id, job.rows, job.done + sum(s.completed for s in open_),
-                                    job.failed + sum(s.failed for s in open_), tokens,
+        self.progress(BatchProgress(jobs[0].id if len(jobs) == 1 else ", ".join(job.id for job in jobs),
+                                    sum(job.rows for job in jobs),
+                                    sum(job.done for job in jobs) + sum(s.completed for s in open_),
+                                    sum(job.failed for job in jobs) + sum(s.failed for s in open_), tokens,
                                     None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs),
                                     status))
 
 
 def run_batch(client: ChatClient, jobs: BatchJobStore, requests: Sequence[RowRequest], *, wait: bool = True,
               schema: Any = None, **options: Any) -> tuple[str, list[RowResult]]:
-    """Submit ``requests`` as a new job and (``wait``) collect it: (job id, every row in index order).
-    ``options`` are BatchRunner's (notify, on_result, progress, poll, resubmit, session)."""
-    runner = BatchRunner(client, jobs, **options)
-    job = runner.submit(requests)
-    rows = runner.wait(job.id) if wait else runner.results(job.id)
-    return job.id, parse_rows(rows, schema)
+    """``BatchRunner.run``: rows a running job carries are waited for, the others submitted as a new
+    job; (the last job's id, a result per request in index order). ``options`` are BatchRunner's (notify,
+    on_result, progress, poll, resubmit, session)."""
+    job_ids, rows = BatchRunner(client, jobs, **options).run(requests, wait=wait)
+    return job_ids[-1], parse_rows(rows, schema)
 
 
 def collect_job(client: ChatClient, jobs: BatchJobStore, job_id: str, *, wait: bool = True, schema: Any = None,

@@ -87,6 +87,9 @@ class BatchJobStore(Protocol):
     def carried(self, job_id: str, batch_id: str) -> dict[int, tuple[str, int]]:
         """The rows without a result that batch ``batch_id`` carries: index -> (key, batches that carried it)."""
 
+    def running(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Of these request keys, those a running job carries without a result yet: key -> (job id, index)."""
+
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:
         """Record the results of rows still without one; returns those recorded now (a row
         recorded before, by this kernel or another, is left as it was)."""
@@ -146,6 +149,13 @@ class MemoryBatchJobs:
         with self._lock:
             return {index: (row.key, row.attempts) for index, row in sorted(self._rows[job_id].items())
                     if row.batch == batch_id and row.result is None}
+
+    def running(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        wanted = set(keys)
+        with self._lock:
+            return {row.key: (job_id, index) for job_id, rows in self._rows.items()
+                    if self._jobs[job_id].status == "running"
+                    for index, row in sorted(rows.items()) if row.result is None and row.key in wanted}
 
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:
         with self._lock:

@@ -1,4 +1,10 @@
-"""The conversation: a pinned system message and a deque of turns, trimmed to a token budget."""
+"""The conversation: a pinned system message and a deque of turns, trimmed to a token budget.
+
+A turn is a user message and everything after it until the next user message: the answer, and
+with tools the assistant messages that asked for calls and the "tool" messages holding their
+results. Trimming keeps or drops whole turns, so a tool message is never sent without the
+assistant message that called it (OpenAI rejects such an orphan with a 400).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from .errors import PromptTooLongError
-from .messages import ImageRef, Message, MessageStatus, Role, clean_text
+from .messages import ImageRef, Message, MessageStatus, Role, ToolRequest, clean_text
 from .reply import Usage
 from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
@@ -53,14 +59,11 @@ class Conversation:
         return self._system
 
     def make(self, role: Role, text: str, *, images: Iterable[ImageRef] = (), name: str | None = None,
-             status: MessageStatus = "complete", model: str | None = None,
-             usage: Usage | None = None) -> Message:
+             status: MessageStatus = "complete", model: str | None = None, usage: Usage | None = None,
+             tool_calls: Iterable[ToolRequest] = (), tool_call_id: str | None = None) -> Message:
         """A message counted with this conversation's counter (its text cleaned: ``clean_text``)."""
-        images = tuple(images)
-        text = clean_text(text)
-        tokens = self.counter.count_message(role, text, name=name,
-                                            images=[image.size_triple() for image in images])
-        return Message(role, text, tokens, images, name, status, model, usage)
+        return make_message(self.counter, role, text, images=images, name=name, status=status, model=model,
+                            usage=usage, tool_calls=tool_calls, tool_call_id=tool_call_id)
 
     def draft(self, role: Role, text: str, *, images: Iterable[ImageRef] = ()) -> Message:
         """A message whose ``tokens`` is an upper bound (``TokenCounter.bound_message``), made
@@ -88,11 +91,8 @@ class Conversation:
         """Switch to another model's counter (another encoding or image rule): count everything again."""
         self.counter = counter
         self._system = None  # counted again on first use
-        self.messages = deque(
-            (m.with_tokens(counter.count_message(m.role, m.text, name=m.name,
-                                                 images=[i.size_triple() for i in m.images]))
-             for m in self.messages),
-            maxlen=self.messages.maxlen)
+        self.messages = deque((m.with_tokens(count_message(counter, m)) for m in self.messages),
+                              maxlen=self.messages.maxlen)
 
     def turns(self) -> Iterator[list[Message]]:
         """Turns from newest to oldest; a turn is a user message and the replies that answered it.
@@ -110,17 +110,20 @@ class Conversation:
 
     def window(self, question: Message, budget: int, *, history: bool = True,
                system: Message | bool | None = True,
-               fixes: Callable[[int], str] | None = None) -> list[Message]:
+               fixes: Callable[[int], str] | None = None, reserved: int = 0) -> list[Message]:
         """The messages to send: system, then the newest whole turns that fit, then ``question``.
 
-        ``budget`` is the most prompt tokens allowed. Raises PromptTooLongError, before anything is
+        ``budget`` is the most prompt tokens allowed, ``reserved`` of them taken by what is sent
+        beside the messages (tool definitions). Raises PromptTooLongError, before anything is
         sent, if the system message and the question alone do not fit; ``fixes(needed)`` says what
         would help (default: the general list).
         """
         system_message = self.system_message if system is True else (system or None)
-        needed = REPLY_PRIMING_TOKENS + question.tokens + (system_message.tokens if system_message else 0)
+        needed = (REPLY_PRIMING_TOKENS + question.tokens + (system_message.tokens if system_message else 0)
+                  + reserved)
         if needed > budget:
             system_part = f"system {system_message.tokens:,} + " if system_message else ""
+            system_part += f"tool definitions {reserved:,} + " if reserved else ""
             advice = fixes(needed) if fixes else ("shorten it, lower max_tokens, or raise prompt_token_limit / "
                                                   "context_window")
             raise PromptTooLongError(
@@ -145,6 +148,11 @@ class Conversation:
     def prompt_tokens(self, window: list[Message]) -> int:
         return REPLY_PRIMING_TOKENS + sum(message.tokens for message in window)
 
+    def append_turn(self, messages: Iterable[Message]) -> None:
+        """Append a whole turn (a question and its answer, with tool calls and results)."""
+        for message in messages:
+            self.append(message)
+
     def _notify(self, event: str, message: Message | None) -> None:
         for listener in list(self.listeners):
             listener(event, message)
@@ -155,3 +163,41 @@ class Conversation:
     def __repr__(self) -> str:
         return (f"Conversation({len(self.messages)} messages, system={self._system_text is not None}, "
                 f"max_history={self.max_history})")
+
+
+def make_message(counter: TokenCounter, role: Role, text: str, *, images: Iterable[ImageRef] = (),
+                 name: str | None = None, status: MessageStatus = "complete", model: str | None = None,
+                 usage: Usage | None = None, tool_calls: Iterable[ToolRequest] = (),
+                 tool_call_id: str | None = None) -> Message:
+    """A message counted exactly with ``counter``, its text cleaned (``clean_text``)."""
+    message = Message(role, clean_text(text), 0, tuple(images), name, status, model, usage,
+                      tool_calls=tuple(tool_calls), tool_call_id=tool_call_id)
+    return message.with_tokens(count_message(counter, message))
+
+
+def count_message(counter: TokenCounter, message: Message) -> int:
+    """The tokens ``message`` adds to a prompt: role, text, name, images, tool calls, the id of
+    the call a tool message answers (counted like a name)."""
+    tokens = counter.count_message(message.role, message.text, name=message.name or message.tool_call_id,
+                                   images=[image.size_triple() for image in message.images])
+    if message.tool_calls:
+        tokens += counter.count_calls(message.tool_calls)
+    return tokens
+
+
+def drop_oldest_turns(window: list[Message], tokens: int) -> list[Message] | None:
+    """``window`` (system, history turns, question) without its oldest whole turns, as few as free
+    ``tokens``; None when dropping every turn of the history would not free enough."""
+    start = 1 if window and window[0].role == "system" else 0
+    end = len(window) - 1  # the question stays
+    freed = 0
+    cut = start
+    while freed < tokens:
+        if cut >= end:
+            return None
+        freed += window[cut].tokens
+        cut += 1
+        while cut < end and window[cut].role != "user":  # the rest of that turn goes with it
+            freed += window[cut].tokens
+            cut += 1
+    return window[:start] + window[cut:]

@@ -1,17 +1,22 @@
 """Messages of a conversation, the content parts the Chat Completions API takes, and the one rule
 for text that cannot be encoded: surrogate halves are joined into their character, and what is
-still lone becomes U+FFFD, before anything is sent or recorded."""
+still lone becomes U+FFFD, before anything is sent or recorded.
+
+Tool calls are messages like any other: an assistant message may carry ``tool_calls`` (the calls
+the model asked for, as ToolRequests), and each call's result is a message of role "tool" whose
+``tool_call_id`` names the call it answers.
+"""
 
 from __future__ import annotations
 
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .reply import Status, Usage
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 MessageStatus = Status  # an assistant message keeps the status of the reply that wrote it
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH_SURROGATES = ("\ud800", "\udbff")
@@ -69,6 +74,18 @@ class ImageRef:
         return self.width, self.height, self.detail
 
 
+class ToolRequest(NamedTuple):
+    """A tool call as an assistant message carries it: the call's id, the tool's name and the
+    arguments, the JSON text exactly as the model wrote it (kept as text: it may be malformed)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
 @dataclass(frozen=True)
 class Message:
     """One message with its token count, computed once when the message is made."""
@@ -82,6 +99,8 @@ class Message:
     model: str | None = None  # the model that wrote an assistant message
     usage: Usage | None = None
     created: float = field(default_factory=time.time)
+    tool_calls: tuple[ToolRequest, ...] = ()  # an assistant message: the calls it asked for
+    tool_call_id: str | None = None  # a "tool" message: the call whose result it holds
 
     @property
     def partial(self) -> bool:
@@ -98,18 +117,26 @@ class Message:
             message["content"] = self.text
         if self.name:
             message["name"] = self.name
+        if self.tool_calls:
+            message["content"] = self.text or None  # the API's own shape for a message of calls only
+            message["tool_calls"] = [call.to_api() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
         return message
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (images included) for transcripts and stores."""
+        """A JSON-ready dict (images and tool calls included) for transcripts and stores."""
         data = asdict(self)
         data["images"] = [asdict(image) for image in self.images]
+        data["tool_calls"] = [call._asdict() for call in self.tool_calls]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
         data = dict(data)
         data["images"] = tuple(ImageRef(**image) for image in data.get("images") or ())
+        data["tool_calls"] = tuple(ToolRequest(**call) if isinstance(call, dict) else ToolRequest(*call)
+                                   for call in data.get("tool_calls") or ())
         if data.get("usage") is not None and not isinstance(data["usage"], Usage):
             data["usage"] = Usage(**data["usage"])
         return cls(**data)

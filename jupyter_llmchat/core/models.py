@@ -252,12 +252,20 @@ def add_model(name: str, *, context_window: int, max_output: int | None = None,
 
 def add_models(entries: Mapping[str, Mapping[str, Any]]) -> list[ModelInfo]:
     """``add_model`` for each name -> settings of ``entries``, all checked before any is added."""
+    check_models(entries)
+    return [add_model(name, **_settings(name, settings)) for name, settings in entries.items()]
+
+
+def check_models(entries: Any) -> None:
+    """Raise the one-line ConfigurationError ``add_models(entries)`` would raise, adding nothing."""
+    if not isinstance(entries, Mapping):
+        raise ConfigurationError("models must be a dict of name -> settings, e.g. "
+                                 "{'ollama:qwen2.5:7b': {'context_window': 32768}}")
     for name, settings in entries.items():
         if not isinstance(settings, Mapping):
             raise ConfigurationError(f"model {name!r}: settings must be a dict such as "
                                      "{'context_window': 32768}, got " + type(settings).__name__)
         _new_entry(name, **_settings(name, settings))
-    return [add_model(name, **_settings(name, settings)) for name, settings in entries.items()]
 
 
 def remove_model(name: str) -> bool:

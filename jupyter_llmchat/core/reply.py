@@ -4,6 +4,7 @@ when given no sink)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -13,8 +14,9 @@ from typing import Any, Literal, Protocol, TextIO, runtime_checkable
 from .repaint import DEFAULT_INTERVAL, Repainter
 
 # complete: finish_reason "stop"; truncated: "length"; filtered: "content_filter";
-# interrupted: the user stopped it (KeyboardInterrupt or Chatbot.stop()); failed: an error ended it.
-Status = Literal["complete", "truncated", "filtered", "interrupted", "failed"]
+# interrupted: the user stopped it (KeyboardInterrupt or Chatbot.stop()); failed: an error ended it;
+# tool_calls: it ended asking for tool calls that were not run (max_tool_rounds reached, or no tools).
+Status = Literal["complete", "truncated", "filtered", "interrupted", "failed", "tool_calls"]
 ReplyStatus = Status
 # What every view (cell footer, panel bubble and status line, plain text) says of an answer that is
 # not a clean, complete one: one wording for all of them.
@@ -23,13 +25,14 @@ STATUS_NOTICES: dict[str, str] = {
     "filtered": "answer stopped by the provider's content filter (finish_reason=content_filter)",
     "interrupted": "answer interrupted: partial text kept",
     "failed": "request failed",
+    "tool_calls": "answer ended with tool calls that were not run (finish_reason=tool_calls)",
 }
 
 
 def status_notice(status: str, error: str | None = None) -> str | None:
     """The line every view shows for an answer with ``status`` (None for a complete one)."""
     notice = STATUS_NOTICES.get(status)
-    if notice is not None and status == "failed" and error:
+    if notice is not None and status in ("failed", "tool_calls") and error:
         return f"{notice}: {error}"
     return notice
 
@@ -53,6 +56,52 @@ class Usage:
         """True when these are our own counts (the endpoint reported no usage): views say so."""
         return self.source == "counted"
 
+    def plus(self, other: Usage | None) -> Usage:
+        """Both requests' counts together (an answer that took several tool rounds): counted
+        locally if either was."""
+        if other is None:
+            return self
+        counted = "counted" in (self.source, other.source)
+        source: Literal["reported", "counted"] = "counted" if counted else "reported"
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cached_tokens + other.cached_tokens, source)
+
+
+# What came of one tool call: ok (the function returned), error (it raised), invalid (unknown tool or
+# arguments that fail the schema), declined (the user said no), stopped (the answer was stopped while it
+# ran or waited for approval), skipped (never run: the answer ended first, or max_tool_rounds was reached).
+ToolOutcome = Literal["pending", "ok", "error", "invalid", "declined", "stopped", "skipped"]
+
+
+@dataclass
+class ToolCall:
+    """One tool call the model asked for, and what came of it (``Reply.calls``).
+
+    ``arguments`` is the JSON text exactly as the model sent it (it may be malformed); ``result``
+    is the text sent back to the model (for a failed call: the one-line error it was told);
+    ``error`` is that one line when the call did not return normally. ``seconds`` is the time
+    the function ran (None when it did not run). ``round`` numbers the request that asked for it.
+    """
+
+    id: str
+    name: str
+    arguments: str
+    round: int = 1
+    outcome: ToolOutcome = "pending"
+    result: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+    approved: bool | None = None  # None: the tool needs no confirmation
+
+    @property
+    def parsed_arguments(self) -> dict[str, Any] | None:
+        """The arguments as a dict, or None when they are not a JSON object."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
 
 @dataclass
 class Reply:
@@ -67,11 +116,14 @@ class Reply:
     time_to_first_token: float | None = None  # seconds from sending to the first text delta
     total_time: float = 0.0  # seconds from sending to the end of the stream
     logprobs: list[dict[str, Any]] | None = None  # one dict per token: token, logprob, top_logprobs
-    error: str | None = None  # the one-line error when status == "failed"
+    error: str | None = None  # the one-line error when status == "failed" (or why "tool_calls")
     from_cache: bool = False  # replayed from the response cache, no HTTP request made
     demo: bool = False  # written by the offline demo server, not by a model: it costs nothing
     batch: bool = False  # answered through the Batch API: billed at its price (models.BATCH_PRICE_SHARE)
     request: dict[str, Any] = field(default_factory=dict, repr=False)  # model + params sent (no key)
+    # The tool calls made, in order, over every round; usage and cost above are summed over them.
+    calls: list[ToolCall] = field(default_factory=list)
+    rounds: int = 1  # requests the answer took: one, plus one after each round of tool calls
     # ask(schema=...): the validated object (a model or dataclass instance; a dict for a TypedDict
     # or a JSON Schema), None when there is none; refusal: the model's refusal text (no answer).
     parsed: Any = None
@@ -240,6 +292,7 @@ class NullSink:
 
     def close(self) -> None:
         pass
+
 
 # Where Chatbot.ask streams when it is given no sink. The core knows plain text only; the top-level
 # package installs a hook that returns the notebook's live Markdown sink inside a Jupyter kernel

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import math
 import threading
 import warnings
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
+# Tool calls and tool definitions (OpenAI does not publish how it renders them): a call costs its
+# name and its arguments' JSON plus TOKENS_PER_TOOL_CALL; a tool message's tool_call_id is counted
+# like a name; each definition costs the compact JSON of its "function" object plus TOKENS_PER_TOOL,
+# and TOOLS_END once (the cookbook's gpt-4o figures). JSON punctuation makes this an over-count,
+# the safe side for trimming; the loopback server counts the same way.
+TOKENS_PER_TOOL_CALL = 3
+TOKENS_PER_TOOL = 7
+TOOLS_END = 12
 ESTIMATE_BYTES_PER_TOKEN = 4
 # A URL image's size is unknown before the provider fetches it: budget the largest tile grid
 # a 2048x768 image can take after scaling, so trimming never under-counts.
@@ -210,18 +219,60 @@ class TokenCounter:
         margin = self.info.text_margin
         return math.ceil(count * (1 + margin)) if margin else count
 
+    def count_calls(self, calls: Iterable[tuple[str, str, str]]) -> int:
+        """Tokens the tool calls of an assistant message add: (id, name, arguments) triples."""
+        return sum(TOKENS_PER_TOOL_CALL + self.count_text(name) + self.count_text(arguments)
+                   for _, name, arguments in calls)
+
+    def bound_calls(self, calls: Iterable[tuple[str, str, str]]) -> int:
+        """An upper bound of ``count_calls`` that needs no vocabulary."""
+        return sum(TOKENS_PER_TOOL_CALL + len(name.encode()) + len(arguments.encode("utf-8", "surrogatepass"))
+                   for _, name, arguments in calls)
+
+    def count_tools(self, tools: Sequence[dict[str, Any]]) -> int:
+        """Prompt tokens the ``tools`` parameter (API-shaped tool definitions) adds."""
+        if not tools:
+            return 0
+        return TOOLS_END + sum(TOKENS_PER_TOOL + self.count_text(_compact(tool.get("function", tool)))
+                               for tool in tools)
+
+    def bound_tools(self, tools: Sequence[dict[str, Any]]) -> int:
+        """An upper bound of ``count_tools`` that needs no vocabulary."""
+        if not tools:
+            return 0
+        return TOOLS_END + sum(TOKENS_PER_TOOL + len(_compact(tool.get("function", tool)).encode()) for tool in tools)
+
     def count_api_messages(self, messages: Sequence[dict[str, Any]]) -> int:
         """Prompt tokens for API-shaped messages, including the reply priming."""
         total = self.reply_priming
         for message in messages:
             text, images = _split_content(message.get("content"))
-            total += self.count_message(message["role"], text, name=message.get("name"), images=images)
+            name = message.get("name") or message.get("tool_call_id")
+            total += self.count_message(message["role"], text, name=name, images=images)
+            calls = message.get("tool_calls")
+            if isinstance(calls, list):
+                total += self.count_calls(_api_call(call) for call in calls)
         return total
 
 
-def count_prompt_tokens(messages: Sequence[dict[str, Any]], model: str) -> int:
-    """Prompt tokens the endpoint will bill for ``messages`` sent to ``model`` (cookbook rules)."""
-    return TokenCounter(model).count_api_messages(messages)
+def count_prompt_tokens(messages: Sequence[dict[str, Any]], model: str,
+                        tools: Sequence[dict[str, Any]] | None = None) -> int:
+    """Prompt tokens the endpoint will bill for ``messages`` (and ``tools``) sent to ``model``
+    (cookbook rules)."""
+    counter = TokenCounter(model)
+    return counter.count_api_messages(messages) + counter.count_tools(tools or ())
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _api_call(call: Any) -> tuple[str, str, str]:
+    """(id, name, arguments) of an API-shaped tool call; what is missing counts as empty."""
+    function = call.get("function") if isinstance(call, dict) else None
+    function = function if isinstance(function, dict) else {}
+    name, arguments = function.get("name"), function.get("arguments")
+    return "", name if isinstance(name, str) else "", arguments if isinstance(arguments, str) else ""
 
 
 def image_tokens(width: int | None, height: int | None, detail: str,

@@ -23,6 +23,7 @@ from .encoding import encoder, token_bytes
 from .markdown import disclosure, generate_markdown
 from .script import Script
 from .structured import REFUSAL, json_reply
+from .tools import DEFAULT_FRAGMENT, PlannedCall, completion_tokens, demo_results_text, planned_calls
 
 SYSTEM_FINGERPRINT = "fp_loopback"
 _ALTERNATIVES = [b" the", b" a", b",", b".", b" and", b"\n", b" of", b" to", b" is", b" in",
@@ -56,12 +57,15 @@ class Plan:
     cached_tokens: int
     top_logprobs: int | None  # None: logprobs not requested
     refusal: bool = False  # the text is a refusal: sent in delta.refusal / message.refusal, no content
+    tool_calls: list[PlannedCall] = field(default_factory=list)  # asked for after the text (server/tools.py)
+    fragment: int = DEFAULT_FRAGMENT  # characters per streamed delta of a call's arguments
+    call_tokens: int = 0  # completion tokens the calls cost
     id: str = field(default_factory=lambda: "chatcmpl-" + uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.tokens)
+        return len(self.tokens) + self.call_tokens
 
     def usage(self) -> dict[str, Any]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -87,10 +91,16 @@ def plan_reply(body: dict[str, Any], script: Script, *, prompt_tokens: int, cach
     response_format = body.get("response_format")
     structured = json_reply(response_format, question, body["messages"], fault=script.fault) if isinstance(
         response_format, dict) else None
+    calls = planned_calls(body, script)
+    answered = demo_results_text(body["messages"]) if body.get("tools") and not calls else None
     if script.fault == "refusal":
         text = script.reply if script.reply is not None else REFUSAL
     elif script.reply is not None:
         text = script.reply
+    elif calls and script.tokens is None:
+        text = ""  # a call alone, as models mostly send them
+    elif answered is not None and script.tokens is None:
+        text = answered  # the offline demo, once its tools have answered
     elif script.tokens is not None:
         text = _generated(question, script.tokens, encoding, opening=False)
     elif structured is not None:
@@ -105,12 +115,16 @@ def plan_reply(body: dict[str, Any], script: Script, *, prompt_tokens: int, cach
     if truncated:
         tokens = tokens[:limit]
     deltas = split_deltas(tokens)
-    finish = script.finish_reason or ("length" if truncated or script.fault == "length_cut" else "stop")
+    if truncated:
+        calls = []  # cut before the calls were written
+    finish = script.finish_reason or ("length" if truncated or script.fault == "length_cut" else
+                                      "tool_calls" if calls else "stop")
     top = None
     if body.get("logprobs"):
         top = body.get("top_logprobs") or 0
     return Plan(model, "".join(text for text, _ in deltas), tokens, deltas, finish,
-                prompt_tokens, cached_tokens, top, refusal=script.fault == "refusal")
+                prompt_tokens, cached_tokens, top, refusal=script.fault == "refusal", tool_calls=calls,
+                fragment=script.fragment or DEFAULT_FRAGMENT, call_tokens=completion_tokens(model, calls))
 
 
 @lru_cache(maxsize=64)
@@ -153,12 +167,23 @@ def completion_body(plan: Plan) -> bytes:
     return _dumps({
         "id": plan.id, "object": "chat.completion", "created": plan.created, "model": plan.model,
         "system_fingerprint": SYSTEM_FINGERPRINT, "service_tier": "default",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": None if plan.refusal else plan.text,
-                                             "refusal": plan.text if plan.refusal else None, "annotations": []},
+        "choices": [{"index": 0, "message": _message(plan),
                      "logprobs": plan.logprobs(range(len(plan.tokens))),
                      "finish_reason": plan.finish_reason}],
         "usage": plan.usage(),
     }).encode()
+
+
+def _message(plan: Plan) -> dict[str, Any]:
+    """The whole answer's message: its text (or refusal), and the calls it asks for."""
+    message: dict[str, Any] = {"role": "assistant", "content": None if plan.refusal else plan.text,
+                               "refusal": plan.text if plan.refusal else None, "annotations": []}
+    if plan.tool_calls:
+        message["content"] = plan.text or None
+        message["tool_calls"] = [{"id": call.id, "type": "function",
+                                  "function": {"name": call.name, "arguments": call.arguments}}
+                                 for call in plan.tool_calls]
+    return message
 
 
 class ChunkEncoder:
@@ -181,11 +206,27 @@ class ChunkEncoder:
         return self._event('{"role":"assistant","content":"","refusal":null}', "null", "null")
 
     def content(self) -> list[bytes]:
-        """One event per delta, precomputed so a full-speed stream is only socket writes."""
+        """One event per delta, precomputed so a full-speed stream is only socket writes: the text,
+        then each tool call (its id and name first, then its arguments in fragments)."""
         plan = self.plan
         key = '{"refusal":' if plan.refusal else '{"content":'
         return [self._event(key + _dumps(text) + "}", _dumps(plan.logprobs(indices)), "null")
-                for text, indices in plan.deltas]
+                for text, indices in plan.deltas] + self.call_events()
+
+    def call_events(self) -> list[bytes]:
+        events = []
+        for index, call in enumerate(self.plan.tool_calls):
+            opening = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name,
+                                                                                       "arguments": ""}}
+            events.append(self._event(_dumps({"tool_calls": [opening]}), "null", "null"))
+            events.extend(self._event(_dumps({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}),
+                                      "null", "null") for piece in call.fragments(self.plan.fragment))
+        return events
+
+    def sizes(self) -> list[int]:
+        """Tokens each event of ``content`` carries, for pacing (a call's event: one)."""
+        calls = sum(1 + len(call.fragments(self.plan.fragment)) for call in self.plan.tool_calls)
+        return [len(indices) for _, indices in self.plan.deltas] + [1] * calls
 
     def content_in_utf16_halves(self, *, drop_first_low: bool = False) -> list[bytes]:
         """Like ``content``, but each character outside the BMP is cut into two events holding the

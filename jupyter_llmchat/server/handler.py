@@ -39,6 +39,7 @@ from .local_servers import model_card_extra
 from .embeddings import embeddings_body
 from .script import Script
 from .state import LoggedRequest, ServerState
+from .tools import check_tool_use
 from .validation import (
     RequestError,
     context_length_error,
@@ -203,12 +204,13 @@ class Handler(BaseHTTPRequestHandler):
             body = {**body, "model": deployment}
         # An invalid request is rejected before it takes a script, so the script stays for the next one.
         validate_request(body, state.models, strict=state.strict)
+        check_tool_use(body)  # tools, tool_choice, and tool messages in their place
         model = body["model"]
         local = state.local.models.get(model) if state.local is not None else None
         if local is not None and state.local is not None:  # counted with its chat template (local_servers.py)
             prompt_tokens = local_check_prompt(state.local, local, body["messages"])
         else:
-            prompt_tokens = count_prompt_tokens(body["messages"], model)
+            prompt_tokens = count_prompt_tokens(body["messages"], model, body.get("tools"))
             window = model_info(model).context_window
             if prompt_tokens > window:
                 raise context_length_error(window, prompt_tokens)
@@ -329,7 +331,7 @@ class Handler(BaseHTTPRequestHandler):
         self._write_chunk(encoder.first())
         if rate is None:
             self._write_blocks(events)
-        elif not self._write_paced(events, [len(indices) for _, indices in encoder.plan.deltas], rate):
+        elif not self._write_paced(events, encoder.sizes(), rate):
             entry.outcome = "server_stopped"
             self._drop()
             return

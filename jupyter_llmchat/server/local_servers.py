@@ -169,20 +169,23 @@ def text_tokens(text: str) -> list[int]:
     return vocabulary().encode(text, disallowed_special=())
 
 
-def check_prompt(server: LocalServer, model: LocalModel, messages: list[dict[str, Any]]) -> int:
-    """The prompt's token count, or the server's refusal: too long for ``n_ctx``, or an image for
-    a model without vision."""
+def check_prompt(server: LocalServer, model: LocalModel, messages: list[dict[str, Any]],
+                 max_tokens: int | None = None) -> int:
+    """The prompt's token count, or the server's refusal: too long for ``n_ctx`` (vLLM: with
+    ``max_tokens`` for the answer), or an image for a model without vision."""
     if not model.vision and render(model.template, messages)[1]:
         raise RequestError(500, "image input is not supported - hint: if this is unexpected, you may need to "
                            "provide the mmproj", type="server_error", code=500)
     count = prompt_tokens(model, messages)
-    if count <= model.n_ctx:
+    answer = (max_tokens or 0) if server.kind == "vllm" else 0  # vLLM makes room for the whole answer
+    if count + answer <= model.n_ctx:
         return count
     if server.kind == "vllm":
         raise RequestError(
-            400, f"This model's maximum context length is {model.n_ctx} tokens. However, you requested {count} "
-            f"tokens ({count} in the messages, 0 in the completion). Please reduce the length of the messages or "
-            "completion.", type="BadRequestError", code=400, extra={"object": "error"}, wrapped=False)
+            400, f"This model's maximum context length is {model.n_ctx} tokens. However, you requested "
+            f"{count + answer} tokens ({count} in the messages, {answer} in the completion). Please reduce the "
+            "length of the messages or completion.", type="BadRequestError", code=400, extra={"object": "error"},
+            wrapped=False)
     if server.kind == "llamacpp":
         raise RequestError(400, "the request exceeds the available context size, try increasing it",
                            type="exceed_context_size_error", code=400,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from .batches import BatchService
 from .handler import LOOPBACK_HOSTS, LoopbackHTTPServer
@@ -140,7 +141,8 @@ class LoopbackServer:
     # scripting and inspection ----------------------------------------------------------------
     def queue(self, *, reply: str | None = None, tokens: int | None = None, rate: float | None = None,
               fault: str | None = None, retry_after: float | None = None, after_tokens: int | None = None,
-              delay: float | None = None, finish_reason: str | None = None, times: int = 1) -> None:
+              delay: float | None = None, finish_reason: str | None = None, times: int = 1,
+              tool_calls: list[dict[str, Any]] | None = None, fragment: int | None = None) -> None:
         """Script the next ``times`` valid chat completion requests (FIFO after earlier scripts).
 
         A request the server rejects (bad parameters, unknown model, wrong key) leaves the queue as is.
@@ -148,11 +150,15 @@ class LoopbackServer:
         ``reply``: exact text; ``tokens``: generated Markdown of exactly that many tokens;
         ``rate``: tokens/s; ``delay``: seconds before the headers; ``fault``: one of ``FAULTS``
         (``retry_after`` for rate_limit, ``after_tokens`` content chunks before disconnect or
-        malformed, stream_error or no_finish); ``finish_reason``: forced, e.g. "content_filter".
+        malformed, stream_error or no_finish); ``finish_reason``: forced, e.g. "content_filter";
+        ``tool_calls``: the calls the reply asks for (``[{"name": "f", "arguments": {...}}]``; several
+        are parallel calls; arguments given as a string are sent as they are), streamed in
+        ``fragment``-character pieces (see server/tools.py).
         """
         self._state.push([Script(reply=reply, tokens=tokens, rate=rate, fault=fault,
                                  retry_after=retry_after, after_tokens=after_tokens, delay=delay,
-                                 finish_reason=finish_reason, times=times)])
+                                 finish_reason=finish_reason, times=times, tool_calls=tool_calls,
+                                 fragment=fragment)])
 
     @property
     def batches(self) -> BatchService:

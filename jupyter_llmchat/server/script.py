@@ -60,6 +60,10 @@ class Script:
     delay: float | None = None  # seconds before the headers (any script; slow_first_byte default 1)
     finish_reason: str | None = None  # forced finish_reason, e.g. "content_filter"
     times: int = 1  # how many consecutive requests this script answers
+    # [{"name": ..., "arguments": {...} or "raw text", "id": optional}]: the reply asks for these calls
+    # (several: parallel calls); finish_reason "tool_calls". See server/tools.py.
+    tool_calls: list[dict[str, Any]] | None = None
+    fragment: int | None = None  # characters per streamed delta of a call's arguments (default 4)
 
     def __post_init__(self) -> None:
         _check_type("reply", self.reply, str)
@@ -82,6 +86,11 @@ class Script:
                              f"{', '.join(FINISH_REASONS)}")
         if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
             raise ValueError(f"times must be an integer >= 1, got {self.times!r}")
+        _check_type("fragment", self.fragment, int)
+        if self.fragment is not None and self.fragment < 1:
+            raise ValueError(f"fragment must be >= 1, got {self.fragment}")
+        if self.tool_calls is not None:
+            _check_calls(self.tool_calls)
 
     @classmethod
     def from_mapping(cls, data: Any) -> Script:
@@ -97,6 +106,19 @@ class Script:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_calls(calls: Any) -> None:
+    if not isinstance(calls, list) or not calls:
+        raise ValueError("tool_calls must be a non-empty list of {\"name\": ..., \"arguments\": ...} objects")
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise ValueError(f"each tool call needs a \"name\" string, got {call!r}")
+        unknown = sorted(set(call) - {"name", "arguments", "id"})
+        if unknown:
+            raise ValueError(f"unknown tool call field(s) {', '.join(unknown)}; known: arguments, id, name")
+        if not isinstance(call.get("arguments", {}), (dict, str)):
+            raise ValueError("a tool call's arguments must be an object, or a string sent as it is")
 
 
 def _check_type(name: str, value: Any, kind: type | tuple[type, ...]) -> None:

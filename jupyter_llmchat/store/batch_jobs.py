@@ -22,6 +22,7 @@ from ..core.rows import RowResult
 if TYPE_CHECKING:
     from .database import Database
 
+_KEYS_PER_QUERY = 500  # request keys looked up per query (SQLite's limit of parameters is 999 on old builds)
 _SUBMISSION_COLUMNS = ("id", "input_file_id", "status", "rows", "completed", "failed", "output_file_id",
                        "error_file_id", "collected", "created")
 _JOB_COUNTS = """SELECT COALESCE(SUM(status = 'done'), 0) AS done, COALESCE(SUM(status = 'failed'), 0) AS failed,
@@ -79,6 +80,19 @@ class StoreBatchJobs:
         rows = self.database.query("SELECT idx, key, attempts FROM batch_rows WHERE job = ? AND batch = ? AND "
                                    "status = 'pending' ORDER BY idx", (job_id, batch_id))
         return {row["idx"]: (row["key"], row["attempts"]) for row in rows}
+
+    def running(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        found: dict[str, tuple[str, int]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _KEYS_PER_QUERY):
+            chunk = unique[start:start + _KEYS_PER_QUERY]
+            rows = self.database.query(
+                "SELECT r.key, r.job, r.idx FROM batch_rows r JOIN batch_jobs j ON j.id = r.job WHERE j.status = "
+                f"'running' AND r.status = 'pending' AND r.key IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY j.created, r.job, r.idx", tuple(chunk))
+            for row in rows:
+                found.setdefault(row["key"], (row["job"], row["idx"]))
+        return found
 
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:
         recorded: list[RowResult] = []

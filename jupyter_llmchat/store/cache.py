@@ -1,7 +1,10 @@
 """The response cache: an identical request replays the stored answer at once, for free.
 
 A request is identical when model, messages (images included) and every parameter match: the
-key is the SHA-256 of their canonical JSON. Only deterministic requests (temperature 0) are
+key is the SHA-256 of their canonical JSON. Tools are part of it: their definitions (schemas
+included) are the ``tools`` parameter, and a round after tool calls sends the calls and their
+results as messages. A cached round that asked for tool calls keeps the calls (id, name,
+arguments), never their results: replayed, the calls run again. Only deterministic requests (temperature 0) are
 cached unless the user opts in with ``cache_random=True``: with temperature above 0, or unset
 (the API's default is 1), asking again is a request for another answer.
 """
@@ -14,7 +17,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from ..core.reply import Reply, Usage
+from ..core.reply import Reply, ToolCall, Usage
 from .errors import StoreError
 
 if TYPE_CHECKING:
@@ -70,6 +73,8 @@ class ResponseCache:
                 "finish_reason": reply.finish_reason,
                 "usage": asdict(reply.usage) if reply.usage else None, "logprobs": reply.logprobs,
                 "refusal": reply.refusal}
+        if reply.calls:  # the calls the answer asked for, without what they returned
+            data["calls"] = [{"id": call.id, "name": call.name, "arguments": call.arguments} for call in reply.calls]
         try:
             with self.database.transaction() as db:
                 db.execute("INSERT OR REPLACE INTO cache (key, model, reply, created, hits) VALUES (?, ?, ?, ?, 0)",
@@ -94,4 +99,5 @@ def _reply(data: dict[str, Any]) -> Reply:
     usage = Usage(**data["usage"]) if data.get("usage") else None
     return Reply(text=data["text"], model=data["model"], status=data["status"],
                  finish_reason=data.get("finish_reason"), usage=usage, logprobs=data.get("logprobs"),
-                 refusal=data.get("refusal"), from_cache=True, cost=0.0)
+                 refusal=data.get("refusal"), from_cache=True, cost=0.0,
+                 calls=[ToolCall(call["id"], call["name"], call["arguments"]) for call in data.get("calls") or ()])

@@ -56,11 +56,12 @@ def insert_message(db: sqlite3.Connection, conversation: int, message: Message) 
     # The fields of Message.to_dict(), without its deep copy: this runs for every message.
     images = dumps([asdict(image) for image in message.images]) if message.images else "[]"
     usage = dumps(asdict(message.usage)) if message.usage else None
+    calls = dumps([call._asdict() for call in message.tool_calls]) if message.tool_calls else None
     db.execute(
-        "INSERT INTO messages (conversation, role, text, tokens, images, name, status, model, usage, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (conversation, role, text, tokens, images, name, status, model, usage, created, "
+        "tool_calls, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (conversation, message.role, message.text, message.tokens, images, message.name, message.status,
-         message.model, usage, message.created))
+         message.model, usage, message.created, calls, message.tool_call_id))
 
 
 def update_state(db: sqlite3.Connection, conversation: int, state: dict[str, Any]) -> None:
@@ -81,7 +82,9 @@ def message_from_row(row: dict[str, Any]) -> Message:
         "role": row["role"], "text": row["text"], "tokens": row["tokens"],
         "images": json.loads(row["images"]), "name": row["name"], "status": row["status"],
         "model": row["model"], "usage": json.loads(row["usage"]) if row["usage"] else None,
-        "created": row["created"]})
+        "created": row["created"],
+        "tool_calls": json.loads(row["tool_calls"]) if row["tool_calls"] else (),
+        "tool_call_id": row["tool_call_id"]})
 
 
 def conversation_from_row(row: dict[str, Any]) -> SavedConversation:

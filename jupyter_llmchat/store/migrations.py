@@ -193,9 +193,10 @@ def m004_map_rows(db: sqlite3.Connection) -> None:
 def m005_batch_jobs(db: sqlite3.Connection) -> None:
     """Batch API jobs (``map(mode="batch")``), so another kernel can collect them: each job, the
     provider batches that carry its rows, and each row (its request key, the batch carrying it, its
-    result once recorded). The ledger marks replies billed at the Batch API's price; the rows of
-    schema 4 were all billed at the standard one. (Compact SQL: the schema's text is kept on the
-    file's first page, with every table's.)"""
+    result once recorded; indexed by key, so a call asked again finds the rows a running job
+    carries). The ledger marks replies billed at the Batch API's price; the rows of schema 4 were
+    all billed at the standard one. (Compact SQL: the schema's text is kept on the file's first
+    pages, with every table's.)"""
     for statement in (
         "CREATE TABLE IF NOT EXISTS batch_jobs (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL, "
         "session TEXT, model TEXT NOT NULL, endpoint TEXT NOT NULL, rows INTEGER NOT NULL, status TEXT NOT NULL)",
@@ -208,6 +209,7 @@ def m005_batch_jobs(db: sqlite3.Connection) -> None:
         "idx INTEGER NOT NULL, key TEXT NOT NULL, batch TEXT, attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT "
         "NULL DEFAULT 'pending', text TEXT, error TEXT, usage TEXT, cost REAL, PRIMARY KEY (job, idx))",
         "CREATE INDEX IF NOT EXISTS batch_rows_batch ON batch_rows (batch, status)",
+        "CREATE INDEX IF NOT EXISTS batch_rows_key ON batch_rows (key)",
         "ALTER TABLE ledger ADD COLUMN batch INTEGER NOT NULL DEFAULT 0",
     ):
         db.execute(statement)

@@ -1,13 +1,16 @@
 """JSON transcripts of a conversation (``%chat save`` / ``%chat load``) and a Markdown rendering.
 
-The format is stable; the store reuses it for export and import. Version 1, one JSON object::
+The format is stable; the store reuses it for export and import. Version 2, one JSON object::
 
-    {"format": "jupyter_llmchat.transcript", "version": 1, "saved": "2026-11-24T12:00:00+00:00",
+    {"format": "jupyter_llmchat.transcript", "version": 2, "saved": "2026-11-24T12:00:00+00:00",
      "model": "gpt-4o-mini", "system": "You are terse." | null, "params": {"temperature": 0.2},
      "messages": [Message.to_dict(), ...]}
 
 Each message keeps role, text, tokens, images (ImageRef fields: data URLs inline, so a transcript
-is self-contained), name, status, model, usage and created (Unix time). The API key is never in it.
+is self-contained), name, status, model, usage and created (Unix time), and since version 2 its
+tool calls: ``tool_calls`` (an assistant message's, each ``{"id", "name", "arguments"}``) and
+``tool_call_id`` (a "tool" message's: the call whose result it holds). Version 1 files (before
+tools) are read as they are: their messages have no tool calls. The API key is never in it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
 
 FORMAT = "jupyter_llmchat.transcript"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # versions this code loads: 1 has no tool calls, and means the same otherwise
+ROLES = ("user", "assistant", "system", "tool")
 
 
 class TranscriptError(ChatError):
@@ -91,9 +96,9 @@ def check(data: Any, where: str = "transcript") -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise TranscriptError(f"{where!r} is not a jupyter_llmchat transcript (no \"format\": "
                               f"\"{FORMAT}\")")
-    if data.get("version") != VERSION:
+    if data.get("version") not in READABLE:
         raise TranscriptError(f"{where!r} is transcript version {data.get('version')!r}; this "
-                              f"jupyter_llmchat reads version {VERSION}: upgrade the package")
+                              f"jupyter_llmchat reads versions {' and '.join(map(str, READABLE))}: upgrade the package")
     if not isinstance(data.get("model"), str) or not isinstance(data.get("messages"), list):
         raise TranscriptError(f"{where!r} is damaged: it needs a \"model\" string and a \"messages\" list")
     return data
@@ -107,7 +112,7 @@ def messages_from(data: dict[str, Any], where: str = "transcript") -> list[Messa
             message = Message.from_dict(item)
         except (TypeError, ValueError, AttributeError) as error:
             raise TranscriptError(f"{where!r}: message {number} is damaged ({error})") from None
-        if message.role not in ("user", "assistant", "system"):
+        if message.role not in ROLES:
             raise TranscriptError(f"{where!r}: message {number} has unknown role {message.role!r}")
         out.append(message)
     return out
@@ -148,7 +153,7 @@ def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96,
     if bot.system:
         parts.append(f"### system\n\n{shown(bot.system)}")
     for message in bot.conversation.messages:
-        heading: str = message.role if message.role in ("user", "assistant", "system") else "message"
+        heading: str = message.role if message.role in ROLES else "message"
         if message.role == "assistant" and message.model:
             heading += f" · {markdown_literal(message.model)}"
         if message.status != "complete":
@@ -156,6 +161,11 @@ def to_markdown(bot: Chatbot, *, image_html: bool = False, thumbnail: int = 96,
         body = shown(message.text) if message.text else ""
         if message.images:
             body += "\n\n" + " ".join(_image_markdown(image, image_html, thumbnail) for image in message.images)
+        if message.role == "tool":  # what a function returned: literal text, never Markdown
+            body = shown(_fenced(message.text))
+        calls = [shown(f"**tool call:** {_code_span(f'{call.name}({call.arguments})')}")
+                 for call in message.tool_calls]
+        body = "\n\n".join(part for part in (body, *calls) if part)
         parts.append(f"### {heading}\n\n{body}")
     return "\n\n".join(parts) + "\n"
 
@@ -168,6 +178,12 @@ def _image_markdown(image: Any, html: bool, size: int) -> str:
         return " ".join(thumbnail_html(image, size=size).splitlines())
     dims = f" {image.width}x{image.height}" if image.width and image.height else ""
     return f"[image: {markdown_literal(image_label(image))}{dims}]"
+
+
+def _fenced(text: str) -> str:
+    """``text`` in a fenced code block whose fence is longer than any backtick run inside."""
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 _MARKUP = re.compile(r"([`*_\[\]<>|&~#!])")

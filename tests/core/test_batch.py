@@ -188,6 +188,22 @@ def test_a_new_runner_sends_the_missing_rows_again_from_the_input_file(server: L
     assert [r.status for r in results] == ["done"] * 3
 
 
+def test_rows_a_running_job_carries_are_waited_for_not_sent_again(server: LoopbackServer) -> None:
+    """The same call asked again (its kernel died, or stopped waiting) sends only the rows no job carries."""
+    server.batches.speedup = 0
+    jobs = MemoryBatchJobs()
+    client = client_for(server)
+    first_id, _ = run_batch(client, jobs, rows(3), wait=False)
+    server.batches.speedup = 1e6
+    again = rows(4)[::-1]  # the same three rows and a new one, in another order
+    runner = BatchRunner(client, jobs, poll=FAST)
+    job_ids, results = runner.run(again)
+    assert job_ids[0] == first_id and len(job_ids) == 2
+    assert batch_lines(server) == [["row-0", "row-1", "row-2"], ["row-3"]]
+    assert [(r.index, r.key, r.status) for r in results] == [(r.index, r.key, "done") for r in again[::-1]]
+    assert [job.status for job in jobs.jobs()] == ["completed", "completed"]
+
+
 def test_large_jobs_are_cut_into_batches_of_at_most_max_lines(server: LoopbackServer,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch_module, "MAX_LINES", 2)

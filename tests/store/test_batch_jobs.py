@@ -50,6 +50,7 @@ def test_a_job_its_batches_and_its_rows_are_kept(jobs: BatchJobStore) -> None:
                                      RowResult(2, "k2", "failed", error="request rejected (400): no")])
     assert [(r.index, r.status, r.attempts) for r in recorded] == [(0, "done", 1), (2, "failed", 1)]
     assert jobs.record("job_1", [RowResult(0, "k0", "done", text="again")]) == []  # recorded once
+    assert jobs.running(["k2", "k1", "k0", "elsewhere"]) == {"k1": ("job_1", 1)}  # pending in a running job
     jobs.add_submission("job_1", BatchSubmission("batch_b", "file-b", rows=1, created=102.0), [1])
     assert jobs.carried("job_1", "batch_a") == {}
     assert jobs.carried("job_1", "batch_b") == {1: ("k1", 2)}
@@ -64,6 +65,7 @@ def test_a_job_its_batches_and_its_rows_are_kept(jobs: BatchJobStore) -> None:
         (0, "k0", "done", "yes", None, usage, 0.5, 1), (1, "k1", "pending", None, None, None, None, 2),
         (2, "k2", "failed", None, "request rejected (400): no", None, None, 1)]
     jobs.set_status("job_1", "completed")
+    assert jobs.running(["k1"]) == {}
     jobs.add_job(a_job("job_2", rows=1, created=200.0), [(0, "x")])
     assert [(j.id, j.status) for j in jobs.jobs()] == [("job_2", "running"), ("job_1", "completed")]
     assert jobs.job("job_nope") is None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import errors
-from ..chunks import StreamResult, absorb, usage_of
+from ..chunks import StreamResult, absorb, absorb_call, usage_of
 from ..endpoint_errors import MISSING_KEY_FIX, explain, read_error
 from ..messages import SurrogateJoiner
 from ..params import check_seconds, check_whole
@@ -460,6 +460,9 @@ class ChatStream:
         text = message.get("content") if isinstance(message, dict) else None
         refusal = message.get("refusal") if isinstance(message, dict) else None
         self.result.refusal = refusal if isinstance(refusal, str) and refusal else None
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        for position, call in enumerate(calls if isinstance(calls, list) else []):
+            absorb_call(call, self.result, position)
         if isinstance(text, str) and text:
             self.got_text = True
             yield text
