@@ -239,6 +239,9 @@ class _Run:
                 for future in finished:
                     received.update(future.result())  # a ChatError of one batch ends the call
                     pending |= {pool.submit(self._send, client, batch) for batch in itertools.islice(waiting, 1)}
+        except BaseException:
+            client.cut()  # interrupted or failed: the requests in flight end now, nothing runs behind
+            raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return received

@@ -6,6 +6,11 @@ input refused before anything is sent; the progress bar."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +20,9 @@ from jupyter_llmchat.core.embedding import MAX_REQUEST_TOKENS, MemoryEmbeddingCa
 from jupyter_llmchat.core.errors import AuthenticationError, ConfigurationError
 from jupyter_llmchat.core.models import model_info
 from jupyter_llmchat.core.tokens import get_encoding
+from jupyter_llmchat.server import LoopbackServer
 from jupyter_llmchat.server.embeddings import embedding_vector
+from jupyter_llmchat.store import Store
 
 MODEL = "text-embedding-3-small"
 TEXTS = [f"review number {i}: {'good' if i % 3 else 'bad'}" for i in range(40)]
@@ -123,6 +130,49 @@ def test_a_failed_batch_ends_the_call_but_what_was_paid_is_kept(loopback):
     assert np.array_equal(vectors, expected(TEXTS))
     resent = [text for r in embedding_logs(loopback)[2:] for text in r.body["input"]]
     assert sorted(resent) == sorted(set(TEXTS) - set(first))  # the paid-for batch was not asked again
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds (the server's log fills in on its own)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_an_interrupted_call_keeps_what_arrived_and_the_same_call_asks_only_the_rest(tmp_path):
+    path = tmp_path / "kept.sqlite3"
+    script = ("import sys\n"
+              "from jupyter_llmchat.core.chatbot import Chatbot\n"
+              "from jupyter_llmchat.store import Store\n"
+              "bot = Chatbot('gpt-4o-mini', base_url=sys.argv[1], api_key='k')\n"
+              "Store(sys.argv[2]).attach(bot, 's')\n"
+              f"texts = {TEXTS!r}\n"
+              "try:\n"
+              "    bot.embed(texts, batch_size=10, concurrency=1, progress=False)\n"
+              "except KeyboardInterrupt:\n"
+              "    print('interrupted')\n")
+    with LoopbackServer() as server:  # its own: the cut request must not land in another test's log
+        server.queue()  # the first request is answered at once
+        server.queue(delay=60.0)  # the second is in flight when Ctrl-C comes
+        child = subprocess.Popen([sys.executable, "-c", script, server.base_url, str(path)], stdout=subprocess.PIPE,
+                                 text=True)
+        try:
+            wait_for(lambda: len(embedding_logs(server)) == 2)
+            child.send_signal(signal.SIGINT)
+            assert child.communicate(timeout=60)[0] == "interrupted\n" and child.returncode == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+        wait_for(lambda: embedding_logs(server)[1].outcome == "client_closed")
+        assert [r.outcome for r in embedding_logs(server)] == ["complete", "client_closed"]  # cut, not left running
+        answered = embedding_logs(server)[0].body["input"]
+        with Store(path) as store:  # the same call again, as after a restart
+            bot = Chatbot("gpt-4o-mini", base_url=server.base_url, api_key="k")
+            store.attach(bot, "s")
+            vectors = bot.embed(TEXTS, batch_size=10, concurrency=1, progress=False)
+        assert np.array_equal(vectors, expected(TEXTS))
+        asked_again = [text for r in embedding_logs(server)[2:] for text in r.body["input"]]
+        assert sorted(asked_again) == sorted(set(TEXTS) - set(answered)) and len(answered) == 10
 
 
 def test_a_rate_limit_is_retried(loopback):

@@ -3,17 +3,20 @@
 Through the ChatClient's SDK client (one connection pool, its key, its retries: the SDK re-sends
 on 429 and 5xx, honouring retry-after). Vectors are asked for as base64 (float32 bytes, a quarter
 of the JSON) and decoded with numpy; a server that sends lists of floats anyway is read too.
-Failures become the ChatClient's one-line ChatErrors. Nothing of the SDK leaves this module.
+Failures become the ChatClient's one-line ChatErrors; ``cut`` ends the requests in flight (the
+``wire`` a stopped answer uses). Nothing of the SDK leaves this module.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from .chat import _retries_taken
+from .wire import CURRENT_WIRE, Abandoned, Wire
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,10 +34,27 @@ class EmbeddedBatch:
 
 
 class EmbeddingClient:
-    """The Embeddings API of the endpoint a ChatClient talks to (thread-safe, like the SDK client)."""
+    """The Embeddings API of the endpoint a ChatClient talks to (thread-safe, like the SDK client).
+
+    ``cut()`` ends every request in flight at once (their connections are shut, as a stopped
+    answer's are) and refuses new ones: a call that was interrupted or failed leaves nothing
+    running behind it. A ready ``openai.OpenAI`` given as ``client=`` cannot be cut that way: its
+    requests in flight finish on their own.
+    """
 
     def __init__(self, client: ChatClient) -> None:
         self.client = client
+        self._lock = threading.Lock()
+        self._wires: set[Wire] = set()
+        self._cut = False
+
+    def cut(self) -> None:
+        """End the requests in flight now and send no more (from any thread)."""
+        with self._lock:
+            self._cut = True
+            wires = list(self._wires)
+        for wire in wires:
+            wire.cut()
 
     def embed(self, model: str, texts: list[str], *, dimensions: int | None = None) -> EmbeddedBatch:
         """Embed ``texts`` in one request; ChatError with one line if it fails (after the SDK's retries)."""
@@ -42,10 +62,23 @@ class EmbeddingClient:
         import openai
 
         extra: dict[str, Any] = {"dimensions": dimensions} if dimensions is not None else {}
+        wire = Wire()
+        with self._lock:
+            if self._cut:
+                raise errors.ChatError("the embeddings were stopped: this request is not sent")
+            self._wires.add(wire)
+        token = CURRENT_WIRE.set(wire)  # the connection registers with it as it sends
         try:
             response = self.client.sdk.embeddings.create(model=model, input=texts, encoding_format="base64", **extra)
-        except openai.APIError as error:
+        except (openai.APIError, Abandoned) as error:
+            if wire.is_cut:
+                raise errors.ChatError("the embeddings were stopped: this request was cut") from None
             raise self.client.map_error(error, model=model, retries=_retries_taken(error)) from None
+        finally:
+            CURRENT_WIRE.reset(token)
+            wire.release()
+            with self._lock:
+                self._wires.discard(wire)
         rows = sorted(response.data, key=lambda item: item.index)
         if len(rows) != len(texts):
             raise errors.StreamError(f"{self.client.base_url} returned {len(rows)} embeddings for {len(texts)} texts: "
