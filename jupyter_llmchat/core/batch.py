@@ -121,12 +121,12 @@ class BatchRunner:
         job = BatchJob(new_job_id(), requests[0].model, self.batches.client.base_url, len(requests),
                        session=self.session)
         self._requests.update((request.index, request) for request in requests)
-        chunks = list(_chunks(requests, self.batches.endpoint))
-        first, content = chunks[0]
+        chunks = _chunks(requests, self.batches.endpoint)  # one file in memory at a time
+        first, content = next(chunks)
         submission = self._start(job.id, content, 1)  # raises: nothing was sent, nothing kept
         self.jobs.add_job(job, [(request.index, request.key) for request in requests])
         self.jobs.add_submission(job.id, submission, [request.index for request in first])
-        for number, (rows, content) in enumerate(chunks[1:], 2):
+        for number, (rows, content) in enumerate(chunks, 2):
             try:
                 submission = self._start(job.id, content, number)
             except errors.ChatError as error:
@@ -258,11 +258,18 @@ class BatchRunner:
             self._send_again(job, submission, sorted(again))
         results = [outcome.result for outcome in outcomes.values() if outcome.result is not None]
         ran = {index for index, outcome in outcomes.items() if outcome.ran}
+        repriced: list[tuple[int, float | None]] = []
         for result in self.jobs.record(job.id, results):
             if result.index in ran and self.notify is not None:
-                self.notify(_reply(result, job.model))
+                reply = _reply(result, job.model)
+                self.notify(reply)
+                if result.usage is not None and reply.cost != result.cost:  # a listener priced it (the demo: 0)
+                    result.cost = reply.cost
+                    repriced.append((result.index, reply.cost))
             if self.on_result is not None:
                 self.on_result(result)
+        if repriced:
+            self.jobs.reprice(job.id, repriced)
         submission.collected = True
         self.jobs.update_submission(job.id, submission)
 
@@ -312,17 +319,16 @@ class BatchRunner:
     def _show(self, jobs: list[BatchJob]) -> None:
         if self.progress is None:
             return
-        rows = [row for job in jobs for row in self.jobs.results(job.id)]
         open_ = [submission for job in jobs for submission in job.submissions if not submission.collected]
         order = ("validating", "in_progress", "finalizing", "cancelling")
         status = min((s.status for s in open_), key=lambda s: order.index(s) if s in order else len(order),
                      default="completed")
-        tokens = sum(row.usage.total_tokens for row in rows if row.usage is not None)
-        costs = [row.cost for row in rows if row.status == "done"]
+        costs = [job.cost for job in jobs]
         self.progress(BatchProgress(jobs[0].id if len(jobs) == 1 else ", ".join(job.id for job in jobs),
                                     sum(job.rows for job in jobs),
                                     sum(job.done for job in jobs) + sum(s.completed for s in open_),
-                                    sum(job.failed for job in jobs) + sum(s.failed for s in open_), tokens,
+                                    sum(job.failed for job in jobs) + sum(s.failed for s in open_),
+                                    sum(job.tokens for job in jobs),
                                     None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs),
                                     status))
 

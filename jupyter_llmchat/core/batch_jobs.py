@@ -57,6 +57,7 @@ class BatchJob:
     done: int = 0
     failed: int = 0
     cost: float | None = 0.0  # USD at the batch price, of the rows recorded (None: a price unknown)
+    tokens: int = 0  # prompt and completion tokens of the rows recorded
 
     @property
     def pending(self) -> int:
@@ -93,6 +94,10 @@ class BatchJobStore(Protocol):
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:
         """Record the results of rows still without one; returns those recorded now (a row
         recorded before, by this kernel or another, is left as it was)."""
+
+    def reprice(self, job_id: str, costs: Sequence[tuple[int, float | None]]) -> None:
+        """Set the cost of recorded rows (index, USD): what a reply listener made of it (the offline
+        demo's answers cost nothing)."""
 
     def results(self, job_id: str) -> list[RowResult]:
         """Every row of the job in index order: its result, or status "pending"."""
@@ -168,6 +173,14 @@ class MemoryBatchJobs:
                     recorded.append(row.result)
             return recorded
 
+    def reprice(self, job_id: str, costs: Sequence[tuple[int, float | None]]) -> None:
+        with self._lock:
+            rows = self._rows[job_id]
+            for index, cost in costs:
+                result = rows[index].result
+                if result is not None:
+                    result.cost = cost
+
     def results(self, job_id: str) -> list[RowResult]:
         with self._lock:
             return [replace(row.result) if row.result is not None else
@@ -181,5 +194,6 @@ class MemoryBatchJobs:
         return replace(job, submissions=[replace(s) for s in job.submissions],
                        done=sum(result.status == "done" for result in results),
                        failed=sum(result.status == "failed" for result in results),
+                       tokens=sum(result.usage.total_tokens for result in results if result.usage is not None),
                        cost=None if any(cost is None and result.usage is not None
                                         for cost, result in zip(costs, results)) else sum(c or 0.0 for c in costs))

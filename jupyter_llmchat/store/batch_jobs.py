@@ -26,7 +26,9 @@ _KEYS_PER_QUERY = 500  # request keys looked up per query (SQLite's limit of par
 _SUBMISSION_COLUMNS = ("id", "input_file_id", "status", "rows", "completed", "failed", "output_file_id",
                        "error_file_id", "collected", "created")
 _JOB_COUNTS = """SELECT COALESCE(SUM(status = 'done'), 0) AS done, COALESCE(SUM(status = 'failed'), 0) AS failed,
-                 COALESCE(SUM(cost), 0.0) AS cost, COALESCE(SUM(cost IS NULL AND usage IS NOT NULL), 0) AS unpriced
+                 COALESCE(SUM(cost), 0.0) AS cost, COALESCE(SUM(cost IS NULL AND usage IS NOT NULL), 0) AS unpriced,
+                 COALESCE(SUM(json_extract(usage, '$.prompt_tokens') + json_extract(usage, '$.completion_tokens')),
+                          0) AS tokens
                  FROM batch_rows WHERE job = ?"""
 
 
@@ -109,6 +111,11 @@ class StoreBatchJobs:
             db.execute("UPDATE batch_jobs SET updated = ? WHERE id = ?", (time.time(), job_id))
         return recorded
 
+    def reprice(self, job_id: str, costs: Sequence[tuple[int, float | None]]) -> None:
+        with self.database.transaction() as db:
+            db.executemany("UPDATE batch_rows SET cost = ? WHERE job = ? AND idx = ? AND status != 'pending'",
+                           ((cost, job_id, index) for index, cost in costs))
+
     def results(self, job_id: str) -> list[RowResult]:
         rows = self.database.query("SELECT idx, key, attempts, status, text, error, usage, cost FROM batch_rows "
                                    "WHERE job = ? ORDER BY idx", (job_id,))
@@ -123,7 +130,7 @@ class StoreBatchJobs:
         counts = self.database.query(_JOB_COUNTS, (row["id"],))[0]
         return BatchJob(row["id"], row["model"], row["endpoint"], row["rows"], row["created"], row["session"],
                         row["status"], submissions, counts["done"], counts["failed"],
-                        None if counts["unpriced"] else counts["cost"])
+                        None if counts["unpriced"] else counts["cost"], counts["tokens"])
 
     def __repr__(self) -> str:
         return f"StoreBatchJobs({self.database.path!r})"

@@ -88,6 +88,18 @@ def test_rows_go_out_as_one_batch_and_come_back_in_input_order_at_the_batch_pric
     assert last.cost == pytest.approx(sum(r.cost for r in results if r.cost))
 
 
+def test_a_listener_that_prices_a_reply_prices_its_row(server: LoopbackServer) -> None:
+    """The offline demo's marker makes its answers free before the ledger sees them: the rows say so too."""
+    jobs = MemoryBatchJobs()
+
+    def demo(reply: Reply) -> None:
+        reply.demo, reply.cost = True, 0.0
+
+    job_id, results = run_batch(client_for(server), jobs, rows(2), notify=demo, poll=FAST)
+    assert [r.cost for r in results] == [0.0, 0.0]
+    assert jobs.job(job_id).cost == 0.0  # type: ignore[union-attr]
+
+
 def test_a_row_the_endpoint_rejects_fails_alone_in_one_line(server: LoopbackServer) -> None:
     requests = rows(3)
     requests[1] = RowRequest(1, MODEL, requests[1].messages, {"temperature": 5})

@@ -58,12 +58,14 @@ def test_a_job_its_batches_and_its_rows_are_kept(jobs: BatchJobStore) -> None:
     jobs.update_submission("job_1", submission)
     job = jobs.job("batch_a")  # a provider batch id finds its job
     assert job is not None and job.id == "job_1"
-    assert (job.model, job.session, job.rows, job.status, job.done, job.failed, job.pending, job.cost) == (
-        "gpt-4o-mini", "s1", 3, "running", 1, 1, 1, 0.5)
+    assert (job.model, job.session, job.rows, job.status, job.done, job.failed, job.pending, job.cost,
+            job.tokens) == ("gpt-4o-mini", "s1", 3, "running", 1, 1, 1, 0.5, 15)
     assert job.submissions == [submission, BatchSubmission("batch_b", "file-b", rows=1, created=102.0)]
     assert [(r.index, r.key, r.status, r.text, r.error, r.usage, r.cost, r.attempts) for r in jobs.results("job_1")] == [
         (0, "k0", "done", "yes", None, usage, 0.5, 1), (1, "k1", "pending", None, None, None, None, 2),
         (2, "k2", "failed", None, "request rejected (400): no", None, None, 1)]
+    jobs.reprice("job_1", [(0, 0.0)])  # a reply listener priced it (the offline demo's: nothing)
+    assert [r.cost for r in jobs.results("job_1")] == [0.0, None, None]
     jobs.set_status("job_1", "completed")
     assert jobs.running(["k1"]) == {}
     jobs.add_job(a_job("job_2", rows=1, created=200.0), [(0, "x")])
