@@ -298,6 +298,20 @@ def available_models(home: ChatClient) -> tuple[list[ModelRow], list[str]]:
     return rows, notes
 
 
+def endpoint_rows(names: list[str]) -> list[ModelRow]:
+    """Rows for the models the configured endpoint lists (plain names), with what the table knows."""
+    rows = []
+    for name in names:
+        info = model_info(name)
+        rows.append(_row(name, "endpoint") if info.known else ModelRow(name, "endpoint", None, None, ""))
+    return rows
+
+
+def provider_model_names(home: ChatClient) -> list[str]:
+    """Names of every configured provider's models, as -m takes them (for the panel's model menu)."""
+    return [row.name for row in available_models(home)[0]]
+
+
 def _row(name: str, label: str) -> ModelRow:
     info = model_info(name)
     price = (f"{format_cost(info.input_price)} / {format_cost(info.output_price)}"
@@ -305,20 +319,29 @@ def _row(name: str, label: str) -> ModelRow:
     return ModelRow(name, label, info.context_window, info.vision, price)
 
 
-def describe(route: Route) -> Iterator[tuple[str, str, str, str]]:
-    """``%chat config`` rows for one route: (setting, value, source, environment variable)."""
-    info = route.info
-    chosen = route.provider
+def describe(name: str, home: ChatClient, routes: Routes, *, context_window: int | None = None,
+             vision: bool | None = None) -> Iterator[tuple[str, str, str, str]]:
+    """``%chat config`` rows for model ``name`` (a local server is asked, once per client):
+    (setting, value, source, environment variable)."""
+    try:
+        route: Route | None = routes.route(name, home, context_window=context_window, vision=vision)
+    except errors.ChatError:  # no key for its provider: what is known, and the missing key's row
+        route = None
+    info = route.info if route is not None else routes.info(name, home, context_window=context_window,
+                                                            vision=vision)
+    provider_name, _ = split_model(name)
+    chosen = provider(provider_name) if provider_name else None
     if chosen is not None:
-        built = _BUILT.get(route.client)
         yield ("provider", chosen.label, f"model prefix {chosen.name}:", "")
-        yield ("provider endpoint", route.client.base_url, built.url_source if built else "client=", chosen.url_env)
+        if route is not None:
+            built = _BUILT.get(route.client)
+            yield ("provider endpoint", route.client.base_url, built.url_source if built else "client=",
+                   chosen.url_env)
         key, env = chosen.key()
         shown = "set (hidden)" if key else ("not needed" if not chosen.needs_key else "not set")
         yield ("provider key", shown, f"env {env}" if env else "", " or ".join(chosen.key_env))
     yield ("context window", f"{info.context_window:,}", info.window_source, "LLMCHAT_CONTEXT_WINDOW")
-    vision = {True: "yes", False: "no", None: "not known"}[info.vision]
-    yield ("vision", vision, info.vision_source, "")
+    yield ("vision", {True: "yes", False: "no", None: "not known"}[info.vision], info.vision_source, "")
     yield ("token counts", *_counting(info), "")
 
 
