@@ -2,13 +2,22 @@
 
 The reference recipe, ``DisplayHandle.update(Markdown(answer_so_far))`` per token, resends the
 whole answer on every token: IOPub bytes and front-end work grow with the square of its length.
-``MarkdownDisplaySink`` instead repaints on time (the ``Repainter`` of every ``LiveSink``), moves
-finished blocks into frozen outputs (``freezing.FreezePolicy``, the panel's policy too) so only
-the live tail is resent, keeps the number of outputs bounded by merging frozen ones, and at the
-end shows the exact answer as ONE ``text/markdown`` output (earlier pieces blanked) plus a
-separate small footer. Inside an ipywidgets ``Output``, where front ends drop updates, it shows
-only that final answer and footer. No openai imports here; IPython is imported only when a display is
-actually published.
+``MarkdownDisplaySink`` instead repaints on time (the ``Repainter`` of every ``LiveSink``; the
+first text at once) and freezes finished blocks into outputs of their own (``freezing.FreezePolicy``,
+the panel's policy too), so only the live tail is resent.
+
+What is on screen only ever grows while the answer streams: a freeze cuts where the live output
+has shown nothing yet, so the frozen output gains text never shown and the next output starts
+with text never shown; nothing moves from one output to another (a move shows a block twice, or
+not at all, until both messages have arrived), and outputs are never merged. At the end:
+- in a cell the magic owns with nothing else in it (``cell_watch``), the pieces are swapped for
+  ONE exact ``text/markdown`` output in one step (``clear_output(wait=True)``, then the answer);
+- with no frozen piece, the live output itself becomes the exact answer (one update);
+- otherwise (``bot.ask`` in a cell that may hold other outputs) the pieces stay, each complete,
+  and the live one shows the exact tail.
+A small footer follows as its own output. Inside an ipywidgets ``Output``, where front ends drop
+updates, only the final answer and footer are shown. No openai imports here; IPython is imported
+only when a display is actually published.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from ..core.repaint import DEFAULT_INTERVAL
 from ..core.reply import LiveSink, PrintSink, Reply
@@ -28,7 +38,12 @@ from .markdown_partial import close_open_counted
 from .publish import Bundle, DisplayPublisher, IPythonPublisher, in_notebook_kernel, updates_shown
 from .safe_markdown import safe_bundle
 
+if TYPE_CHECKING:
+    from .cell_watch import CellWatch
+
 __all__ = ["MarkdownDisplaySink", "make_sink"]
+
+_UNSURE = "\0unsure"  # what a slot shows after a send that was interrupted: anything may be there
 
 
 @dataclass
@@ -45,19 +60,17 @@ class _Piece:
     prefix: str = ""
     open_end: bool = False
 
-    def size(self) -> int:
-        return (self.end or self.start) - self.start
-
 
 class MarkdownDisplaySink(LiveSink):
     """A ``ReplySink`` that renders the streaming answer as live Markdown in a notebook cell.
 
     ``start`` shows a placeholder (model name, working indicator); ``write`` only collects text
-    and lets the repainter decide when to repaint (at most every ``interval`` s); ``finish``
-    replaces all pieces with one ``text/markdown`` output holding exactly ``reply.text`` and adds
-    the footer as its own output. ``trace`` (for benchmarks) records ``(time, chars shown)`` after
-    each repaint. Safe against a KeyboardInterrupt inside ``write``: ``finish`` rebuilds the final
-    state from ``reply`` and the list of outputs it may have created.
+    and lets the repainter decide when to repaint (the first text at once, then at most every
+    ``interval`` s); ``finish`` shows the exact answer (see the module docstring for how) and the
+    footer as its own output. ``cell``: the watch of the cell the sink owns (``%%chat``), which
+    allows the final swap. ``trace`` (for benchmarks) records ``(time, chars shown)`` after each
+    repaint. Safe against a KeyboardInterrupt inside ``write``: ``finish`` rebuilds the final
+    state from ``reply`` and what each output may show.
     """
 
     def __init__(
@@ -66,39 +79,47 @@ class MarkdownDisplaySink(LiveSink):
         footer: bool = True,
         interval: float = DEFAULT_INTERVAL,
         plain_text: bool = True,
-        max_outputs: int = 6,
         max_rate: int = 12,
         freeze_cost: int = 1200,
         soft_min: int = 1024,
         trailing: bool = True,
         publisher: DisplayPublisher | None = None,
+        cell: CellWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
         trace: bool = False,
     ) -> None:
-        if max_outputs < 2:
-            raise ValueError(f"max_outputs must be at least 2, got {max_outputs}")
         super().__init__(interval=interval, trailing=trailing, clock=clock)
         self.footer = footer
         self.plain_text = plain_text
-        self.max_outputs = max_outputs
         # a freeze costs about two display messages (~560 bytes of headers each)
         self.policy = FreezePolicy(freeze_cost=freeze_cost, soft_min=soft_min, max_rate=max_rate, clock=clock)
         self.trace: list[tuple[float, int]] | None = [] if trace else None
         self._publisher = publisher
-        self._tag = uuid.uuid4().hex[:10]
+        self._cell = cell
+        self._tag = f"llmchat-{uuid.uuid4().hex[:10]}"
+        if cell is not None:
+            cell.claim(self._tag)
         self._received = 0
         self._arrivals: deque[tuple[float, int]] = deque()  # (time, chars received) per write
         self._slots: list[str] = []  # display ids, in output order
-        self._shown: list[str | None] = []  # what each slot shows ("" = blank)
+        self._shown: list[str | None] = []  # what each slot shows (None: not created yet)
         self._frozen: list[_Piece] = []
         self._live: _Piece | None = None
+        self._shown_end = 0  # the end (offset in the answer) of the text the live slot shows
+        self._waiting = False  # no answer text shown yet (the placeholder, if any, is on screen)
         self._updates: bool | None = None  # updates reach the screen (None: not asked yet)
+
+    @property
+    def frozen_pieces(self) -> list[tuple[int, int]]:
+        """(start, end) in the answer of each frozen output, in order (for tests and benchmarks)."""
+        return [(p.start, p.end or p.start) for p in self._frozen]
 
     # -- LiveSink ------------------------------------------------------------------------------
     def _show_start(self, model: str) -> None:
         if self._live is None and self._live_updates():
             slot = self._new_slot(f"*{escape_markdown(model)} · answering…*")
             self._live = _Piece(slot, 0)
+            self._waiting = True
 
     def _arrived(self, text: str, now: float) -> None:
         self._received += len(text)
@@ -112,14 +133,24 @@ class MarkdownDisplaySink(LiveSink):
         text = self._text
         if self._live is None:  # write() without start(): no placeholder, start showing now
             self._live = _Piece(self._new_slot(), 0)
-        cut = self.policy.cut(text, self._live.start, self._live.prefix)
+            self._waiting = True
+        cut = self.policy.cut(text, self._live.start, self._live.prefix, after=self._shown_end)
         if cut is not None:
             self._freeze(cut)
         live = self._live
         markdown, hidden = self._piece_markdown(live)
-        self._show(live.slot, markdown)
-        self.policy.repainted(len(markdown))
+        hold = self.policy.hold(text, live.start, live.prefix)
+        if hold is not None and self._shown_end <= hold < len(text) - hidden:  # may start a cut: not yet
+            markdown, held = close_open_counted(live.prefix + text[live.start : hold])
+            hidden = len(text) - hold + held
+        if markdown:
+            self._show(live.slot, markdown)
+            self._waiting = False
+            self.policy.repainted(len(markdown))
+        elif self._waiting:  # all held back (a lone "#"): the placeholder stays, the next delta shows at once
+            self._repainter.nothing_shown()
         shown = len(text) - hidden
+        self._shown_end = shown
         if self.trace is not None:
             self.trace.append((self._clock(), shown))
         arrivals = self._arrivals
@@ -132,19 +163,54 @@ class MarkdownDisplaySink(LiveSink):
         data: Bundle = {"text/markdown": answer} if answer else {}
         if answer and self.plain_text:
             data["text/plain"] = answer
-        if not self._slots:
-            self._new_slot()
-        if data or self._shown[0]:
-            self._send(0, data)
-        for slot in range(1, len(self._slots)):
-            if self._shown[slot]:  # None: never sent; "": already blank
-                self._send(slot, {})
+        footer = footer_markdown(reply, facts=self.footer)
+        footer_data: Bundle | None = None if footer is None else {"text/markdown": footer[0], "text/plain": footer[1]}
+        live = self._live
+        if not self._live_updates() or live is None or all(shown is None for shown in self._shown):
+            if data:  # nothing of ours is on screen: new outputs only
+                self._send(self._new_slot(), data)
+        elif self._frozen and self._owns_cell():
+            self._swap(data)  # the pieces become one output in one step
+        elif self._frozen:
+            self._finish_pieces(answer, live)
+        elif data:
+            self._send(live.slot, data)  # the live output becomes the exact answer
+        elif footer_data is not None:
+            self._send(live.slot, footer_data)  # no text: the notice takes the placeholder's place
+            footer_data = None
+        elif self._owns_cell():
+            self._clear(wait=True)  # no text, nothing to say: the error the magic raises replaces it
+        else:
+            self._send(live.slot, _failure_line(reply))
         if self.trace is not None:
             self.trace.append((self._clock(), len(answer)))
-        footer = footer_markdown(reply, facts=self.footer)
-        if footer is not None:
-            md, plain = footer
-            self._send(self._new_slot(), {"text/markdown": md, "text/plain": plain})
+        if footer_data is not None:
+            self._send(self._new_slot(), footer_data)
+
+    # -- the end -------------------------------------------------------------------------------
+    def _owns_cell(self) -> bool:
+        return self._cell is not None and self._cell.only_ours()
+
+    def _swap(self, data: Bundle) -> None:
+        """Replace every output of the cell with one holding ``data``: the front end clears when
+        the new output arrives and shows it in the same step."""
+        self._clear(wait=True)
+        self._shown = [None] * len(self._shown)  # gone; their display ids are not used again
+        if data:
+            self._send(self._new_slot(), data)
+
+    def _finish_pieces(self, answer: str, live: _Piece) -> None:
+        """The frozen pieces stay (each a whole stretch of the answer); the live one gets the exact tail."""
+        for piece in self._frozen:  # an interrupted send may have left one unsure
+            self._show(piece.slot, self._piece_markdown(piece)[0])
+        self._show(live.slot, live.prefix + answer[live.start:])
+
+    def _clear(self, *, wait: bool) -> None:
+        with self._ours():
+            self._get_publisher().clear(wait=wait)
+
+    def _ours(self) -> AbstractContextManager[None]:
+        return self._cell.ours() if self._cell is not None else nullcontext()
 
     # -- outputs (always under the repainter's lock) -------------------------------------------
     def _live_updates(self) -> bool:
@@ -159,15 +225,16 @@ class MarkdownDisplaySink(LiveSink):
         return self._publisher
 
     def _send(self, slot: int, data: Bundle) -> None:
-        publisher = self._get_publisher()
         created = self._shown[slot] is not None
-        self._shown[slot] = data.get("text/markdown", "")  # recorded first: finish() must blank it even if interrupted
+        self._shown[slot] = _UNSURE  # until the message is out: an interrupt leaves it to be resent
         self.policy.sent()
-        publisher.show(self._slots[slot], safe_bundle(data), update=created)  # display-safe
+        with self._ours():
+            self._get_publisher().show(self._slots[slot], safe_bundle(data), update=created)  # display-safe
+        self._shown[slot] = data.get("text/markdown", "")
 
     def _new_slot(self, markdown: str | None = None) -> int:
         """A new output after the existing ones; created by its first ``_show``."""
-        self._slots.append(f"llmchat-{self._tag}-{len(self._slots)}")
+        self._slots.append(f"{self._tag}-{len(self._slots)}")
         self._shown.append(None)
         slot = len(self._slots) - 1
         if markdown is not None:
@@ -175,7 +242,7 @@ class MarkdownDisplaySink(LiveSink):
         return slot
 
     def _show(self, slot: int, markdown: str) -> None:
-        if self._shown[slot] != markdown:
+        if self._shown[slot] != markdown and (markdown or self._shown[slot] is not None):
             self._send(slot, {"text/markdown": markdown} if markdown else {})
 
     def _piece_markdown(self, piece: _Piece) -> tuple[str, int]:
@@ -187,41 +254,21 @@ class MarkdownDisplaySink(LiveSink):
         return close_open_counted(markdown)
 
     def _freeze(self, cut: Cut) -> None:
-        """Move the live piece up to ``cut`` into a frozen output; the live tail continues after it."""
+        """The live output keeps the answer up to ``cut`` (only text it has not shown is added);
+        the live tail continues after it in a new output, created by the next ``_show``."""
         live = self._live
         assert live is not None
         piece = _Piece(live.slot, live.start, cut.at, live.prefix, cut.open_end)
-        first_free = (self._frozen[-1].slot + 1) if self._frozen else 0
-        blank = [s for s in range(first_free, live.slot) if self._shown[s] == ""]
-        if blank:  # a blanked slot sits between the frozen pieces and the live one: reuse it
-            piece.slot = blank[0]
-            self._frozen.append(piece)
-            self._show(piece.slot, self._piece_markdown(piece)[0])
-            self._live = _Piece(live.slot, cut.at, prefix=cut.prefix)
-        elif len(self._slots) < self.max_outputs:  # the live slot freezes; a new one follows it
-            self._frozen.append(piece)
-            self._show(piece.slot, self._piece_markdown(piece)[0])
-            self._live = _Piece(self._new_slot(), cut.at, prefix=cut.prefix)
-        elif self._frozen:
-            self._merge(piece)
-            self._live = _Piece(live.slot, cut.at, prefix=cut.prefix)
-        else:
-            return  # every output is taken and none is frozen (max_outputs=1 cannot happen)
+        self._frozen.append(piece)
+        self._live = _Piece(self._new_slot(), cut.at, prefix=cut.prefix)
         self.policy.frozen()
+        self._show(piece.slot, self._piece_markdown(piece)[0])
 
-    def _merge(self, piece: _Piece) -> None:
-        """No free output: merge ``piece`` with the newest frozen pieces (sizes stay geometric)."""
-        group = [piece]
-        merged = piece.size()
-        while self._frozen and (len(group) == 1 or self._frozen[-1].size() <= 2 * merged):
-            group.insert(0, self._frozen.pop())
-            merged += group[0].size()
-        first = group[0]
-        into = _Piece(first.slot, first.start, piece.end, first.prefix, piece.open_end)
-        self._frozen.append(into)
-        self._show(into.slot, self._piece_markdown(into)[0])
-        for p in group[1:-1]:
-            self._show(p.slot, "")
+
+def _failure_line(reply: Reply) -> Bundle:
+    """What the placeholder says of an answer that ended with no text and no footer."""
+    notice = reply.notice or "no answer"
+    return {"text/markdown": f"**⚠ {escape_markdown(notice)}**", "text/plain": f"[{notice}]"}
 
 
 def make_sink(
@@ -231,14 +278,17 @@ def make_sink(
     interval: float = DEFAULT_INTERVAL,
     plain_text: bool = True,
     stream: TextIO | None = None,
+    cell: CellWatch | None = None,
     **display_options: Any,
 ) -> LiveSink:
     """The sink for where the code runs: live Markdown in a notebook kernel, else plain text.
 
     ``kind`` forces one: "display" (live Markdown), "print" (plain text, ``-f text``), "code" or
-    "json" (the formatted answer, ``-f code`` and ``--json``). ``display_options`` go to
-    ``MarkdownDisplaySink`` (max_outputs, ...); ``stream`` to ``PrintSink`` (default stdout).
-    Every sink is a context manager: ``with make_sink() as sink: bot.ask(q, sink=sink)``.
+    "json" (the formatted answer, ``-f code`` and ``--json``). ``cell``: the watch of the cell
+    the sink owns (``cell_watch.current_cell()`` in a magic), so the finished answer may replace
+    what it streamed. ``display_options`` go to ``MarkdownDisplaySink`` (freeze_cost, ...);
+    ``stream`` to the plain-text sink (default stdout). Every sink is a context manager:
+    ``with make_sink() as sink: bot.ask(q, sink=sink)``.
     """
     if kind not in ("auto", "display", "print", "code", "json"):
         raise ValueError(f"kind must be 'auto', 'display', 'print', 'code' or 'json', got {kind!r}")
@@ -247,7 +297,11 @@ def make_sink(
 
         return FormattedSink(kind, in_kernel=in_notebook_kernel(), footer=footer, interval=interval)
     if kind == "print" or (kind == "auto" and not in_notebook_kernel()):
+        if cell is not None and stream is None:
+            from .plain_text import CellTextSink
+
+            return CellTextSink(cell, interval=interval)
         return PrintSink(stream, interval=interval)
     return MarkdownDisplaySink(
-        footer=footer, interval=interval, plain_text=plain_text, **display_options
+        footer=footer, interval=interval, plain_text=plain_text, cell=cell, **display_options
     )

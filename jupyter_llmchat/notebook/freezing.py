@@ -9,6 +9,13 @@ the whole); cuts that split a block visually until the answer ends (inside a lon
 list, or, last resort, at a sentence of one long paragraph) also need a long piece and twice
 the rent. A freeze adds messages, so it waits while the view already sent ``max_rate`` in the
 last second (Jupyter Server drops IOPub messages above a rate).
+
+Only a cut at or after the end of what the view shows now is taken (``after``): the frozen piece
+then only grows by text never shown and the new live piece shows text never shown, so no block
+ever moves from one output to another (a move shows it twice, or not at all, for as long as the
+two messages take to arrive). A block's start is known to be a cut only once a few characters of
+it have arrived (``markdown_blocks.KNOWN``), so while a freeze is due the view holds back a last
+line that may turn out to start a cut (``hold``): a few characters, for a repaint or two.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .markdown_blocks import find_boundaries
+from .markdown_blocks import KNOWN, find_boundaries
 from .markdown_partial import sentence_cut
 
 __all__ = ["Cut", "FreezePolicy"]
@@ -61,26 +68,48 @@ class FreezePolicy:
         """The live piece was shown again: ``size`` bytes of rent."""
         self.resent += size
 
-    def cut(self, text: str, start: int, prefix: str) -> Cut | None:
-        """Where to freeze the live piece ``prefix + text[start:]`` now, or None."""
-        if self.resent < self.freeze_cost:
-            return None
-        recent = self._sent
-        while recent and recent[0] < self._clock() - 1.0:
-            recent.popleft()
-        if len(recent) + self.freeze_messages > self.max_rate:  # a freeze adds messages: not this second
+    def cut(self, text: str, start: int, prefix: str, *, after: int = 0) -> Cut | None:
+        """Where to freeze the live piece ``prefix + text[start:]`` now, or None. ``after``: the
+        end (an offset in ``text``) of what the view shows; the cut is never before it."""
+        if not self._due():
             return None
         skip = len(prefix)
         body = prefix + text[start:]
+        first = max(skip + 1, after - start + skip)  # the earliest offset in body a cut may take
         found = find_boundaries(body)
-        if found.hard > skip:
+        if found.hard >= first:
             return Cut(start + found.hard - skip)
         if len(body) < self.soft_min or self.resent < 2 * self.freeze_cost:
             return None
-        if found.soft > skip:
+        if found.soft >= first:
             return Cut(start + found.soft - skip, found.soft_prefix, split=True)
         at = 0 if skip else sentence_cut(body)  # one long paragraph: split it at a sentence
-        return Cut(start + at, split=True) if at else None
+        return Cut(start + at, split=True) if at >= first else None
+
+    def hold(self, text: str, start: int, prefix: str) -> int | None:
+        """While a freeze is due: where the view should stop showing the live piece for now (an
+        offset in ``text``), because the last line, not yet long enough to tell, may start a cut
+        there. None: show everything."""
+        if not self._due():
+            return None
+        body = prefix + text[start:]
+        line = body.rfind("\n") + 1
+        if line <= len(prefix) or line == len(body) or len(body) - line >= KNOWN:
+            return None  # no line started yet, or it is long enough that the cut is known already
+        found = find_boundaries(body + "\n")  # were the line to end here, would a cut start it?
+        soft = len(body) >= self.soft_min and self.resent >= 2 * self.freeze_cost
+        if found.hard == line or (soft and found.soft == line):
+            return start + line - len(prefix)
+        return None
+
+    def _due(self) -> bool:
+        """Resending has cost a freeze, and a freeze's messages fit in this second's budget."""
+        if self.resent < self.freeze_cost:
+            return False
+        recent = self._sent
+        while recent and recent[0] < self._clock() - 1.0:
+            recent.popleft()
+        return len(recent) + self.freeze_messages <= self.max_rate  # a freeze adds messages
 
     def frozen(self) -> None:
         """The view froze its live piece: the rent starts again."""

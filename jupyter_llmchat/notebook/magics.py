@@ -32,6 +32,7 @@ from ..core.reply import LiveSink
 from ..core.sessions import DEFAULT_SESSION
 from . import commands
 from .arguments import parse, plain_help, split_line
+from .cell_watch import current_cell, owning_cell
 from .error_display import shown_in_one_line
 from .expansion import ExpansionError, expand
 from .settings import (
@@ -315,6 +316,7 @@ class ChatMagics(Magics):
               help="Append the last exception's traceback (ask 'why did this fail?').")
     @argument("--raw", action="store_true", help="Send the cell as written: no {name} expansion.")
     @cell_magic("chat")
+    @owning_cell  # the finished answer may replace what it streamed when nothing else is in the cell
     def chat(self, line: str, cell: str) -> None:
         """Ask the question in the cell below this line; the answer streams below the cell and
         is kept in the variable _chat.
@@ -453,7 +455,7 @@ class ChatMagics(Magics):
         from .display import make_sink
 
         kind = {"markdown": "auto", "text": "print"}.get(fmt, fmt)
-        return make_sink(kind=kind, footer=self.setting("footer")[0])  # type: ignore[arg-type]
+        return make_sink(kind=kind, footer=self.setting("footer")[0], cell=current_cell())  # type: ignore[arg-type]
 
     def _note_demo(self) -> None:
         if self.demo_url and not self._demo_noted:

@@ -22,13 +22,17 @@ Bundle = dict[str, str]
 
 
 class DisplayPublisher(Protocol):
-    """Where display messages go: ``display_data`` (update=False) or ``update_display_data``.
+    """Where display messages go: ``display_data`` (update=False) or ``update_display_data``, and
+    ``clear_output`` (wait=True: the front end clears when the next output arrives, in the same
+    step as it shows that output, so replacing a cell's outputs shows no empty frame).
 
     A publisher may also have ``updates_shown() -> bool``: False when updates would not reach the
     screen (see ``output_widget_capturing``); without it they are taken to be shown.
     """
 
     def show(self, display_id: str, data: Bundle, *, update: bool) -> None: ...
+
+    def clear(self, *, wait: bool) -> None: ...
 
 
 def updates_shown(publisher: DisplayPublisher) -> bool:
@@ -60,6 +64,11 @@ class IPythonPublisher:
                 publish(_WithoutFlush(pub), data, metadata={}, transient=transient, update=True)
                 return
         self._publish(data, metadata={}, transient=transient, update=update)
+
+    def clear(self, *, wait: bool) -> None:
+        from IPython.display import clear_output
+
+        clear_output(wait=wait)
 
 
 class _WithoutFlush:

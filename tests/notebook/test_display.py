@@ -1,9 +1,10 @@
-"""render: live Markdown in a notebook cell, one exact final display, bounded IOPub traffic.
+"""render: live Markdown in a notebook cell, one exact final display, bounded IOPub traffic, no flashes.
 
 Unit tests drive ``MarkdownDisplaySink`` with a fake clock and an ``OutputArea`` that applies
-display messages the way a front end (or nbclient) does. The kernel tests run the real thing:
-an ipykernel started with jupyter_client, the Chatbot over the real openai SDK against the
-loopback server, IOPub messages counted as they arrive.
+display messages the way a front end (or nbclient) does, keeping what it shows after every
+message (a "frame"): no frame may show a line of the answer twice, and a line once shown never
+disappears. The kernel tests run the real thing: an ipykernel started with jupyter_client, the
+Chatbot over the real openai SDK against the loopback server, IOPub messages applied in order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,13 @@ from typing import Any
 import nbformat
 import openai
 import pytest
+from support.markdown_corpus import CORPUS
 
 from jupyter_llmchat.core.reply import PrintSink, Reply, Usage
 from jupyter_llmchat.notebook.display import MarkdownDisplaySink, make_sink
 from jupyter_llmchat.notebook.formatted import FormattedSink
+from jupyter_llmchat.notebook.plain_text import CellTextSink
+from jupyter_llmchat.notebook.safe_markdown import safe_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +43,19 @@ TRICKY = (
 )
 
 
+def sections(n: int) -> str:
+    """An answer of ``n`` sections whose every line is unique (so a line shown twice is a duplicate)."""
+    parts = []
+    for i in (f"{k:02d}" for k in range(n)):  # "1" would be the start of "10"
+        parts.append(
+            f"## Section {i}\n\nParagraph {i} explains **point {i}** with `code_{i}` and more words about it, "
+            f"enough to wrap on a narrow screen ({i}).\n\n"
+            f"- item {i}.a with detail\n- item {i}.b with detail\n\n"
+            f"```python\ndef f_{i}(x):\n    return x + {i}\n```\n\n"
+            f"| key {i} | value {i} |\n|---|---|\n| k{i} | v{i} |\n")
+    return "\n".join(parts)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -46,14 +64,34 @@ class FakeClock:
         return self.now
 
 
+class FakeCell:
+    """A cell the sink owns (what ``cell_watch.CellWatch`` says in a ``%%chat`` cell)."""
+
+    def __init__(self, *, alone: bool = True) -> None:
+        self.alone = alone
+        self.claimed: list[str] = []
+
+    def claim(self, prefix: str) -> None:
+        self.claimed.append(prefix)
+
+    def ours(self) -> Any:
+        return nullcontext()
+
+    def only_ours(self) -> bool:
+        return self.alone
+
+
 @dataclass
 class OutputArea:
-    """Applies ``display_data`` / ``update_display_data`` like a front end; keeps every message."""
+    """Applies display messages like a front end (``clear_output(wait=True)`` clears when the next
+    output arrives, in the same step); keeps every message and what is shown after each (frames)."""
 
     outputs: list[dict[str, str]] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
     messages: list[tuple[str, dict[str, str], bool]] = field(default_factory=list)
+    frames: list[list[dict[str, str]]] = field(default_factory=list)
     fail_on: int | None = None  # raise KeyboardInterrupt on this message (a Ctrl-C mid-send)
+    clear_next: bool = False
 
     def show(self, display_id: str, data: dict[str, str], *, update: bool) -> None:
         if self.fail_on is not None and len(self.messages) == self.fail_on:
@@ -61,13 +99,45 @@ class OutputArea:
             raise KeyboardInterrupt
         self.messages.append((display_id, dict(data), update))
         if not update:
+            if self.clear_next:
+                self.outputs, self.ids, self.clear_next = [], {}, False
             self.ids[display_id] = len(self.outputs)
             self.outputs.append(dict(data))
         elif display_id in self.ids:
             self.outputs[self.ids[display_id]] = dict(data)
+        self.frames.append([dict(o) for o in self.outputs])
+
+    def clear(self, *, wait: bool) -> None:
+        self.messages.append(("clear", {}, wait))
+        if wait:
+            self.clear_next = True
+        else:
+            self.outputs, self.ids = [], {}
+            self.frames.append([])
 
     def visible(self) -> list[dict[str, str]]:
         return [o for o in self.outputs if o]
+
+
+def check_frames(area: OutputArea | list[list[dict[str, str]]], answer: str) -> None:
+    """No frame shows a line of the answer twice, and a line once shown never disappears."""
+    frames = area.frames if isinstance(area, OutputArea) else area
+    counts: dict[str, int] = {}
+    for line in answer.split("\n"):
+        counts[line] = counts.get(line, 0) + 1
+    # a fence's opening line is shown again by the piece that continues a split code block
+    unique = {line for line, n in counts.items() if n == 1 and len(line.strip()) >= 6
+              and not line.lstrip(" >-*0123456789.").startswith(("```", "~~~"))}
+    before: set[str] = set()
+    for number, frame in enumerate(frames):
+        shown: list[str] = []
+        for output in frame:
+            lines = output.get("text/markdown", "").split("\n")
+            shown += [line for line in lines[:-1] if line in unique]  # complete lines only
+        assert len(shown) == len(set(shown)), f"frame {number} shows a line twice: {shown}"
+        now = set(shown)
+        assert before <= now, f"frame {number} lost {before - now}"
+        before = now
 
 
 def stream(sink: MarkdownDisplaySink, clock: FakeClock, text: str, *, seed: int = 0, step: float = 0.02) -> None:
@@ -84,6 +154,11 @@ def new_sink(**options: Any) -> tuple[MarkdownDisplaySink, OutputArea, FakeClock
     area, clock = OutputArea(), FakeClock()
     options.setdefault("trailing", False)
     return MarkdownDisplaySink(publisher=area, clock=clock, **options), area, clock
+
+
+def pieces_markdown(sink: MarkdownDisplaySink, area: OutputArea) -> list[str]:
+    """The answer outputs (all but the footer) as the area shows them."""
+    return [o["text/markdown"] for o in area.visible()[:-1]]
 
 
 # -- unit: the sink's output layout --------------------------------------------------------------
@@ -108,21 +183,70 @@ def test_placeholder_then_first_text_then_one_exact_final_output() -> None:
     ]
 
 
-@pytest.mark.parametrize("seed", range(6))
+def test_the_first_text_shows_the_moment_it_arrives_even_after_a_held_back_marker() -> None:
+    """A first delta that is only a half-typed marker ("#") shows nothing; the next delta shows at
+    once, not an interval later (throttling starts after the first text)."""
+    sink, area, clock = new_sink(interval=0.1)
+    sink.start("m")
+    sink.write("#")
+    assert area.outputs == [{"text/markdown": "*m · answering…*"}]  # nothing to show yet: the placeholder stays
+    clock.now += 0.02
+    sink.write(" Notes")
+    assert area.outputs == [{"text/markdown": "# Notes"}]  # at once
+    clock.now += 0.02
+    sink.write(" on")
+    assert area.outputs == [{"text/markdown": "# Notes"}]  # now throttled
+    clock.now += 0.1
+    sink.write(" it")
+    assert area.outputs == [{"text/markdown": "# Notes on it"}]
+
+
+@pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("step", [0.02, 0.0005, 0.2])
-def test_long_answer_final_output_is_exact_and_outputs_stay_bounded(seed: int, step: float) -> None:
-    answer = TRICKY + "\n\n" + "\n\n".join(TRICKY for _ in range(6))
-    sink, area, clock = new_sink(max_outputs=6)
+def test_a_cell_it_owns_ends_with_exactly_the_answer_and_the_footer(seed: int, step: float) -> None:
+    answer = sections(12)
+    cell = FakeCell()
+    sink, area, clock = new_sink(cell=cell)
     sink.start("m")
     stream(sink, clock, answer, seed=seed, step=step)
-    assert len(area.outputs) <= 6
-    assert area.visible()[0]["text/markdown"].startswith("# Plan\n\nIntro with **bold**")
+    assert len(sink.frozen_pieces) >= 2  # it froze as it streamed ...
     sink.finish(Reply(text=answer, model="m"))
-    assert area.visible()[0] == {"text/markdown": answer, "text/plain": answer}
-    assert len(area.visible()) == 2 and area.visible()[1]["text/markdown"] == "<sub>m</sub>"
-    assert len(area.outputs) <= 7  # answer, blanked pieces, footer
-    created = {display_id for display_id, _, update in area.messages if not update}
-    assert all(display_id in created for display_id, _, update in area.messages if update)
+    assert area.outputs == [{"text/markdown": answer, "text/plain": answer},  # ... and ends as one output
+                            {"text/markdown": "<sub>m</sub>", "text/plain": "[m]"}]
+    assert [m for m in area.messages if m[0] == "clear"] == [("clear", {}, True)]
+    assert cell.claimed and all(m[0].startswith(cell.claimed[0]) for m in area.messages if m[0] != "clear")
+    check_frames(area, answer)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("step", [0.02, 0.0005, 0.2])
+def test_elsewhere_the_frozen_pieces_stay_whole_and_the_last_shows_the_exact_tail(seed: int, step: float) -> None:
+    answer = sections(12)
+    sink, area, clock = new_sink()  # bot.ask in any cell: other outputs may be there, nothing is cleared
+    sink.start("m")
+    stream(sink, clock, answer, seed=seed, step=step)
+    sink.finish(Reply(text=answer, model="m"))
+    pieces = pieces_markdown(sink, area)
+    assert "".join(pieces) == answer and len(pieces) == len(sink.frozen_pieces) + 1
+    assert area.outputs == area.visible()  # no empty output anywhere
+    assert area.visible()[-1] == {"text/markdown": "<sub>m</sub>", "text/plain": "[m]"}
+    assert not [m for m in area.messages if m[0] == "clear"]
+    check_frames(area, answer)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+@pytest.mark.parametrize("step", [0.02, 0.3])
+def test_no_frame_shows_a_line_twice_or_loses_one(name: str, step: float) -> None:
+    """Answers the way models write them, streamed slowly or quickly with frequent freezes."""
+    answer = "\n\n".join([CORPUS[name]] * 3)
+    for cell in (FakeCell(), None):
+        sink, area, clock = new_sink(cell=cell, freeze_cost=150, soft_min=200)
+        sink.start("m")
+        stream(sink, clock, answer, step=step)
+        sink.finish(Reply(text=answer, model="m"))
+        check_frames(area, answer)
+        if cell is not None:  # the one output (display-safe Markdown; the exact text is its text/plain)
+            assert area.visible()[0] == {"text/markdown": safe_markdown(answer), "text/plain": answer}
 
 
 def test_repaints_are_on_time_not_per_token() -> None:
@@ -140,7 +264,7 @@ def test_repaints_are_on_time_not_per_token() -> None:
 
 def test_only_the_live_tail_is_resent() -> None:
     """Blocks that are finished move into frozen outputs; updates then carry only the tail."""
-    sink, area, clock = new_sink()
+    sink, area, clock = new_sink(cell=FakeCell())
     sink.start("m")
     paragraphs = [f"Paragraph {i}: " + "some words here " * 12 for i in range(200)]
     answer = "\n\n".join(paragraphs)
@@ -163,7 +287,7 @@ def test_one_huge_paragraph_is_split_at_sentences_while_it_streams() -> None:
     pieces = [o["text/markdown"] for o in area.visible()]
     assert len(pieces) >= 2 and all(p.endswith("`. ") for p in pieces[:-1])  # frozen at sentence ends
     sink.finish(Reply(text=answer, model="m"))
-    assert area.visible()[0]["text/markdown"] == answer
+    assert "".join(pieces_markdown(sink, area)) == answer
 
 
 def test_code_fence_is_closed_while_it_streams() -> None:
@@ -195,11 +319,26 @@ def test_partial_answers_are_marked_even_without_footer(status: str, extra: dict
     ]
 
 
-def test_failure_before_any_text_clears_the_placeholder() -> None:
+def test_failure_before_any_text_leaves_no_empty_output() -> None:
+    """In a cell the magic owns, the placeholder goes when the error the magic raises arrives
+    (clear with wait); elsewhere it says what happened (the error is raised to the caller too)."""
+    sink, area, _ = new_sink(cell=FakeCell())
+    sink.start("m")
+    sink.finish(Reply(text="", model="m", status="failed", error="401: bad key"))
+    assert area.messages[-1] == ("clear", {}, True) and area.clear_next
     sink, area, _ = new_sink()
     sink.start("m")
     sink.finish(Reply(text="", model="m", status="failed", error="401: bad key"))
-    assert area.outputs == [{}]  # no answer, no footer: the error itself is raised by ask()
+    assert area.outputs == [{"text/markdown": "**⚠ request failed: 401: bad key**",
+                             "text/plain": "[request failed: 401: bad key]"}]
+
+
+def test_stopped_before_any_text_shows_the_notice_in_the_placeholders_place() -> None:
+    sink, area, _ = new_sink()
+    sink.start("m")
+    sink.finish(Reply(text="", model="m", status="interrupted"))
+    assert area.outputs == [{"text/markdown": "**⚠ answer interrupted: partial text kept**\n\n<sub>m</sub>",
+                             "text/plain": "[answer interrupted: partial text kept]\n[m]"}]
 
 
 def test_finish_without_start_and_from_cache() -> None:
@@ -220,28 +359,35 @@ def test_plain_text_can_be_left_out() -> None:
     assert area.visible() == [{"text/markdown": "x"}]
 
 
+@pytest.mark.parametrize("owned", [True, False])
 @pytest.mark.parametrize("fail_on", [1, 2, 5, 9, 14, 30])
-def test_keyboard_interrupt_inside_write_leaves_a_consistent_state(fail_on: int) -> None:
-    """Ctrl-C lands in the middle of sending a display message; finish() still shows one answer."""
-    sink, area, clock = new_sink(max_outputs=4)
+def test_keyboard_interrupt_inside_write_leaves_a_consistent_state(fail_on: int, owned: bool) -> None:
+    """Ctrl-C lands in the middle of sending a display message; finish() still shows the answer once."""
+    sink, area, clock = new_sink(cell=FakeCell() if owned else None, freeze_cost=300)
     area.fail_on = fail_on
     sink.start("m")
+    answer = sections(6)
     written = ""
     with pytest.raises(KeyboardInterrupt):
-        for i in range(0, len(TRICKY * 4), 3):
-            delta = (TRICKY * 4)[i : i + 3]
+        for i in range(0, len(answer), 3):
+            delta = answer[i : i + 3]
             written += delta
             sink.write(delta)
             clock.now += 0.3
     sink.finish(Reply(text=written, model="m", status="interrupted"))
-    assert area.visible()[0] == {"text/markdown": written, "text/plain": written}
-    assert area.visible()[1]["text/markdown"].startswith("**⚠ answer interrupted")
-    assert len(area.visible()) == 2  # the answer, and one footer with the notice and the facts
+    footer = area.visible()[-1]["text/markdown"]
+    assert footer.startswith("**⚠ answer interrupted")
+    if owned:
+        assert area.visible()[0] == {"text/markdown": written, "text/plain": written}
+        assert len(area.visible()) == 2  # the answer, and one footer with the notice and the facts
+    else:
+        assert "".join(pieces_markdown(sink, area)) == written
 
 
 def test_make_sink_outside_a_kernel_is_plain_text() -> None:
     assert isinstance(make_sink(), PrintSink)
     assert isinstance(make_sink(kind="display", footer=False), MarkdownDisplaySink)
+    assert isinstance(make_sink(kind="print", cell=FakeCell()), CellTextSink)  # type: ignore[arg-type]
     code = make_sink(kind="code", footer=False)
     assert isinstance(code, FormattedSink) and (code.kind, code.in_kernel, code.footer) == ("code", False, False)
     with pytest.raises(ValueError, match="kind must be 'auto', 'display', 'print', 'code' or 'json'"):
@@ -262,7 +408,7 @@ def test_the_sink_is_a_context_manager_that_always_stops_its_thread() -> None:
 def test_a_freeze_at_a_soft_cut_closes_the_fence_it_ends_in() -> None:
     """A long code block is split while it streams: the frozen piece closes the fence, the live
     piece reopens it; the end shows the one exact answer."""
-    sink, area, clock = new_sink(freeze_cost=100, soft_min=200)
+    sink, area, clock = new_sink(freeze_cost=100, soft_min=200, cell=FakeCell())
     answer = "Code:\n\n```python\n" + "".join(f"value_{i} = {i}\n" for i in range(60)) + "```\n"
     sink.start("m")
     stream(sink, clock, answer, step=0.05)
@@ -272,6 +418,7 @@ def test_a_freeze_at_a_soft_cut_closes_the_fence_it_ends_in() -> None:
     assert all(p.startswith("```python\n") for p in pieces[2:])  # reopened with its opener
     sink.finish(Reply(text=answer, model="m"))
     assert area.visible()[0]["text/markdown"] == answer
+    check_frames(area, answer)
 
 
 # -- real kernel ----------------------------------------------------------------------------------
@@ -295,26 +442,47 @@ class Execution:
     def display_bytes(self) -> int:
         return sum(s for m, s in zip(self.messages, self.sizes) if m["msg_type"] in DISPLAY_TYPES)
 
-    def outputs(self) -> list[dict[str, Any]]:
-        """The cell's outputs as a front end ends up with them (display ids updated in place)."""
+    def frames(self) -> list[list[dict[str, Any]]]:
+        """The cell's outputs after each message, applied as a front end applies them (display ids
+        updated in place, clear_output with wait=True done when the next output arrives)."""
         outputs: list[dict[str, Any]] = []
         where: dict[str, list[int]] = {}
+        clear_next = False
+        frames: list[list[dict[str, Any]]] = []
         for m in self.messages:
             kind, content = m["msg_type"], m["content"]
-            display_id = content.get("transient", {}).get("display_id")
-            if kind == "display_data":
-                if display_id:
-                    where.setdefault(display_id, []).append(len(outputs))
-                outputs.append({"type": kind, "data": content["data"]})
+            if kind not in (*DISPLAY_TYPES, "error"):
+                continue
+            if kind == "clear_output":
+                if content["wait"]:
+                    clear_next = True
+                    continue
+                outputs, where = [], {}
             elif kind == "update_display_data":
-                for i in where.get(display_id, []):
-                    outputs[i]["data"] = content["data"]
-            elif kind in ("stream", "error"):
-                outputs.append({"type": kind, "content": content})
-        return outputs
+                for i in where.get(content["transient"]["display_id"], []):
+                    outputs[i] = dict(content["data"])
+            else:
+                if clear_next:
+                    outputs, where, clear_next = [], {}, False
+                if kind == "display_data":
+                    display_id = content.get("transient", {}).get("display_id")
+                    if display_id:
+                        where.setdefault(display_id, []).append(len(outputs))
+                    outputs.append(dict(content["data"]))
+                elif kind == "stream" and outputs and outputs[-1].get("stream") == content["name"]:
+                    outputs[-1] = {**outputs[-1], "text": outputs[-1]["text"] + content["text"]}  # as front ends join them
+                else:
+                    outputs.append({"stream": content.get("name", "error"), "text": content.get("text", "")})
+            frames.append([dict(o) for o in outputs])
+        return frames
+
+    def outputs(self) -> list[dict[str, Any]]:
+        """The cell's outputs as a front end ends up with them."""
+        frames = self.frames()
+        return frames[-1] if frames else []
 
     def markdown_outputs(self) -> list[str]:
-        return [o["data"]["text/markdown"] for o in self.outputs() if "text/markdown" in o.get("data", {})]
+        return [o["text/markdown"] for o in self.outputs() if "text/markdown" in o]
 
     def stdout(self) -> str:
         return "".join(m["content"]["text"] for m in self.messages if m["msg_type"] == "stream")
@@ -393,9 +561,9 @@ def setup_bot(kernel: Kernel, loopback: Any) -> None:
     )
 
 
-def ask(kernel: Kernel, loopback: Any, question: str, *, tokens: int, rate: float | None, **run: Any) -> Execution:
-    loopback.queue(tokens=tokens, rate=rate)
-    return kernel.run(f"sink = make_sink(); r = bot.ask({question!r}, sink=sink, history=False)", **run)
+def setup_magic(kernel: Kernel, loopback: Any) -> None:
+    kernel.run("%load_ext jupyter_llmchat\n%config ChatMagics.store = ':memory:'\n"
+               f"%config ChatMagics.base_url = {loopback.base_url!r}\n%config ChatMagics.api_key = 'test-key'")
 
 
 def answer_output_bytes(run: Execution) -> int:
@@ -410,14 +578,16 @@ def test_kernel_make_sink_is_the_display_renderer(kernel: Kernel) -> None:
     assert kernel.value("type(make_sink()).__name__") == "MarkdownDisplaySink"
 
 
-def test_kernel_awkward_deltas_end_as_one_exact_markdown_output(kernel: Kernel) -> None:
-    """Deltas of 1-3 characters cut fences, tables and lists anywhere; many repaints and merges."""
+def test_kernel_awkward_deltas_stream_without_flashes(kernel: Kernel) -> None:
+    """Deltas of 1-3 characters cut fences, tables and lists anywhere; many repaints and freezes.
+    Outside a cell the magic owns, the pieces stay: together exactly the answer, none empty."""
+    answer = "\n\n".join([TRICKY, sections(8)])
     code = (
         "import random, time\n"
         "from jupyter_llmchat.notebook.display import MarkdownDisplaySink\n"
         "from jupyter_llmchat.core.reply import Reply\n"
-        f"answer = {TRICKY * 5!r}\n"
-        "sink = MarkdownDisplaySink(interval=0.002, max_outputs=5, freeze_cost=200)\n"
+        f"answer = {answer!r}\n"
+        "sink = MarkdownDisplaySink(interval=0.002, freeze_cost=200, max_rate=100_000)\n"
         "sink.start('m')\n"
         "rng, i = random.Random(3), 0\n"
         "while i < len(answer):\n"
@@ -426,42 +596,48 @@ def test_kernel_awkward_deltas_end_as_one_exact_markdown_output(kernel: Kernel) 
     )
     run = kernel.run(code)
     assert run.foreign == 0
-    assert run.markdown_outputs() == [TRICKY * 5, "<sub>m</sub>"]
-    outputs = run.outputs()
-    assert len(outputs) <= 6 and all(o["data"] == {} for o in outputs[1:-1])
+    markdown = run.markdown_outputs()
+    assert "".join(markdown[:-1]) == answer and markdown[-1] == "<sub>m</sub>" and len(markdown) > 3
+    assert all(o for o in run.outputs())  # no empty output
     assert len(run.displays) > 20  # it really streamed in many pieces
+    check_frames(run.frames(), answer)
 
 
 @pytest.mark.parametrize(("tokens", "rate", "max_ratio"), [(2000, None, 4), (500, 50.0, 25)])
-def test_kernel_chatbot_stream_is_exact_and_within_limits(
+def test_kernel_chat_cell_is_exact_and_within_limits(
     kernel: Kernel, loopback: Any, tokens: int, rate: float | None, max_ratio: int
 ) -> None:
-    setup_bot(kernel, loopback)
+    """A %%chat cell: live Markdown with no frame showing a line twice or losing one, and at the
+    end exactly the answer and the footer; IOPub traffic bounded."""
+    setup_magic(kernel, loopback)
     question = f"Explain streaming in {tokens} tokens"
     expected = expected_reply(loopback, question, tokens)
     assert "```python" in expected and "| Name |" in expected and "\n- " in expected
-    run = ask(kernel, loopback, question, tokens=tokens, rate=rate)
+    loopback.queue(tokens=tokens, rate=rate)
+    run = kernel.run(f"%%chat --no-history\n{question}")
     assert run.foreign == 0  # every display message belongs to the cell that asked
-    markdown = run.markdown_outputs()
-    assert markdown[0] == expected and len(markdown) == 2 and markdown[1].startswith("<sub>gpt-4o-mini")
+    outputs = run.outputs()
+    assert len(outputs) == 2 and outputs[0] == {"text/markdown": safe_markdown(expected), "text/plain": expected}
+    assert outputs[1]["text/markdown"].startswith("<sub>gpt-4o-mini · ")
+    check_frames(run.frames(), expected)
     total, final = run.display_bytes(), answer_output_bytes(run)
     assert total <= max_ratio * final, (total, final, len(run.displays))
     assert run.peak_per_second() <= 20
-    assert kernel.value("r.status") == "complete"
 
 
 def test_kernel_interrupt_leaves_a_marked_partial_answer(kernel: Kernel, loopback: Any) -> None:
     setup_bot(kernel, loopback)
     question = "A long answer, please"
-    expected = expected_reply(loopback, question, 3000)
-    run = ask(kernel, loopback, question, tokens=3000, rate=50.0, interrupt_after=8)
+    expected = sections(80)  # every cut a hard one: the pieces join to the text
+    loopback.queue(reply=expected, rate=50.0)
+    run = kernel.run(f"r = bot.ask({question!r}, history=False)", interrupt_after=8)
     status, partial = kernel.value("[r.status, r.text]")
     assert status == "interrupted"
     assert 0 < len(partial) < len(expected) and expected.startswith(partial)
     markdown = run.markdown_outputs()
-    assert markdown[0] == partial
-    assert markdown[1].startswith("**⚠ answer interrupted: partial text kept**")
-    assert all(o["data"] == {} for o in run.outputs()[1:-1])
+    assert "".join(markdown[:-1]) == safe_markdown(partial)  # a fence the interrupt left open is closed
+    assert markdown[-1].startswith("**⚠ answer interrupted: partial text kept**")
+    assert all(o for o in run.outputs())
 
 
 def test_kernel_stalled_stream_is_shown_by_the_helper_thread(kernel: Kernel) -> None:
@@ -482,25 +658,67 @@ def test_kernel_stalled_stream_is_shown_by_the_helper_thread(kernel: Kernel) -> 
     assert run.markdown_outputs()[0] == "First words and more"
 
 
+def test_kernel_bot_ask_without_a_sink_renders_live_markdown(kernel: Kernel, loopback: Any) -> None:
+    """bot.ask(...) in a cell streams live Markdown like %%chat (the top-level package's default-sink
+    hook), with its footer; the core itself imported no IPython to do it."""
+    setup_bot(kernel, loopback)
+    question = "Default sink please"
+    expected = sections(6)
+    loopback.queue(reply=expected, rate=400.0)
+    run = kernel.run(f"reply = bot.ask({question!r}, history=False)")
+    markdown = run.markdown_outputs()
+    assert "".join(markdown[:-1]) == expected
+    assert markdown[-1].startswith("<sub>gpt-4o-mini · ")
+    assert run.displays[0]["content"]["data"] == {"text/markdown": "*gpt-4o-mini · answering…*"}  # live: placeholder first
+    assert not run.stdout()  # no plain text printed
+    assert kernel.value("type(__import__('jupyter_llmchat.core.reply', fromlist=['x']).default_sink()).__name__") == \
+        "MarkdownDisplaySink"
+
+
 def test_notebook_saved_by_nbclient_holds_exactly_the_answer(loopback: Any) -> None:
+    """A saved %%chat cell holds the answer and the footer and nothing else; nbconvert exports it
+    once and says nothing about it."""
+    import logging
+
+    from nbconvert import HTMLExporter, MarkdownExporter
     from support.kernel_notebook import run_cells
 
     question = "Notebook export check"
-    expected = expected_reply(loopback, question, 600)
-    loopback.queue(tokens=600, rate=400.0)
+    expected = expected_reply(loopback, question, 1500)
+    loopback.queue(tokens=1500, rate=300.0)
+    loopback.queue(tokens=600, rate=200.0)
+    loopback.queue(reply=sections(14), rate=300.0)  # every cut a hard one: the pieces join to the answer
     result = run_cells([
-        "from jupyter_llmchat import Chatbot\nfrom jupyter_llmchat.notebook.display import make_sink\n"
-        f"bot = Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='test-key')",
-        f"_ = bot.ask({question!r}, sink=make_sink())",
+        "%load_ext jupyter_llmchat\n%config ChatMagics.store = ':memory:'\n"
+        f"%config ChatMagics.base_url = {loopback.base_url!r}\n%config ChatMagics.api_key = 'test-key'",
+        f"%%chat --no-history\n{question}",
+        "%%chat -f text --no-history\nPlain text please",
+        "%%chat --no-history\n{print('printed by the question') or 'Another'} question",
     ])
     nbformat.validate(result.nb)
     outputs = result.outputs(1)
-    answers = [o for o in outputs if o.get("data", {}).get("text/markdown") == expected]
-    assert len(answers) == 1 and answers[0].data["text/plain"] == expected
-    assert outputs[-1].data["text/markdown"].startswith("<sub>gpt-4o-mini")
-    assert all(o.output_type == "display_data" and o.data == {} for o in outputs if o not in answers and o is not outputs[-1])
-    from nbconvert import MarkdownExporter
+    assert [o.output_type for o in outputs] == ["display_data", "display_data"]
+    assert outputs[0].data == {"text/markdown": safe_markdown(expected), "text/plain": expected}
+    assert outputs[1].data["text/markdown"].startswith("<sub>gpt-4o-mini")
+    text = result.outputs(2)  # -f text: one output, not one per flush
+    assert [(o.output_type, o.name) for o in text] == [("stream", "stdout")] and len(text[0].text) > 1000
+    # something else in the cell (a print in an {expression}): nothing is cleared, nothing lost
+    crowded = result.outputs(3)
+    assert crowded[0].output_type == "stream" and crowded[0].text == "printed by the question\n"
+    pieces = [o.data["text/markdown"] for o in crowded[1:]]
+    assert len(pieces) >= 3 and pieces[-1].startswith("<sub>gpt-4o-mini") and all(pieces)
+    asked = loopback.requests[-1].body["messages"][-1]["content"]
+    assert asked == "Another question" and "".join(pieces[:-1]) == sections(14)
+    records: list[logging.LogRecord] = []
 
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    for exporter in (MarkdownExporter(), HTMLExporter()):
+        exporter.log.addHandler(Keep(level=logging.WARNING))
+        exported, _ = exporter.from_notebook_node(result.nb)
+        assert records == []  # no nbconvert warnings
     exported, _ = MarkdownExporter().from_notebook_node(result.nb)
     assert exported.count(expected.strip()) == 1  # the exported notebook holds the answer once
 
@@ -510,12 +728,28 @@ def test_terminal_and_plain_python_get_plain_text(loopback: Any, launcher: list[
     question = "Plain please"
     expected = expected_reply(loopback, question, 120)
     loopback.queue(tokens=120)
+    loopback.queue(tokens=120)
     code = (
-        "from jupyter_llmchat import Chatbot\nfrom jupyter_llmchat.notebook.display import make_sink\n"
+        "import sys\nfrom jupyter_llmchat import Chatbot\nfrom jupyter_llmchat.notebook.display import make_sink\n"
         "sink = make_sink(); print(type(sink).__name__)\n"
-        f"_ = Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='k').ask({question!r}, sink=sink)\n"
+        f"bot = Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='k')\n"
+        f"_ = bot.ask({question!r}, sink=sink, history=False)\n"
+        f"_ = bot.ask({question!r}, history=False)  # no sink: the default one\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color"}
     out = subprocess.run([*launcher, code], capture_output=True, text=True, env=env, timeout=120, check=True).stdout
-    assert out == "PrintSink\n" + expected + ("" if expected.endswith("\n") else "\n")
+    answer = expected + ("" if expected.endswith("\n") else "\n")
+    assert out == "PrintSink\n" + answer + answer
     assert "\x1b" not in out
+
+
+def test_plain_python_bot_ask_imports_no_ipython(loopback: Any) -> None:
+    """The default-sink hook only looks for a kernel; a script never imports IPython for it."""
+    loopback.queue(reply="Hi from a script")
+    code = ("import sys\nfrom jupyter_llmchat import Chatbot\n"
+            f"Chatbot('gpt-4o-mini', base_url={loopback.base_url!r}, api_key='k').ask('hi')\n"
+            "print(sorted(m for m in ('IPython', 'ipykernel', 'jupyter_llmchat.notebook') if m in sys.modules))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         check=True).stdout
+    assert out == "Hi from a script\n[]\n"

@@ -65,3 +65,27 @@ def test_one_long_paragraph_is_split_at_a_sentence_but_never_a_reopened_fence() 
     assert rule.cut(PARAGRAPH, 0, "") == Cut(PARAGRAPH.index("Sentence 119"), split=True)
     code = "".join(f"x = {i}. Y\n" for i in range(200))  # looks like sentences, but inside a fence
     assert rule.cut(code, 0, "```\n") == Cut(code.index("x = 199."), "```\n", split=True)  # a line, not a sentence
+
+
+def test_a_cut_is_never_before_what_the_view_shows() -> None:
+    """Freezing before the end of what is on screen would move shown text into another output."""
+    rule, _ = policy(freeze_cost=10)
+    rule.repainted(10)
+    assert rule.cut(ANSWER, 0, "", after=32) == Cut(32)  # the view shows up to the cut: nothing moves
+    assert rule.cut(ANSWER, 0, "", after=33) is None  # "S" of "Second" is on screen already
+    assert rule.cut(PARAGRAPH, 0, "", after=len(PARAGRAPH)) is None  # no sentence end after it either
+
+
+def test_while_a_freeze_is_due_a_line_that_may_start_a_cut_is_held_back() -> None:
+    """A block's start is known to be a cut only once a few characters have arrived: while a
+    freeze is due the view holds back such a line, so the cut comes before anything it shows."""
+    rule, _ = policy(freeze_cost=10)
+    text = "# Title\n\nFirst paragraph here.\n\nSec"
+    assert rule.hold(text, 0, "") is None  # no freeze due: show everything
+    rule.repainted(10)
+    assert rule.hold(text, 0, "") == 32  # "Sec" may start a paragraph after a blank line
+    assert rule.cut(text, 0, "", after=32) is None  # not known yet ...
+    longer = text + "ond one, still"
+    assert rule.hold(longer, 0, "") is None and rule.cut(longer, 0, "", after=32) == Cut(32)  # ... now it is
+    assert rule.hold("# Title\n\nFirst paragraph\ngoes on", 0, "") is None  # a continuation line: no cut there
+    assert rule.hold(text, 9, "") == 32  # offsets in the answer, as for cuts
