@@ -6,6 +6,11 @@ Stop means stop (see ``stopping``): an ask has its StopToken from its first line
 stop abandons it at once, and the stream ends at once when closed. The first text comes without
 waiting for a token vocabulary: a prompt whose byte count shows it fits is sent uncounted and
 counted exactly once its answer has begun (for the footer, the ledger and the history).
+
+Tools (``tools=``, ``Chatbot(tools=...)``, ``@bot.tool``): an answer may take several rounds, one
+request each; between them the model's tool calls run (``tool_loop``). Each round is a request like
+any other (the response cache replays rounds, never tool results), and the turn recorded at the
+end holds every round's messages. Without tools an answer is the one round it always was.
 """
 
 from __future__ import annotations
@@ -20,13 +25,25 @@ from . import errors
 from .batch_jobs import BatchJobStore, MemoryBatchJobs
 from .chunks import StreamResult
 from .client import ChatStream, chat_client, import_sdk
-from .conversation import Conversation
+from .conversation import Conversation, count_message, drop_oldest_turns
 from .messages import ImageRef, Message
 from .models import ModelInfo, answer_reserve, model_info
 from .params import REQUEST_PARAMS, check_params, check_whole
-from .reply import Reply, ReplySink, ReplyStatus, Usage, default_sink
+from .reply import Reply, ReplySink, ReplyStatus, ToolCall, Usage, default_sink
 from .stopping import Stopped, StopToken, run_stoppable
 from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
+from .tool_loop import (
+    DEFAULT_MAX_TOOL_ROUNDS,
+    ROUND_SEPARATOR,
+    Approver,
+    ToolEvents,
+    ToolLoop,
+    Turn,
+    run_calls,
+    skip_calls,
+    terminal_approver,
+)
+from .tools import Tool, Toolbox, supports_strict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +85,7 @@ class PreparedRequest:
     messages: list[dict[str, Any]] = field(default_factory=list)
     counter: TokenCounter | None = field(default=None, repr=False)
     counted: bool = True
+    tools: Toolbox | None = field(default=None, repr=False)  # the tools offered (their specs: params["tools"])
     _counting: threading.Thread | None = field(default=None, repr=False)
 
     def as_request(self) -> dict[str, Any]:
@@ -97,8 +115,18 @@ class PreparedRequest:
                  if message is self.question or message.role == "system" else message
                  for message in self.window]
         self.window, self.question = exact, exact[-1]
-        self.prompt_tokens = REPLY_PRIMING_TOKENS + sum(message.tokens for message in exact)
+        self.prompt_tokens = (REPLY_PRIMING_TOKENS + sum(message.tokens for message in exact)
+                              + counter.count_tools(self.params.get("tools") or ()))
         self.counted = True
+
+    def shown(self) -> dict[str, Any]:
+        """What ``Reply.request`` keeps of the request: model, params (tools by name), the count."""
+        params = {key: value for key, value in self.params.items() if key != "tools"}
+        shown: dict[str, Any] = {"model": self.model, "params": params,
+                                 "prompt_tokens_counted": self.prompt_tokens if self.counted else None}
+        if self.tools:
+            shown["tools"] = self.tools.names
+        return shown
 
 
 class Chatbot:
@@ -115,6 +143,10 @@ class Chatbot:
     ``first_byte_timeout`` (default 60 s) is how long an answer may take to begin.
 
     ``stop()`` ends every answer in flight within a moment, from any thread.
+
+    ``tools``: functions (or Tools) the model may call with every question; ``@bot.tool`` adds one.
+    ``max_tool_rounds`` (default 8) caps the rounds of calls one answer may take; ``approve`` is
+    asked before each call of a ``confirm=True`` tool (see ``tool_loop``).
     """
 
     def __init__(self, model: str = "gpt-4o-mini", *, system: str | None = None,
@@ -125,8 +157,10 @@ class Chatbot:
                  api_version: str | None = None, azure_deployment: str | None = None,
                  max_retries: int | None = None, timeout: float | None = None,
                  first_byte_timeout: float | None = None, cache: ResponseCache | None = None,
-                 **params: Any) -> None:
+                 tools: Any = None, max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+                 approve: Approver | None = None, **params: Any) -> None:
         check_params({**params, "max_tokens": max_tokens})
+        check_whole("max_tool_rounds", max_tool_rounds, 1)
         for name, value in (("max_history", max_history), ("prompt_token_limit", prompt_token_limit),
                             ("context_window", context_window)):
             check_whole(name, value, 1)
@@ -141,6 +175,9 @@ class Chatbot:
         if max_tokens is not None:
             self.params["max_tokens"] = max_tokens
         self.cache = cache
+        self.tools = Toolbox.of(tools)  # offered with every question (ask(tools=...) adds more)
+        self.max_tool_rounds = max_tool_rounds
+        self.approve = approve  # asks consent for confirm=True tools (see tool_loop); None: the default
         # Vectors embed() paid for: the store's table once a store is attached, else memory (made on first use).
         self.embedding_cache: EmbeddingCache | None = None
         # Called with every finished Reply (after it is recorded, before the sink finishes): the
@@ -197,6 +234,18 @@ class Chatbot:
             budget = min(budget, self.prompt_token_limit)
         return budget
 
+    def tool(self, function: Callable[..., Any] | None = None, *, name: str | None = None,
+             description: str | None = None, confirm: bool = False, max_result_chars: int | None = None) -> Any:
+        """Offer ``function`` to the model with every question: ``@bot.tool`` or ``@bot.tool(confirm=True)``.
+        The function is returned as it was (still a plain function)."""
+
+        def register(function: Callable[..., Any]) -> Callable[..., Any]:
+            self.tools.add(Tool(function, name=name, description=description, confirm=confirm,
+                                max_result_chars=max_result_chars))
+            return function
+
+        return register if function is None else register(function)
+
     def reset(self) -> None:
         """Forget the conversation; the system message stays."""
         self.conversation.clear()
@@ -235,7 +284,7 @@ class Chatbot:
 
     # -- asking --------------------------------------------------------------------------------
     def prepare(self, question: str, *, images: Sequence[Any] = (), history: bool = True,
-                **overrides: Any) -> PreparedRequest:
+                tools: Toolbox | None = None, **overrides: Any) -> PreparedRequest:
         """Build the prompt window and parameters; raises before anything is sent if it cannot fit."""
         if not isinstance(question, str):
             raise errors.ConfigurationError(f"the question must be text, got {type(question).__name__}")
@@ -247,6 +296,8 @@ class Chatbot:
         refs = load_images(images, model=info)
         max_tokens = params.get("max_tokens")
         budget = self.budget(info, max_tokens)
+        if tools:
+            params["tools"] = tools.specs(strict=supports_strict(info))
         with self._lock:
             conversation = self.conversation
             if _counts_differ(self.info, info):  # a one-off model that counts differently
@@ -254,18 +305,22 @@ class Chatbot:
                 conversation.messages.extend(self.conversation.messages)
                 conversation.recount(conversation.counter)
             fixes = self._fixes(info, max_tokens, budget)
-            window = _window_by_bounds(conversation, question, refs, system, budget, history)
+            window = _window_by_bounds(conversation, question, refs, system, budget, history,
+                                       conversation.counter.bound_tools(params.get("tools") or ()))
             counted = window is None
+            reserved = conversation.counter.count_tools(params.get("tools") or ()) if counted else 0
             if window is None:
                 question_message = conversation.make("user", question, images=refs)
                 system_message = conversation.make("system", system) if isinstance(system, str) and system else (
                     system if system is True else None)
                 window = conversation.window(question_message, budget, history=history, system=system_message,
-                                             fixes=fixes)
+                                             fixes=fixes, reserved=reserved)
         if info.reasoning and "max_tokens" in params:
             params["max_completion_tokens"] = params.pop("max_tokens")
-        request = PreparedRequest(model, info, window, window[-1], params, conversation.prompt_tokens(window),
-                                  budget, history, counter=conversation.counter, counted=counted)
+        tools_tokens = reserved if counted else conversation.counter.bound_tools(params.get("tools") or ())
+        request = PreparedRequest(model, info, window, window[-1], params,
+                                  conversation.prompt_tokens(window) + tools_tokens, budget, history,
+                                  counter=conversation.counter, counted=counted, tools=tools or None)
         request.messages = [message.to_api() for message in window]
         return request
 
@@ -289,12 +344,18 @@ class Chatbot:
         return fixes
 
     def ask(self, question: str, *, images: Sequence[Any] = (), sink: ReplySink | None = None,
-            history: bool = True, schema: Any = None, **overrides: Any) -> Reply:
+            history: bool = True, tools: Any = None, approve: Approver | None = None, observer: Any = None,
+            max_tool_rounds: int | None = None, schema: Any = None, **overrides: Any) -> Reply:
         """Ask ``question``; stream the answer to ``sink`` (default: print it) and return the Reply.
 
         With ``history=False`` the question neither reads nor writes the conversation. Once
         ``sink.start`` is called, ``sink.finish`` follows exactly once, whatever happens.
         ``stop()`` or KeyboardInterrupt end it at any moment: the Reply says "interrupted".
+
+        ``tools``: functions (or Tools) the model may call for this question, besides the bot's.
+        ``approve`` asks consent for ``confirm=True`` tools (default: the sink's ``approve_tool``,
+        the bot's ``approve``, else a terminal prompt); ``observer`` is told of each call (as is the
+        sink, if it has the methods); ``max_tool_rounds`` overrides the bot's. See ``tool_loop``.
 
         ``schema`` (a pydantic model, dataclass, TypedDict or JSON Schema dict): the answer comes
         back validated in ``Reply.parsed``, with one repair round. See ``structured_ask``.
@@ -302,22 +363,26 @@ class Chatbot:
         if schema is not None:
             from .structured_ask import ask_structured  # pydantic and jsonschema load only when used
 
-            return ask_structured(self, question, schema, images=images, sink=sink, history=history, **overrides)
+            return ask_structured(self, question, schema, images=images, sink=sink, history=history, tools=tools,
+                                  approve=approve, observer=observer, max_tool_rounds=max_tool_rounds, **overrides)
         token = StopToken()
         self._asks.add(token)  # first: a stop that comes now is never lost
         try:
             sink = sink if sink is not None else default_sink()
+            toolbox = self.tools.merged(Toolbox.of(tools)) if tools is not None else self.tools
+            rounds = self.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
+            check_whole("max_tool_rounds", rounds, 1)
             try:
                 request = run_stoppable(
-                    lambda: self.prepare(question, images=images, history=history, **overrides), token,
-                    name="llmchat-prepare")
+                    lambda: self.prepare(question, images=images, history=history, tools=toolbox, **overrides),
+                    token, name="llmchat-prepare")
             except (Stopped, KeyboardInterrupt):
                 token.stop()
                 return self._stopped_before_sending(overrides.get("model") or self._model, sink)
-            cached = self.cache.lookup(request.as_request()) if self.cache is not None else None
-            source = _Replay(cached) if cached is not None else self.client.stream(
-                request.model, request.messages, request.params)
-            return self._deliver(request, source, sink, token)
+            events = ToolEvents(sink, observer)
+            loop = ToolLoop(toolbox, approve or events.approver() or self.approve or terminal_approver, events,
+                            rounds)
+            return self._deliver(request, sink, token, loop)
         finally:
             self._asks.discard(token)
 
@@ -333,92 +398,200 @@ class Chatbot:
                 sink.finish(reply)
         return reply
 
-    def _deliver(self, request: PreparedRequest, source: ChatStream | _Replay, sink: ReplySink,
-                 token: StopToken) -> Reply:
-        """Stream ``source`` into ``sink``; then, on every path (the endpoint failed, the user
-        interrupted, the sink or our own code raised), record the turn, tell the listeners and
-        finish the sink. ChatErrors and bugs are raised again afterwards; an interrupt is not."""
-        token.on_stop(source.close)  # a stop that came already closes it at once
-        parts: list[str] = []
+    def _deliver(self, request: PreparedRequest, sink: ReplySink, token: StopToken, loop: ToolLoop) -> Reply:
+        """Stream the answer into ``sink``, round after round while the model calls tools; then, on
+        every path (the endpoint failed, the user interrupted, the sink or our own code raised),
+        record the turn, tell the listeners and finish the sink. ChatErrors and bugs are raised
+        again afterwards; an interrupt is not."""
+        turn = Turn(request.counter, request.model)
         status: ReplyStatus = "failed"
         error: str | None = None
         started = time.perf_counter()
-        first: float | None = None
+        current: _Round | None = None
+        final = True  # the last round answers (False: it asked for calls, kept with their results)
         try:
             sink.start(request.model)
-            write = sink.write
-            for delta in source:
-                parts.append(delta)
-                write(delta)
-                if first is None:
-                    first = time.perf_counter() - started
-                    request.count_later()  # the exact prompt count, now that the first text is out
-            status = _final_status(source)
+            while True:
+                current = self._open_round(request, turn)
+                final = True
+                status = self._stream_round(current, sink, token, turn, request, started)
+                self._end_round(request, turn, current, status)
+                asked = current.source.result.tool_calls
+                if status != "complete" or not asked:
+                    break
+                if not loop.toolbox:
+                    status, error = "tool_calls", "the model asked for tools but none were given for this question"
+                    turn.note_unrun(asked, "no tools were given for this question")
+                    break
+                turn.add_asking(current.text, asked, model=current.source.result.model, usage=current.usage)
+                final = False
+                if turn.rounds > loop.max_rounds:
+                    skip_calls(turn, asked, f"the limit of {loop.max_rounds} tool rounds (max_tool_rounds) was reached")
+                    status, error = "tool_calls", (f"stopped after {loop.max_rounds} rounds of tool calls "
+                                                   f"(max_tool_rounds={loop.max_rounds}); the model asked for more")
+                    break
+                run_calls(loop, turn, asked, token)
+                if token.stopped:
+                    status = "interrupted"
+                    break
+                self._fit_round(request, turn)
+                loop.events.round_started(turn.rounds + 1)
         except KeyboardInterrupt:
             status = "interrupted"
         except errors.ChatError as failure:
-            error = str(failure)
+            status, error = "failed", str(failure)
             raise
         except Exception as bug:  # the sink's or ours, not the endpoint's: raised again as it is
-            error = self.client.scrub(errors.one_line(f"{type(bug).__name__}: {bug}"))
+            status, error = "failed", self.client.scrub(errors.one_line(f"{type(bug).__name__}: {bug}"))
             raise
         finally:
-            token.forget(source.close)
-            source.close()
-            reply = self._reply(request, source, "".join(parts), status, error, first, started)
+            if current is not None:
+                token.forget(current.source.close)
+                current.source.close()
+                if not current.ended:
+                    self._end_round(request, turn, current, status)
+            reply = self._reply(request, turn, current, status, error, started)
             try:
+                answer = None
+                if final and current is not None:
+                    answer = turn.answer(current.text, reply.status, model=reply.model, usage=current.usage)
                 with self._lock:
-                    self._record(request, reply)
+                    self._record(request, reply, turn, answer)
                 self._notify(reply)
-                if self.cache is not None and not reply.from_cache and status in ("complete", "truncated",
-                                                                                  "filtered"):
-                    self.cache.save(request.as_request(), reply)
+                cache = self.cache
+                if cache is not None:
+                    for sent, answered in turn.to_cache:
+                        cache.save(sent, answered)  # each round's answer, for this exact request
             finally:
                 sink.finish(reply)
         return reply
 
-    def _reply(self, request: PreparedRequest, source: ChatStream | _Replay, text: str, status: ReplyStatus,
-               error: str | None, first: float | None, started: float) -> Reply:
-        result = source.result
+    def _open_round(self, request: PreparedRequest, turn: Turn) -> _Round:
+        """The next round's source: the cached answer to this exact request, or a new stream."""
+        messages = request.messages + turn.api_messages() if turn.messages else request.messages
+        sent = {"model": request.model, "messages": messages, "params": request.params}
+        cached = self.cache.lookup(sent) if self.cache is not None else None
+        source = _Replay(cached) if cached is not None else self.client.stream(request.model, messages,
+                                                                               request.params)
+        return _Round(source, sent, turn.tokens)
+
+    def _stream_round(self, current: _Round, sink: ReplySink, token: StopToken, turn: Turn,
+                      request: PreparedRequest, started: float) -> ReplyStatus:
+        """Stream one round's text into ``sink``; how the round ended."""
+        source = current.source
+        token.on_stop(source.close)  # a stop that came already closes it at once
+        write = sink.write
+        for delta in source:
+            if not current.parts:
+                if turn.wrote:  # the text of an earlier round is above: a blank line between them
+                    write(ROUND_SEPARATOR)
+                    turn.text_parts.append(ROUND_SEPARATOR)
+                if turn.first_text is None:
+                    turn.first_text = time.perf_counter() - started
+                    request.count_later()  # the exact prompt count, now that the first text is out
+                turn.wrote = True
+            current.parts.append(delta)
+            turn.text_parts.append(delta)
+            write(delta)
+        token.forget(source.close)
+        return _final_status(source)
+
+    def _end_round(self, request: PreparedRequest, turn: Turn, current: _Round, status: ReplyStatus) -> None:
+        """Add the round's usage and cost to the turn; its answer goes to the response cache later."""
+        current.ended = True
+        source, result = current.source, current.source.result
         from_cache = isinstance(source, _Replay)
         usage = result.usage
-        if usage is None and text and not from_cache and request.counter is not None:
+        asked = result.tool_calls
+        if usage is None and (current.parts or asked) and not from_cache and request.counter is not None:
             # The endpoint reported no usage: our own exact counts, marked as ours.
             request.count_now()
-            usage = Usage(request.prompt_tokens, request.counter.count_text(text), 0, source="counted")
+            completion = request.counter.count_text(current.text) + request.counter.count_calls(asked)
+            usage = Usage(request.prompt_tokens + current.prior_tokens, completion, 0, source="counted")
+        current.usage = usage
         cost = 0.0 if from_cache else (
             request.info.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) if usage else None)
-        return Reply(text=text, model=result.model or request.model, status=status,
-                     finish_reason=result.finish_reason, usage=usage, cost=cost, time_to_first_token=first,
-                     total_time=time.perf_counter() - started, logprobs=result.logprobs, error=error,
-                     from_cache=from_cache, refusal=result.refusal,
-                     request={"model": request.model, "params": request.params,
-                              "prompt_tokens_counted": request.prompt_tokens if request.counted else None})
+        turn.add_round(usage, cost, from_cache=from_cache, result=result)
+        if self.cache is not None and not from_cache and status in ("complete", "truncated", "filtered"):
+            turn.to_cache.append((current.sent, Reply(
+                text=current.text, model=result.model or request.model, status=status,
+                finish_reason=result.finish_reason, usage=usage, logprobs=result.logprobs,
+                refusal=result.refusal, calls=[ToolCall(*call) for call in asked])))
+
+    def _fit_round(self, request: PreparedRequest, turn: Turn) -> None:
+        """Make the next round fit the budget: the oldest turns of the history go first; the
+        question and this answer's rounds cannot, so if they alone do not fit, it is an error."""
+        request.count_now()
+        over = request.prompt_tokens + turn.tokens - request.budget
+        if over <= 0:
+            return
+        window = drop_oldest_turns(request.window, over)
+        if window is None:
+            raise errors.PromptTooLongError(
+                f"the tool results of this question bring the prompt to {request.prompt_tokens + turn.tokens:,} "
+                f"tokens, over the budget of {request.budget:,}: lower the tools' max_result_chars, or ask for less "
+                "at a time", needed=request.prompt_tokens + turn.tokens, budget=request.budget)
+        freed = sum(message.tokens for message in request.window) - sum(message.tokens for message in window)
+        request.window = window
+        request.messages = [message.to_api() for message in window]
+        request.prompt_tokens -= freed
+
+    def _reply(self, request: PreparedRequest, turn: Turn, current: _Round | None, status: ReplyStatus,
+               error: str | None, started: float) -> Reply:
+        result = current.source.result if current is not None else StreamResult()
+        from_cache = turn.rounds > 0 and turn.cached_rounds == turn.rounds
+        logprobs = turn.logprobs if turn.logprobs is not None else result.logprobs
+        return Reply(text=turn.text, model=result.model or request.model, status=status,
+                     finish_reason=result.finish_reason, usage=turn.usage, cost=turn.cost,
+                     time_to_first_token=turn.first_text, total_time=time.perf_counter() - started,
+                     logprobs=logprobs, error=error, from_cache=from_cache, refusal=result.refusal,
+                     request=request.shown(), calls=list(turn.calls), rounds=max(turn.rounds, 1))
 
     def _notify(self, reply: Reply) -> None:
         for listener in list(self.reply_listeners):
             listener(reply)
 
-    def _record(self, request: PreparedRequest, reply: Reply) -> None:
-        """Add the turn to the history: whole answers always, partial ones only if text arrived."""
-        if not request.history or (reply.status in ("interrupted", "failed") and not reply.text):
+    def _record(self, request: PreparedRequest, reply: Reply, turn: Turn, answer: Message | None) -> None:
+        """Add the turn to the history: the question, every round's messages (tool calls and their
+        results), and the answer; whole answers always, partial ones only if something arrived."""
+        if answer is not None and answer.partial and not answer.text:
+            answer = None  # an answer stopped or failed before its text: nothing of it to keep
+        messages = turn.messages + ([answer] if answer is not None else [])
+        if not request.history or not messages:
             return
         request.count_now()
         conversation = self.conversation
         question = request.question
-        if _counts_differ(self.info, request.info):
+        if _counts_differ(self.info, request.info):  # counted for a one-off model: count as this bot counts
             question = conversation.make("user", question.text, images=question.images)
-        answer = conversation.make("assistant", reply.text, status=reply.status, model=reply.model,
-                                   usage=reply.usage)
+            messages = [message.with_tokens(count_message(conversation.counter, message)) for message in messages]
         conversation.append(question)
-        conversation.append(answer)
+        conversation.append_turn(messages)
+
+
+@dataclass
+class _Round:
+    """One request of an answer: its source (a stream or a cached answer), what was sent, the
+    tokens the earlier rounds' messages added to its prompt, and what it wrote."""
+
+    source: ChatStream | _Replay
+    sent: dict[str, Any]
+    prior_tokens: int
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    ended: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 def _window_by_bounds(conversation: Conversation, question: str, refs: list[ImageRef], system: Any,
-                      budget: int, history: bool) -> list[Message] | None:
+                      budget: int, history: bool, reserved: int = 0) -> list[Message] | None:
     """The window without loading a vocabulary, when the question and system message bounded by
-    their bytes plus every turn of the history fit the budget (nothing to trim: exact counts would
-    keep the same window). None when the vocabulary is loaded already, or when it may not fit."""
+    their bytes plus every turn of the history (and ``reserved``: the tool definitions' bound) fit
+    the budget (nothing to trim: exact counts would keep the same window). None when the
+    vocabulary is loaded already, or when it may not fit."""
     if conversation.counter.ready:
         return None
     draft = conversation.draft("user", question, images=refs)
@@ -426,12 +599,12 @@ def _window_by_bounds(conversation: Conversation, question: str, refs: list[Imag
         system_message = conversation.draft("system", system) if system else None
     else:
         system_message = conversation.system_draft() if system is True else None
-    needed = REPLY_PRIMING_TOKENS + draft.tokens + (system_message.tokens if system_message else 0)
+    needed = REPLY_PRIMING_TOKENS + draft.tokens + (system_message.tokens if system_message else 0) + reserved
     if history:
         needed += sum(message.tokens for turn in conversation.turns() for message in turn)
     if needed > budget:
         return None
-    return conversation.window(draft, budget, history=history, system=system_message)
+    return conversation.window(draft, budget, history=history, system=system_message, reserved=reserved)
 
 
 def warm_up(model: str) -> None:
@@ -448,6 +621,8 @@ class _Replay:
         self.reply = reply
         self.result = StreamResult(model=reply.model, finish_reason=reply.finish_reason, usage=reply.usage,
                                    logprobs=reply.logprobs, refusal=reply.refusal)
+        for index, call in enumerate(reply.calls):  # the calls the cached round asked for
+            self.result.add_call_delta(index, call.id, call.name, call.arguments)
         self._closed = False
         self._done = False
 

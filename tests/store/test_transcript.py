@@ -34,7 +34,7 @@ def test_round_trip_restores_everything(loopback, tmp_path: Path) -> None:
     assert KEY not in text
     data = json.loads(text)
     assert (data["format"], data["version"], data["model"], data["system"], data["params"]) == \
-        (FORMAT, 1, "gpt-4o-mini", "Be brief.", {"temperature": 0.2})
+        (FORMAT, 2, "gpt-4o-mini", "Be brief.", {"temperature": 0.2})
 
     other = make_bot(loopback, "gpt-4.1")
     load(path, other)
@@ -97,7 +97,7 @@ def test_a_loaded_transcript_shows_only_http_and_data_image_urls_and_its_labels_
                 "double quotes)"),
     ('{"a": 1}', "'{path}' is not a jupyter_llmchat transcript (no \"format\": \"jupyter_llmchat.transcript\")"),
     (json.dumps({"format": FORMAT, "version": 9, "model": "m", "messages": []}),
-     "'{path}' is transcript version 9; this jupyter_llmchat reads version 1: upgrade the package"),
+     "'{path}' is transcript version 9; this jupyter_llmchat reads versions 1 and 2: upgrade the package"),
     (json.dumps({"format": FORMAT, "version": 1, "model": "m"}),
      "'{path}' is damaged: it needs a \"model\" string and a \"messages\" list"),
     (json.dumps({"format": FORMAT, "version": 1, "model": "m", "messages": [{"role": "user"}]}),
