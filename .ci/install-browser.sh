@@ -12,7 +12,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
 fi
 
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m pip install --quiet "jupyterlab>=4" "ipywidgets>=8" "jupyterlab_widgets>=3" "playwright>=1.40"
+"$PYTHON" -m pip install --quiet "jupyterlab>=4" "notebook>=7" "ipywidgets>=8" "jupyterlab_widgets>=3" "playwright>=1.40"
 
 chromium --version 2>/dev/null || /usr/bin/chromium --version
-"$PYTHON" -c "import playwright, jupyterlab; print('playwright + jupyterlab', jupyterlab.__version__, 'ready')"
+"$PYTHON" -c "import playwright, jupyterlab, notebook; print('playwright + jupyterlab', jupyterlab.__version__, '+ notebook', notebook.__version__, 'ready')"

@@ -216,7 +216,7 @@ class _Rendering:
         for block in fenced_blocks(text):
             first = bisect_right(starts, block.start) - 1
             span = _fence_lines(block, lines, first, starts)
-            if span is None or block.start in dropped or not _certain(block, lines, first, span[1]):
+            if span is None or block.start in dropped or not _certain(block, lines, first, *span):
                 continue
             last, closed = span
             fence_of[first] = ("open", block, block.start)
@@ -360,18 +360,20 @@ def _fence_lines(block: FencedBlock, lines: list[str], first: int, starts: list[
     return last, False
 
 
-def _certain(block: FencedBlock, lines: list[str], first: int, last: int) -> bool:
-    """Whether every parser reads lines ``first..last`` as this fenced block."""
+def _certain(block: FencedBlock, lines: list[str], first: int, last: int, closed: bool) -> bool:
+    """Whether every parser reads lines ``first..last`` as this fenced block (``closed``: the last
+    is its closing fence)."""
     opener = lines[first]
     m = re.search(r"`{3,}|~{3,}", opener)
     if m is None or "\t" in opener[:m.start()]:
         return False
     marker = m.group()
     prefix = block.closing[:len(block.closing) - len(marker)].rstrip(" ") if not block.top_level else ""
-    for line in lines[first + 1:last + 1]:
+    for index in range(first + 1, last + 1):
+        line = lines[index]
         bare = line.lstrip(" \t>")
         run = re.match(r"(`+|~+)[`~ \t]*$", bare)
-        if run and run.group(1)[0] == marker[0] and len(run.group(1)) >= len(marker) and line is not lines[last]:
+        if run and run.group(1)[0] == marker[0] and len(run.group(1)) >= len(marker) and not (closed and index == last):
             return False  # marked would close the block here (CommonMark did not)
         if not block.top_level:
             if line.strip() and not line.startswith(prefix):

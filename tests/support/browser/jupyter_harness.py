@@ -41,7 +41,7 @@ def missing_requirements() -> str | None:
     """Why the browser test cannot run here (None when it can): names what to install."""
     if not Path(CHROMIUM).exists():
         return f"chromium not found at {CHROMIUM}: run .ci/install-browser.sh"
-    for module, package in (("playwright", "playwright"), ("jupyterlab", "jupyterlab")):
+    for module, package in (("playwright", "playwright"), ("jupyterlab", "jupyterlab"), ("notebook", "notebook")):
         try:
             __import__(module)
         except ImportError:
@@ -56,13 +56,18 @@ def _free_port() -> int:
 
 
 class JupyterLab:
-    """A ``jupyter lab`` subprocess on 127.0.0.1 with its own token, root dir and config dirs.
+    """A ``jupyter lab`` (or, with ``app="notebook"``, Notebook 7) subprocess on 127.0.0.1 with its
+    own token, root dir and config dirs.
 
     Config, data and workspace dirs are fresh temp dirs so the user's settings, stale
-    layouts and the news/update prompts never leak into a run.
+    layouts and the news/update prompts never leak into a run. Both front ends are the same
+    JupyterLab application code (rendermime, marked, MathJax) in a different shell.
     """
 
-    def __init__(self, root_dir: Path, *, env: dict[str, str | None] | None = None) -> None:
+    def __init__(self, root_dir: Path, *, env: dict[str, str | None] | None = None, app: str = "lab") -> None:
+        if app not in ("lab", "notebook"):
+            raise ValueError(f"app must be 'lab' or 'notebook', got {app!r}")
+        self.app = app
         self.root_dir = Path(root_dir)
         self.token = secrets.token_hex(16)
         self.port = _free_port()
@@ -78,6 +83,10 @@ class JupyterLab:
     def url(self, path: str) -> str:
         """Browser URL for ``path`` (e.g. ``lab/tree/x.ipynb``), token included, fresh workspace."""
         return f"{self.base_url}/{path.lstrip('/')}?token={self.token}&reset"
+
+    def notebook_path(self, name: str) -> str:
+        """The URL path that opens notebook ``name`` in this front end."""
+        return f"lab/tree/{name}" if self.app == "lab" else f"notebooks/{name}"
 
     def _write_config(self) -> dict[str, str]:
         config = self._home / "config"
@@ -104,8 +113,9 @@ class JupyterLab:
                 env.pop(name, None)
             else:
                 env[name] = value
+        app_class = "LabApp" if self.app == "lab" else "JupyterNotebookApp"
         cmd = [
-            sys.executable, "-m", "jupyter", "lab",
+            sys.executable, "-m", "jupyter", self.app,
             "--no-browser",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
@@ -113,11 +123,14 @@ class JupyterLab:
             f"--ServerApp.root_dir={self.root_dir}",
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.disable_check_xsrf=False",
-            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: run commands without menus
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",  # no PyPI queries from the extension manager
+            f"--{app_class}.expose_app_in_browser=True",  # window.jupyterapp: run commands without menus
         ]
+        if self.app == "lab":
+            cmd += [
+                "--LabApp.news_url=",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly",  # no PyPI queries from the extension manager
+            ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")  # CI containers run as root; the server refuses otherwise
         with open(self.log_path, "wb") as log:
@@ -178,7 +191,7 @@ class NotebookPage:
         self.lab = lab
 
     def open(self, name: str, timeout_ms: int = 90_000) -> NotebookPage:
-        self.page.goto(self.lab.url(f"lab/tree/{name}"))
+        self.page.goto(self.lab.url(self.lab.notebook_path(name)))
         self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout_ms)
         self.page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=timeout_ms)
         self.wait_kernel_idle(timeout_ms)
