@@ -192,12 +192,13 @@ def _make_private(path: Path) -> list[str]:
 
 
 def _writable(path: Path) -> bool:
-    """False when this process may not write the store file (permissions, a read-only disk)."""
-    try:
-        os.close(os.open(path, os.O_RDWR))
-    except OSError:
-        return False
-    return True
+    """False when this process may not write the store file (permissions, a read-only disk).
+
+    Asked with access(2), never by opening the file: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, SQLite's too, and another kernel would then take this
+    connection for gone, checkpoint and delete the WAL it still writes to (its commits lost to all)."""
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.W_OK, effective_ids=effective)
 
 
 def _create_private(path: Path) -> None:

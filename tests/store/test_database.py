@@ -153,3 +153,43 @@ def test_a_read_only_store_says_so_once_and_chatting_goes_on(tmp_path: Path, loo
     assert result["answers"] == ["first answer", "second answer"] and result["read_only"] is True
     assert result["history"] == ["one?", "first answer", "two?", "second answer"]
     assert result["saved"] == ["old"]  # reading goes on
+
+
+WRITE_WHEN_TOLD = r"""
+import sys
+from jupyter_llmchat.store.database import Database
+database = Database(sys.argv[1])
+for n in range(3):
+    with database.transaction() as db:
+        db.execute("INSERT INTO ledger (model, time, prompt_tokens, completion_tokens, cached_tokens, from_cache, "
+                   "status) VALUES ('m', 0, 0, 0, 0, 0, 'complete')")
+    print("WROTE", n + 1, flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_another_process_sees_each_commit_as_it_is_made(tmp_path: Path) -> None:
+    """Opening a store never drops SQLite's locks (closing any descriptor of the file would): a
+    reader in another process that closes its connection must not take the writer for gone and
+    delete the WAL the writer still commits to."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    from contextlib import closing
+
+    path = tmp_path / "shared.sqlite3"
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", WRITE_WHEN_TOLD, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    seen = []
+    try:
+        for n in range(1, 4):
+            assert child.stdout.readline() == f"WROTE {n}\n"
+            with closing(sqlite3.connect(path, timeout=5)) as reader:  # opened and closed each time
+                seen.append(reader.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
+            child.stdin.write("\n")
+            child.stdin.flush()
+    finally:
+        child.communicate(timeout=30)
+    assert seen == [1, 2, 3]
