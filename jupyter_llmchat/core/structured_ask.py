@@ -120,6 +120,12 @@ class Rounds:
         self._started = False
         self._ended = False
 
+    def __getattr__(self, name: str) -> Any:
+        # What else the real sink offers (a cell's tool-call view and approval buttons) stays offered.
+        if name == "sink":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.sink, name)
+
     def start(self, model: str) -> None:
         if not self._started:
             self._started = True

@@ -209,3 +209,15 @@ def test_response_format_beside_schema_is_refused_before_sending(loopback):
     with pytest.raises(ConfigurationError, match=r"^schema= takes a pydantic model"):
         make_bot(loopback).ask("A film?", schema=3, sink=NullSink())
     assert bodies(loopback) == []
+
+
+def test_the_rounds_sink_offers_what_the_real_sink_offers() -> None:
+    from jupyter_llmchat.core.structured_ask import Rounds
+
+    class ToolView(RecordingSink):
+        def approve_tool(self, call) -> bool:
+            return True
+
+    rounds = Rounds(ToolView())
+    assert rounds.approve_tool(None) is True  # a cell's approval buttons reach the tool loop through it
+    assert not hasattr(Rounds(RecordingSink()), "approve_tool")
