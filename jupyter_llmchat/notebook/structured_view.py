@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 from ..core.reply import Reply
 from .footer import footer_markdown
-from .formatted import FormattedSink, format_answer
+from .formatted import FormattedSink
 from .tables import table_bundle
 
 __all__ = ["StructuredSink", "object_bundle", "plain_data"]
@@ -83,8 +84,14 @@ def object_bundle(value: Any) -> dict[str, str]:
     rows = _table_rows(data)
     if rows is not None:
         return table_bundle(rows)
-    bundle, _ = format_answer(json.dumps(data, ensure_ascii=False, default=str), "json")
-    return bundle
+    pretty = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    fence = "`" * max(3, _longest_backtick_run(pretty) + 1)  # a value holding ``` cannot close the block
+    return {"text/plain": pretty, "text/markdown": f"{fence}json\n{pretty}\n{fence}"}
+
+
+def _longest_backtick_run(text: str) -> int:
+    runs = re.findall(r"`+", text)
+    return max(map(len, runs), default=0)
 
 
 def _table_rows(data: Any) -> list[list[str]] | None:

@@ -61,6 +61,12 @@ def test_anything_else_is_indented_json() -> None:
     assert plain_data(Pair("a", [1, 2])) == {"left": "a", "right": [1, 2]}
 
 
+def test_json_holding_a_fence_stays_one_code_block() -> None:
+    bundle = object_bundle({"code": {"text": "```python\nprint(1)\n```"}})
+    pretty = json.dumps({"code": {"text": "```python\nprint(1)\n```"}}, indent=2)
+    assert bundle == {"text/plain": pretty, "text/markdown": f"````json\n{pretty}\n````"}
+
+
 def test_model_text_in_cells_stays_text() -> None:
     bundle = object_bundle({"title": "<img src=x onerror=alert(1)> [click](javascript:alert(1)) $5 | pipe"})
     assert bundle["text/plain"].endswith("<img src=x onerror=alert(1)> [click](javascript:alert(1)) $5 | pipe")
