@@ -108,8 +108,7 @@ def vision_refusal(model: ModelInfo) -> str:
     take them, or a local model whose server does not say it does."""
     source = model.vision_source
     if model.local and source.startswith("the server does not say"):
-        return (f"{model.name} may not take images: {source}; pass vision=True if it does, or leave the "
-                "images out (nothing was sent)")
+        return f"{model.name} may not take images: {source}; pass vision=True if it does, or leave the images out"
     said = "" if source.startswith("model table") else f" ({source})"
     return (f"{model.name} does not take images{said}: ask a vision model (e.g. model=\"gpt-4o-mini\", "
             "\"gpt-4o\" or \"gpt-4.1\") or leave the images out")

@@ -222,8 +222,8 @@ class Routes:
         with self._lock:
             client = self._clients.get(ident)
             if client is None:
-                client = self._clients[ident] = build_client(
-                    chosen, api_key=key, base_url=url, timeout=home.timeout, max_retries=home.max_retries,
+                client = self._clients[ident] = build_client(  # its URL from its variable or the default
+                    chosen, api_key=key, timeout=home.timeout, max_retries=home.max_retries,
                     first_byte_timeout=home.first_byte_timeout)
             return client
 

@@ -377,7 +377,7 @@ def test_an_unknown_local_model_gets_images_only_when_the_user_says_so(monkeypat
             bot.ask("what is this?", images=[PIXEL], sink=NullSink())
         assert str(raised.value) == (
             "vllm:Qwen/Qwen2.5-VL-7B-Instruct may not take images: the server does not say it takes images (vLLM "
-            "does not report it); pass vision=True if it does, or leave the images out (nothing was sent)")
+            "does not report it); pass vision=True if it does, or leave the images out")
         assert not chats(server)
         reply = local_bot(monkeypatch, server, model.name, vision=True).ask("and now?", images=[PIXEL],
                                                                            sink=NullSink())
