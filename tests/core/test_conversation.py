@@ -1,12 +1,14 @@
 """Budget trimming: worked example, whole turns, pinned system message, oversize question; the
-system message counted when first needed, drafts bounded by their bytes, text cleaned on entry."""
+system message counted when first needed, drafts bounded by their bytes, text cleaned on entry;
+tool turns counted as the server counts them and kept or dropped whole (never an orphan)."""
 
 from __future__ import annotations
 
 import pytest
 
-from jupyter_llmchat.core.conversation import Conversation
+from jupyter_llmchat.core.conversation import Conversation, drop_oldest_turns
 from jupyter_llmchat.core.errors import PromptTooLongError
+from jupyter_llmchat.core.messages import ToolRequest
 from jupyter_llmchat.core.tokens import REPLY_PRIMING_TOKENS, TokenCounter
 
 COUNTER = TokenCounter("gpt-4o")
@@ -150,3 +152,72 @@ def test_what_would_help_a_question_that_cannot_fit_is_the_callers_to_say():
     with pytest.raises(PromptTooLongError) as caught:
         conversation.window(question, 100, fixes=lambda needed: f"shorten it by {needed - 100:,} tokens")
     assert str(caught.value).endswith(f"but the budget is 100; shorten it by {caught.value.needed - 100:,} tokens")
+
+
+# -- tool turns -------------------------------------------------------------------------------------
+def tool_turn(conversation: Conversation, question: str, result: str = "sunny" * 50) -> list:
+    """A question whose answer called a tool: user, assistant (the call), tool (the result), assistant."""
+    call = ToolRequest(f"call_{question}", "get_weather", '{"city": "Paris"}')
+    return [conversation.make("user", question), conversation.make("assistant", "", tool_calls=[call]),
+            conversation.make("tool", result, tool_call_id=call.id), conversation.make("assistant", "Sunny.")]
+
+
+def test_tool_calls_and_results_are_counted_as_the_server_counts_them():
+    conversation = Conversation(COUNTER)
+    messages = tool_turn(conversation, "q")
+    for message in messages:
+        assert message.tokens == COUNTER.count_api_messages([message.to_api()]) - REPLY_PRIMING_TOKENS
+    asking, result = messages[1], messages[2]
+    assert asking.tokens == 3 + COUNTER.count_text("assistant") + 3 + COUNTER.count_text("get_weather") + \
+        COUNTER.count_text('{"city": "Paris"}')
+    assert result.tokens == 3 + COUNTER.count_text("tool") + COUNTER.count_text("sunny" * 50) + 1 + \
+        COUNTER.count_text("call_q")
+    assert COUNTER.bound_calls(asking.tool_calls) >= COUNTER.count_calls(asking.tool_calls)
+
+
+def test_a_tool_turn_is_kept_or_dropped_whole():
+    conversation = Conversation(COUNTER)
+    old, new = tool_turn(conversation, "old"), tool_turn(conversation, "new")
+    conversation.append_turn(old + new)
+    question = conversation.make("user", "next")
+    needed = question.tokens + REPLY_PRIMING_TOKENS
+    whole_new = sum(m.tokens for m in new)
+    assert conversation.window(question, needed + whole_new + sum(m.tokens for m in old)) == old + new + [question]
+    assert conversation.window(question, needed + whole_new + sum(m.tokens for m in old) - 1) == new + [question]
+    assert conversation.window(question, needed + whole_new - 1) == [question]  # never half a turn
+
+
+def test_a_tool_turn_cut_by_max_history_is_not_sent_at_all():
+    conversation = Conversation(COUNTER, max_history=5)
+    conversation.append_turn(tool_turn(conversation, "old") + [conversation.make("user", "hi"),
+                                                               conversation.make("assistant", "hello")])
+    assert [m.role for m in conversation.messages] == ["assistant", "tool", "assistant", "user", "assistant"]
+    window = conversation.window(conversation.make("user", "next"), 10_000)
+    assert [m.text for m in window] == ["hi", "hello", "next"]  # no tool message without its call
+
+
+def test_room_kept_for_tool_definitions_and_said_when_the_question_cannot_fit():
+    conversation = Conversation(COUNTER)
+    conversation.append_turn([conversation.make("user", "a"), conversation.make("assistant", "b")])
+    question = conversation.make("user", "q")
+    budget = 200 + question.tokens + REPLY_PRIMING_TOKENS
+    assert len(conversation.window(question, budget)) == 3
+    assert conversation.window(question, budget, reserved=195) == [question]  # the definitions took the room
+    needed = 200 + question.tokens + REPLY_PRIMING_TOKENS
+    with pytest.raises(PromptTooLongError) as caught:
+        conversation.window(question, needed - 1, reserved=200)
+    assert str(caught.value).startswith(
+        f"the question needs {needed} prompt tokens (tool definitions 200 + question {question.tokens} + "
+        f"{REPLY_PRIMING_TOKENS} reply priming) but the budget is {needed - 1}; ")
+
+
+def test_dropping_the_oldest_turns_to_free_room():
+    conversation = Conversation(COUNTER, system="sys")
+    system = conversation.system_message
+    first, second = tool_turn(conversation, "1"), tool_turn(conversation, "2")
+    question = conversation.make("user", "q")
+    window = [system, *first, *second, question]
+    assert drop_oldest_turns(window, 1) == [system, *second, question]
+    assert drop_oldest_turns(window, sum(m.tokens for m in first) + 1) == [system, question]
+    assert drop_oldest_turns(window, sum(m.tokens for m in first + second) + 1) is None
+    assert drop_oldest_turns([question], 1) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jupyter_llmchat.core.messages import ImageRef, Message, SurrogateJoiner, clean_text
+from jupyter_llmchat.core.messages import ImageRef, Message, SurrogateJoiner, ToolRequest, clean_text
 from jupyter_llmchat.core.reply import Usage
 
 
@@ -27,6 +27,24 @@ def test_round_trip_through_json_keeps_everything():
     restored = Message.from_dict(json.loads(json.dumps(message.to_dict())))
     assert restored == message
     assert restored.partial
+
+
+def test_tool_calls_and_results_in_the_apis_shape_and_through_json():
+    calls = (ToolRequest("call_1", "get_weather", '{"city": "Paris"}'), ToolRequest("call_2", "add", "{bad"))
+    asking = Message("assistant", "", 40, tool_calls=calls, model="gpt-4o")
+    result = Message("tool", "sunny", 9, tool_call_id="call_1")
+    assert asking.to_api() == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "add", "arguments": "{bad"}}]}
+    assert Message("assistant", "Checking.", 45, tool_calls=calls[:1]).to_api()["content"] == "Checking."
+    assert result.to_api() == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
+    for message in (asking, result):
+        data = json.loads(json.dumps(message.to_dict()))
+        assert Message.from_dict(data) == message
+    assert asking.to_dict()["tool_calls"][1] == {"id": "call_2", "name": "add", "arguments": "{bad"}
+    old = Message("user", "hi", 5).to_dict()
+    del old["tool_calls"], old["tool_call_id"]  # a message saved before tools
+    assert Message.from_dict(old) == Message("user", "hi", 5, created=old["created"])
 
 
 # -- text that cannot be encoded -------------------------------------------------------------

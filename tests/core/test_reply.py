@@ -38,6 +38,8 @@ def test_notices_name_what_happened() -> None:
         "answer stopped by the provider's content filter (finish_reason=content_filter)")
     assert Reply("x", "m", status="interrupted").notice == "answer interrupted: partial text kept"
     assert Reply("", "m", status="failed", error="boom").notice == "request failed: boom"
+    assert Reply("", "m", status="tool_calls", error="no tools were given").notice == (
+        "answer ended with tool calls that were not run (finish_reason=tool_calls): no tools were given")
 
 
 def test_usage_total() -> None:

@@ -1,5 +1,6 @@
-"""Exact counts offline, the cookbook's chat overhead, image costs, the estimate fallback, and the
-free byte bound that lets a prompt go out before any vocabulary is loaded."""
+"""Exact counts offline, the cookbook's chat overhead, image costs, the estimate fallback, the
+free byte bound that lets a prompt go out before any vocabulary is loaded, and tool definitions,
+calls and results."""
 
 from __future__ import annotations
 
@@ -107,3 +108,26 @@ def test_the_byte_bound_is_never_below_the_exact_count(text):
         "user", text, name="ada", images=images)
     cl100k = TokenCounter("gpt-4")
     assert cl100k.bound_message("assistant", text) >= cl100k.count_message("assistant", text)
+
+
+def test_tool_definitions_calls_and_results_are_counted_and_bounded():
+    counter = TokenCounter("gpt-4o")
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "The weather now.",
+                                               "parameters": {"type": "object", "properties": {
+                                                   "city": {"type": "string"}}, "required": ["city"]}}}]
+    function = ('{"name":"get_weather","description":"The weather now.","parameters":{"type":"object",'
+                '"properties":{"city":{"type":"string"}},"required":["city"]}}')
+    assert counter.count_tools(tools) == tokens.TOOLS_END + tokens.TOKENS_PER_TOOL + counter.count_text(function)
+    assert counter.count_tools([]) == 0 and counter.bound_tools(tools) >= counter.count_tools(tools)
+    messages = [{"role": "user", "content": "Weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather",
+                                                                     "arguments": '{"city": "Paris"}'}}]},
+                {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}]
+    calls = 3 + counter.count_text("get_weather") + counter.count_text('{"city": "Paris"}')
+    text = counter.count_text
+    assert counter.count_api_messages(messages) == (  # the call's id is counted like a name: 1 + its text
+        3 + (3 + text("user") + text("Weather?")) + (3 + text("assistant") + calls)
+        + (3 + text("tool") + text("sunny") + 1 + text("call_1")))
+    assert count_prompt_tokens(messages, "gpt-4o", tools) == counter.count_api_messages(messages) + \
+        counter.count_tools(tools)

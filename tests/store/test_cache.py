@@ -191,3 +191,45 @@ def test_a_hit_renders_the_same_markdown_with_a_from_cache_footer(store: Store, 
     usage = original.usage
     assert replay_outputs[-1] == (f"<sub>gpt-4o-mini · {usage.prompt_tokens} in · {usage.completion_tokens} "
                                   "out tokens · from cache</sub>")
+
+
+# -- tools ----------------------------------------------------------------------------------------
+def lookup(city: str) -> str:
+    """Where the city is."""
+    LOOKED_UP.append(city)
+    return f"{city} is in France"
+
+
+LOOKED_UP: list[str] = []
+
+
+def test_a_tool_answer_is_replayed_round_by_round_and_the_tools_run_again(store: Store, loopback):
+    LOOKED_UP.clear()
+    loopback.queue(tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    loopback.queue(reply="Lyon is in France.")
+    first = make_bot(loopback, temperature=0, tools=[lookup])
+    store.attach(first, "first", cache=True)
+    original = first.ask("Where is Lyon?", history=False, sink=NullSink())
+    again = make_bot(loopback, temperature=0, tools=[lookup])
+    store.attach(again, "again", cache=True)
+    replayed = again.ask("Where is Lyon?", history=False, sink=NullSink())
+    assert chat_requests(loopback) == 2 and len(store.response_cache()) == 2  # one entry per round
+    assert (replayed.text, replayed.from_cache, replayed.rounds, replayed.cost) == ("Lyon is in France.", True, 2, 0.0)
+    assert [(c.id, c.name, c.arguments, c.result) for c in replayed.calls] == [
+        (c.id, c.name, c.arguments, c.result) for c in original.calls]
+    assert LOOKED_UP == ["Lyon", "Lyon"]  # the cache replaces the model, never the tool: it ran again
+
+
+def test_the_tool_schemas_are_part_of_the_key(store: Store, loopback):
+    def lookup_v2(city: str, country: str = "FR") -> str:
+        return city
+
+    loopback.queue(reply="plain", times=3)
+    for number, tools in enumerate(([lookup], [lookup_v2], [])):
+        bot = make_bot(loopback, temperature=0, tools=tools)
+        store.attach(bot, f"s{number}", cache=True)
+        assert bot.ask("q", history=False, sink=NullSink()).from_cache is False
+    assert chat_requests(loopback) == 3  # a changed schema, or no tools, is another request
+    base = {"model": "m", "messages": [{"role": "user", "content": "q"}], "params": {"temperature": 0}}
+    with_tools = {**base, "params": {"temperature": 0, "tools": [{"type": "function", "function": {"name": "f"}}]}}
+    assert request_key(base) != request_key(with_tools)

@@ -119,6 +119,30 @@ def test_restored_bot_keeps_recording_into_the_same_conversation(store: Store, l
     assert [m["content"] for m in sent] == ["1", "one", "2"]  # the restored history was sent
 
 
+def test_a_tool_turn_is_saved_restored_and_billed_as_one_reply(store: Store, loopback):
+    def add(a: int, b: int) -> int:
+        """Add two whole numbers."""
+        return a + b
+
+    bot = make_bot(loopback, tools=[add])
+    store.attach(bot, "tools")
+    loopback.queue(tool_calls=[{"name": "add", "arguments": {"a": 2, "b": 3}}, {"name": "add", "arguments": "{"}])
+    loopback.queue(reply="5, and one call I got wrong.")
+    reply = bot.ask("2+3?", sink=NullSink())
+    saved = store.messages(store.conversation("tools").id)
+    assert saved == list(bot.conversation.messages)
+    assert [(m.role, len(m.tool_calls), m.tool_call_id is not None) for m in saved] == [
+        ("user", 0, False), ("assistant", 2, False), ("tool", 0, True), ("tool", 0, True), ("assistant", 0, False)]
+    (row,) = store.query("SELECT prompt_tokens, completion_tokens, cost, status FROM ledger")
+    assert reply.usage is not None and (row["prompt_tokens"], row["completion_tokens"], row["status"]) == (
+        reply.usage.prompt_tokens, reply.usage.completion_tokens, "complete")  # both rounds, one row
+    assert row["cost"] == pytest.approx(reply.cost)
+    again = store.chatbot("tools", base_url=loopback.base_url, api_key=KEY)
+    assert history(again) == history(bot)
+    loopback.queue(reply="ok")
+    assert again.ask("and 1+1?", sink=NullSink()).text == "ok"  # the server took the restored tool turn
+
+
 def test_a_fresh_bot_or_a_reset_starts_a_new_conversation_and_keeps_the_old(store: Store, loopback):
     first = make_bot(loopback)
     store.attach(first, "daily")

@@ -1,4 +1,5 @@
-"""JSON transcripts: an exact round trip (images, status, usage, system, model), clear errors."""
+"""JSON transcripts: an exact round trip (images, status, usage, system, model, tool calls and
+results), version 1 files still read, clear errors."""
 
 from __future__ import annotations
 
@@ -122,3 +123,57 @@ def test_missing_file_and_directory_target(loopback, tmp_path: Path) -> None:
         read(tmp_path / "nope.json")
     with pytest.raises(TranscriptError, match="it is a directory; give a file name such as chat.json$"):
         save(make_bot(loopback), tmp_path)
+
+
+# -- tool calls (version 2) -------------------------------------------------------------------------
+def add(a: int, b: int) -> int:
+    """Add two whole numbers."""
+    return a + b
+
+
+def test_tool_calls_and_results_round_trip_and_the_loaded_history_is_one_the_server_takes(loopback,
+                                                                                         tmp_path: Path) -> None:
+    loopback.queue(tool_calls=[{"name": "add", "arguments": {"a": 2, "b": 3}}])
+    loopback.queue(reply="It is 5.")
+    bot = make_bot(loopback, tools=[add])
+    bot.ask("2+3?", sink=NullSink())
+    path = save(bot, tmp_path / "tools.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    call_id = bot.history[1].tool_calls[0].id
+    assert [(m["role"], m["tool_calls"], m["tool_call_id"]) for m in data["messages"]] == [
+        ("user", [], None), ("assistant", [{"id": call_id, "name": "add", "arguments": '{"a": 2, "b": 3}'}], None),
+        ("tool", [], call_id), ("assistant", [], None)]
+    other = load(path, make_bot(loopback))
+    assert list(other.conversation.messages) == list(bot.conversation.messages)
+    loopback.queue(reply="ok")
+    assert other.ask("And 3+4?", sink=NullSink()).text == "ok"  # the server validated the restored tool turn
+    assert [m["role"] for m in loopback.requests[-1].body["messages"]] == ["user", "assistant", "tool", "assistant",
+                                                                           "user"]
+
+
+def test_a_version_1_transcript_still_loads(loopback, tmp_path: Path) -> None:
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps({"format": FORMAT, "version": 1, "model": "gpt-4o-mini", "system": None, "params": {},
+                                "messages": [{"role": "user", "text": "hi", "tokens": 8, "images": [], "name": None,
+                                              "status": "complete", "model": None, "usage": None, "created": 1.0},
+                                             {"role": "assistant", "text": "hello", "tokens": 9, "images": [],
+                                              "name": None, "status": "complete", "model": "gpt-4o-mini",
+                                              "usage": None, "created": 2.0}]}))
+    bot = load(path, make_bot(loopback))
+    assert [(m.role, m.text, m.tool_calls, m.tool_call_id) for m in bot.history] == [
+        ("user", "hi", (), None), ("assistant", "hello", (), None)]
+
+
+def test_markdown_shows_calls_as_code_and_results_as_literal_text(loopback) -> None:
+    def fetch(url: str) -> str:
+        """Fetch a page."""
+        return "<script>alert(1)</script> ``` **not bold**"
+
+    loopback.queue(tool_calls=[{"name": "fetch", "arguments": {"url": "http://x"}}])
+    loopback.queue(reply="Fetched.")
+    bot = make_bot(loopback, tools=[fetch])
+    bot.ask("Get it", sink=NullSink())
+    assert to_markdown(bot).split("\n\n### ", 2)[2] == (
+        'assistant · gpt-4o-mini\n\n**tool call:** `fetch({"url": "http://x"})`\n\n'
+        "### tool\n\n````text\n<script>alert(1)</script> ``` **not bold**\n````\n\n"
+        "### assistant · gpt-4o-mini\n\nFetched.\n")
