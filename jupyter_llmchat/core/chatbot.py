@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import errors
 from .batch_jobs import BatchJobStore, MemoryBatchJobs
 from .chunks import StreamResult
-from .client import ChatStream, chat_client, import_sdk
+from .client import ChatStream, import_sdk
 from .conversation import Conversation, count_message, drop_oldest_turns
 from .messages import ImageRef, Message
 from .models import ModelInfo, answer_reserve, model_info
 from .params import REQUEST_PARAMS, check_params, check_whole
+from .providers import Route, Routes, home_client
 from .reply import Reply, ReplySink, ReplyStatus, ToolCall, Usage, default_sink
 from .stopping import Stopped, StopToken, run_stoppable
-from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
+from .tokens import TokenCounter
 from .tool_loop import (
     DEFAULT_MAX_TOOL_ROUNDS,
     ROUND_SEPARATOR,
@@ -86,6 +87,7 @@ class PreparedRequest:
     counter: TokenCounter | None = field(default=None, repr=False)
     counted: bool = True
     tools: Toolbox | None = field(default=None, repr=False)  # the tools offered (their specs: params["tools"])
+    route: Route | None = field(default=None, repr=False)  # the client, and the model name it is sent
     _counting: threading.Thread | None = field(default=None, repr=False)
 
     def as_request(self) -> dict[str, Any]:
@@ -115,7 +117,7 @@ class PreparedRequest:
                  if message is self.question or message.role == "system" else message
                  for message in self.window]
         self.window, self.question = exact, exact[-1]
-        self.prompt_tokens = (REPLY_PRIMING_TOKENS + sum(message.tokens for message in exact)
+        self.prompt_tokens = (counter.reply_priming + sum(message.tokens for message in exact)
                               + counter.count_tools(self.params.get("tools") or ()))
         self.counted = True
 
@@ -126,6 +128,8 @@ class PreparedRequest:
                                  "prompt_tokens_counted": self.prompt_tokens if self.counted else None}
         if self.tools:
             shown["tools"] = self.tools.names
+        if self.route is not None and self.route.provider is not None:
+            shown["provider"] = self.route.provider.name
         return shown
 
 
@@ -158,14 +162,16 @@ class Chatbot:
                  max_retries: int | None = None, timeout: float | None = None,
                  first_byte_timeout: float | None = None, cache: ResponseCache | None = None,
                  tools: Any = None, max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
-                 approve: Approver | None = None, **params: Any) -> None:
+                 approve: Approver | None = None, vision: bool | None = None, **params: Any) -> None:
         check_params({**params, "max_tokens": max_tokens})
         check_whole("max_tool_rounds", max_tool_rounds, 1)
         for name, value in (("max_history", max_history), ("prompt_token_limit", prompt_token_limit),
                             ("context_window", context_window)):
             check_whole(name, value, 1)
-        self.client: ChatClient = chat_client(
-            client, api_key=api_key, base_url=base_url, azure_endpoint=azure_endpoint,
+        self.routes = Routes()  # clients of the providers named by prefixed models ("groq:...")
+        self.vision = vision  # True/False: the model takes images or not, whatever else says
+        self.client: ChatClient = home_client(
+            model, client, api_key=api_key, base_url=base_url, azure_endpoint=azure_endpoint,
             api_version=api_version, azure_deployment=azure_deployment, max_retries=max_retries,
             timeout=timeout, first_byte_timeout=first_byte_timeout)
         self._model = model
@@ -203,7 +209,7 @@ class Chatbot:
 
     @property
     def info(self) -> ModelInfo:
-        return model_info(self._model, context_window=self.context_window)
+        return self.routes.info(self._model, self.client, context_window=self.context_window, vision=self.vision)
 
     @property
     def system(self) -> str | None:
@@ -292,7 +298,8 @@ class Chatbot:
         system = overrides.pop("system", True)
         check_params(overrides)
         params = {**self.params, **{k: v for k, v in overrides.items() if v is not None}}
-        info = model_info(model, context_window=self.context_window)
+        route = self.routes.route(model, self.client, context_window=self.context_window, vision=self.vision)
+        info = route.info  # a local server was asked about the model (once per client)
         refs = load_images(images, model=info)
         max_tokens = params.get("max_tokens")
         budget = self.budget(info, max_tokens)
@@ -300,7 +307,9 @@ class Chatbot:
             params["tools"] = tools.specs(strict=supports_strict(info))
         with self._lock:
             conversation = self.conversation
-            if _counts_differ(self.info, info):  # a one-off model that counts differently
+            if model == self._model and _counts_differ(conversation.counter.info, info):
+                conversation.recount(TokenCounter(info))  # its server told us how it counts
+            if _counts_differ(conversation.counter.info, info):  # a one-off model that counts differently
                 conversation = Conversation(TokenCounter(info), system=self.system)
                 conversation.messages.extend(self.conversation.messages)
                 conversation.recount(conversation.counter)
@@ -320,7 +329,8 @@ class Chatbot:
         tools_tokens = reserved if counted else conversation.counter.bound_tools(params.get("tools") or ())
         request = PreparedRequest(model, info, window, window[-1], params,
                                   conversation.prompt_tokens(window) + tools_tokens, budget, history,
-                                  counter=conversation.counter, counted=counted, tools=tools or None)
+                                  counter=conversation.counter, counted=counted, tools=tools or None,
+                                  route=route)
         request.messages = [message.to_api() for message in window]
         return request
 
@@ -471,8 +481,9 @@ class Chatbot:
         messages = request.messages + turn.api_messages() if turn.messages else request.messages
         sent = {"model": request.model, "messages": messages, "params": request.params}
         cached = self.cache.lookup(sent) if self.cache is not None else None
-        source = _Replay(cached) if cached is not None else self.client.stream(request.model, messages,
-                                                                               request.params)
+        client, sent_model = ((request.route.client, request.route.model) if request.route is not None
+                              else (self.client, request.model))
+        source = _Replay(cached) if cached is not None else client.stream(sent_model, messages, request.params)
         return _Round(source, sent, turn.tokens)
 
     def _stream_round(self, current: _Round, sink: ReplySink, token: StopToken, turn: Turn,
@@ -599,7 +610,8 @@ def _window_by_bounds(conversation: Conversation, question: str, refs: list[Imag
         system_message = conversation.draft("system", system) if system else None
     else:
         system_message = conversation.system_draft() if system is True else None
-    needed = REPLY_PRIMING_TOKENS + draft.tokens + (system_message.tokens if system_message else 0) + reserved
+    needed = (conversation.counter.reply_priming + draft.tokens + (system_message.tokens if system_message else 0)
+              + reserved)
     if history:
         needed += sum(message.tokens for turn in conversation.turns() for message in turn)
     if needed > budget:
@@ -660,4 +672,5 @@ def load_images(sources: Any, *, model: ModelInfo) -> list[ImageRef]:
 
 
 def _counts_differ(a: ModelInfo, b: ModelInfo) -> bool:
-    return a.encoding != b.encoding or a.image_tokens != b.image_tokens
+    return (a.encoding != b.encoding or a.image_tokens != b.image_tokens or a.template != b.template
+            or a.text_margin != b.text_margin or a.counted_by != b.counted_by)

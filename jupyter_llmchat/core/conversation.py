@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from .errors import PromptTooLongError
 from .messages import ImageRef, Message, MessageStatus, Role, ToolRequest, clean_text
 from .reply import Usage
-from .tokens import REPLY_PRIMING_TOKENS, TokenCounter
+from .tokens import TokenCounter
 
 # Listener events: ("append", message), ("clear", None), ("system", system message or None).
 Listener = Callable[[str, "Message | None"], None]
@@ -119,7 +119,7 @@ class Conversation:
         would help (default: the general list).
         """
         system_message = self.system_message if system is True else (system or None)
-        needed = (REPLY_PRIMING_TOKENS + question.tokens + (system_message.tokens if system_message else 0)
+        needed = (self.counter.reply_priming + question.tokens + (system_message.tokens if system_message else 0)
                   + reserved)
         if needed > budget:
             system_part = f"system {system_message.tokens:,} + " if system_message else ""
@@ -128,7 +128,7 @@ class Conversation:
                                                   "context_window")
             raise PromptTooLongError(
                 f"the question needs {needed:,} prompt tokens ({system_part}question {question.tokens:,} "
-                f"+ {REPLY_PRIMING_TOKENS} reply priming) but the budget is {budget:,}; {advice}",
+                f"+ {self.counter.reply_priming} reply priming) but the budget is {budget:,}; {advice}",
                 needed=needed, budget=budget)
         kept: list[list[Message]] = []
         if history:
@@ -146,7 +146,7 @@ class Conversation:
         return window
 
     def prompt_tokens(self, window: list[Message]) -> int:
-        return REPLY_PRIMING_TOKENS + sum(message.tokens for message in window)
+        return self.counter.reply_priming + sum(message.tokens for message in window)
 
     def append_turn(self, messages: Iterable[Message]) -> None:
         """Append a whole turn (a question and its answer, with tool calls and results)."""

@@ -223,6 +223,10 @@ def cmd_config(m: ChatHost, args: argparse.Namespace) -> None:
     else:
         where = "OpenAI default"
     rows.append(("endpoint", client.base_url, where, ""))
+    from ..core.providers import describe
+
+    bot = m.session(DEFAULT_SESSION)  # its model's provider, window, vision and counting, and their sources
+    rows.extend(describe(bot.model, bot.client, bot.routes, context_window=bot.context_window, vision=bot.vision))
     show_table(rows)
 
 
@@ -327,8 +331,22 @@ def _store_file(m: ChatHost, command: str) -> Store:
 @command
 @magic_arguments("chat models")
 def cmd_models(m: ChatHost, args: argparse.Namespace) -> None:
-    """List the models the endpoint serves (GET /models)."""
-    print("\n".join(m.client().list_models()))
+    """List the models the endpoint serves (GET /models) and those of every configured provider
+    (a key set, or a local server that answers), by the name -m takes."""
+    from ..core.providers import available_models, endpoint_rows
+
+    client = m.client()
+    rows, notes = available_models(client)
+    try:
+        rows = endpoint_rows(client.list_models()) + rows
+    except ChatError as error:
+        if not rows:
+            raise
+        notes.insert(0, str(error))
+    table = [("model (-m)", "provider", "context window", "vision", "price in / out per 1M")]
+    table += [(row.name, row.provider, f"{row.window:,}" if row.window else "",
+               {True: "yes", False: "no", None: ""}[row.vision], row.price) for row in rows]
+    show_table(table, numeric=(2,), note=" ".join(notes) or None)
 
 
 @command

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Enum, Float, Int, TraitError, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from ..core.errors import ChatError
 from ..core.reply import LiveSink
@@ -96,6 +96,28 @@ class ChatMagics(Magics):
     cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
     preload = Bool(True, help="After %load_ext, import the SDK and load the token vocabulary in a "
                               "background thread, so the first %%chat does not wait for them.").tag(config=True)
+    models = Dict(help="Models added to the model table, name -> settings, e.g. {'ollama:qwen2.5:7b': "
+                       "{'context_window': 32768, 'vision': False}} (see jupyter_llmchat.add_model).").tag(config=True)
+
+    @validate("models")
+    def _check_models(self, proposal: Any) -> Any:
+        from ..core.models import check_models
+
+        try:
+            check_models(proposal["value"])
+        except ChatError as error:
+            raise TraitError(str(error)) from None
+        return proposal["value"]
+
+    @observe("models")
+    def _models_changed(self, change: Any) -> None:
+        """The table gets the new entries; entries of the old setting that are gone are removed."""
+        from ..core.models import add_models, remove_model
+
+        old = change["old"] if isinstance(change["old"], dict) else {}
+        for name in set(old) - set(change["new"]):
+            remove_model(name)
+        add_models(change["new"])
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -527,7 +549,9 @@ class _DemoMarker:
 
     def __call__(self, reply: Reply) -> None:
         magics, bot = self._magics(), self._bot()
-        if magics is not None and bot is not None and magics.answered_by_demo(bot):
+        # A prefixed model ("ollama:...") went to its provider, not to the demo server.
+        provider = (reply.request or {}).get("provider")
+        if magics is not None and bot is not None and not provider and magics.answered_by_demo(bot):
             reply.demo = True
             reply.cost = 0.0
 

@@ -33,10 +33,10 @@ from .completions import (
     completion_body,
     plan_reply,
 )
+from .embeddings import embeddings_body
 from .local_servers import answer as local_answer
 from .local_servers import check_prompt as local_check_prompt
 from .local_servers import model_card_extra
-from .embeddings import embeddings_body
 from .script import Script
 from .state import LoggedRequest, ServerState
 from .tools import check_tool_use
@@ -208,7 +208,8 @@ class Handler(BaseHTTPRequestHandler):
         model = body["model"]
         local = state.local.models.get(model) if state.local is not None else None
         if local is not None and state.local is not None:  # counted with its chat template (local_servers.py)
-            prompt_tokens = local_check_prompt(state.local, local, body["messages"])
+            prompt_tokens = local_check_prompt(state.local, local, body["messages"],
+                                               body.get("max_tokens") or body.get("max_completion_tokens"))
         else:
             prompt_tokens = count_prompt_tokens(body["messages"], model, body.get("tools"))
             window = model_info(model).context_window
