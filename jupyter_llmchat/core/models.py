@@ -206,9 +206,10 @@ def _unknown(provider: str | None, model: str) -> ModelInfo:
     """What a model in no table gets: the default window; a local model its template's counting."""
     record = PROVIDER_RECORDS.get(provider or "", {})
     local = record.get("local")
-    if local:
+    if local:  # it runs on the user's machine: no price per token
         template = template_from_name(model) or UNKNOWN
-        return ModelInfo(model, DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT, template.encoding, vision=None,
+        return ModelInfo(model, DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT, template.encoding, 0.0, None, 0.0,
+                         vision=None,
                          known=False, local=local, template=template.name, text_margin=template.text_margin,
                          window_source="default", vision_source="not known")
     counting = record.get("counting", {})
@@ -330,6 +331,9 @@ def _new_entry(name: Any, *, context_window: Any, max_output: Any = None, input_
         changes = {"template": chosen.name, "text_margin": chosen.text_margin, "encoding": chosen.encoding}
     if encoding is not None:
         changes["encoding"] = encoding
+    if input_price is None and output_price is None:  # prices not given: the known ones stay
+        input_price, output_price = base.input_price, base.output_price
+        cached_input_price = base.cached_input_price if cached_input_price is None else cached_input_price
     return replace(base, name=name, context_window=context_window, max_output=max_output,
                    input_price=input_price, output_price=output_price, cached_input_price=cached_input_price,
                    vision=vision, image_tokens=base.image_tokens if vision else None, reasoning=reasoning,

@@ -285,8 +285,9 @@ def available_models(home: ChatClient) -> tuple[list[ModelRow], list[str]]:
         if each.local is None:
             if not each.key()[0] or each.azure:
                 continue
-            for name in _TABLES.get(each.name, {}):
-                rows.append(_row(f"{each.name}:{name}", each.label))
+            for name, entry in _TABLES.get(each.name, {}).items():
+                if entry.max_output > 0:  # a chat model, not an embedding model
+                    rows.append(_row(f"{each.name}:{name}", each.label))
             continue
         try:
             served = discovery.served_models(routes.client_for(each, home), each.local)

@@ -133,7 +133,7 @@ def test_each_local_prefix_asks_its_server_then_sends_to_it(monkeypatch, prefix,
     assert [(r.status, r.body["model"]) for r in sent] == [(200, model.name)]
     assert all(r.headers["authorization"] == "Bearer ***" for r in logged)
     assert reply.status == "complete" and reply.request["provider"] == prefix
-    assert reply.cost is None  # a local model has no price
+    assert reply.cost == 0.0  # a local model costs nothing per token
     assert bot.info.context_window == model.n_ctx
 
 
