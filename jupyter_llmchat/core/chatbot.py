@@ -191,6 +191,8 @@ class Chatbot:
         self.reply_listeners: list[Callable[[Reply], None]] = []
         # Batch API jobs of map(mode="batch"): this process's, or the store's once it records this bot.
         self.batch_jobs: BatchJobStore = MemoryBatchJobs()
+        # Where map() keeps answered rows to resume from (mapping.RowStore): a Store recording this bot sets it.
+        self.row_store: Any = None
         self.conversation = Conversation(TokenCounter(self.info), system=system, max_history=max_history)
         self._asks: set[StopToken] = set()  # one per answer in flight
         self._lock = threading.RLock()  # the conversation: read by prepare (in a helper thread), written by _record
@@ -261,6 +263,35 @@ class Chatbot:
         keeping the partial text, marked (an answer with no text yet leaves the history as it was)."""
         for token in list(self._asks):
             token.stop()
+
+    def map(self, items: Any, template: str | None = None, *, schema: Any = None, concurrency: int = 8,
+            mode: str = "concurrent", store: Any = None, resume: bool = True, retries: int = 5,
+            progress: bool = True, dry_run: bool = False, **overrides: Any) -> Any:
+        """Ask one question per item (strings, dicts, a pandas Series or DataFrame; ``template`` fills
+        ``{field}`` from each), each on its own (no history; the system message and parameters apply),
+        ``concurrency`` at a time: the answers in input order, a list, or for a DataFrame a DataFrame
+        with the schema's fields, ``error`` and ``cost``. Rows answered before are not asked again
+        (``store``); Ctrl-C or ``stop()`` returns what is done. ``dry_run=True``: ``estimate_map``'s
+        answer instead. ``mode="batch"``: the provider's Batch API. See ``mapping``."""
+        from .mapping import map_items
+
+        token = StopToken()
+        self._asks.add(token)
+        try:
+            return map_items(self, items, template, schema=schema, concurrency=concurrency, mode=mode,
+                             store=store, resume=resume, retries=retries, progress=progress, dry_run=dry_run,
+                             stop=token, notify=self._notify, **overrides)
+        finally:
+            self._asks.discard(token)
+
+    def estimate_map(self, items: Any, template: str | None = None, *, schema: Any = None, store: Any = None,
+                     **overrides: Any) -> Any:
+        """What ``map`` with the same arguments would send and cost, before anything is sent: the
+        rows still to ask, their exact prompt tokens, and the cost from empty answers to answers
+        all ``max_tokens`` long (a ``mapping.MapEstimate``)."""
+        from .mapping import estimate_items
+
+        return estimate_items(self, items, template, schema=schema, store=store, **overrides)
 
     def embed(self, items: Any, model: str = "text-embedding-3-small", *, dimensions: int | None = None,
               column: str | None = None, batch_size: int | None = None, concurrency: int = 4,

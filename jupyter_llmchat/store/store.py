@@ -43,6 +43,7 @@ from .conversations import (
 from .database import BUSY_TIMEOUT, MEMORY, STORE_ENV, Database, default_path
 from .embeddings import EmbeddingStore
 from .errors import StoreError, StoreWarning
+from .map_rows import MapRows
 from .migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class Store:
                 bot.embedding_cache = None
             if isinstance(bot.batch_jobs, StoreBatchJobs) and bot.batch_jobs.database is self.database:
                 bot.batch_jobs = MemoryBatchJobs()  # nor keep jobs
+            if isinstance(bot.row_store, MapRows) and bot.row_store.database is self.database:
+                bot.row_store = None  # nor map rows
         self.database.close()
 
     def __enter__(self) -> Store:
@@ -186,6 +189,7 @@ class Store:
         self._recorders[bot] = recorder
         bot.batch_jobs = self.batch_jobs(session=session)  # map(mode="batch") jobs outlive the kernel
         bot.embedding_cache = self.embedding_cache()  # vectors are deterministic: always kept, never paid twice
+        bot.row_store = self.map_rows()  # map() answers are kept as they arrive: a rerun asks only what is missing
         use_cache = self.cache_default if cache is None else cache
         if use_cache:
             bot.cache = self.response_cache(cache_random=cache_random)
@@ -240,6 +244,10 @@ class Store:
     def batch_jobs(self, *, session: str | None = None) -> StoreBatchJobs:
         """The Batch API jobs kept in this store (``%chat batches``); new ones are tagged ``session``."""
         return StoreBatchJobs(self.database, session=session)
+
+    def map_rows(self) -> MapRows:
+        """The rows ``Chatbot.map`` answered, kept in this store so the same call resumes (map_rows.py)."""
+        return MapRows(self.database)
 
     def embedding_cache(self) -> EmbeddingStore:
         """The vectors ``Chatbot.embed`` paid for, kept in this store (see embeddings.py)."""
