@@ -329,6 +329,55 @@ def _store_file(m: ChatHost, command: str) -> Store:
 
 
 @command
+@magic_arguments("chat tools")
+@SESSION_OPTION
+@argument("--clear", action="store_true", help="Remove every tool from the session.")
+def cmd_tools(m: ChatHost, args: argparse.Namespace) -> None:
+    """List the tools a session offers the model (%%chat --tools, --notebook): name, description,
+    parameters, and whether each call asks you first."""
+    name = args.session or DEFAULT_SESSION
+    bot = m.session(name, create=name == DEFAULT_SESSION)
+    if args.clear:
+        count = len(bot.tools)
+        bot.tools.clear()
+        print(f"removed {count} tool(s) from session {name!r}")
+        return
+    if not bot.tools:
+        print(f"session {name!r} has no tools; add some with %%chat --tools f,g or %%chat --notebook")
+        return
+    rows = [("tool", "description", "parameters", "confirm")]
+    for made in bot.tools:
+        summary = (made.description or "").strip().split("\n\n")[0]
+        rows.append((made.name, _shortened(" ".join(summary.split()), 100), tool_parameters(made.function),
+                     "yes" if made.confirm else "no"))
+    show_table(rows)
+
+
+def tool_parameters(function: Any) -> str:
+    """``city: str, days: int = 3``: a tool's parameters as its signature reads."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return "..."
+    shown = []
+    for parameter in parameters:
+        text = parameter.name
+        if parameter.annotation is not parameter.empty:
+            annotation = parameter.annotation
+            text += f": {annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)}"
+        if parameter.default is not parameter.empty:
+            text += f" = {parameter.default!r}"
+        shown.append(text)
+    return ", ".join(shown)
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@command
 @magic_arguments("chat models")
 def cmd_models(m: ChatHost, args: argparse.Namespace) -> None:
     """List the models the endpoint serves (GET /models) and those of every configured provider

@@ -31,7 +31,7 @@ from ..core.errors import ChatError
 from ..core.reply import LiveSink
 from ..core.sessions import DEFAULT_SESSION
 from . import commands
-from .arguments import parse, plain_help, split_line
+from .arguments import name_list, parse, plain_help, split_line
 from .cell_watch import current_cell, owning_cell
 from .error_display import shown_in_one_line
 from .expansion import ExpansionError, expand
@@ -337,6 +337,15 @@ class ChatMagics(Magics):
     @argument("--error", action="store_true",
               help="Append the last exception's traceback (ask 'why did this fail?').")
     @argument("--raw", action="store_true", help="Send the cell as written: no {name} expansion.")
+    @argument("--tools", action="append", default=[], metavar="NAMES",
+              help="Functions of the notebook the model may call, e.g. --tools f,g; the session keeps them "
+                   "(%%chat tools lists them).")
+    @argument("--notebook", action="store_true",
+              help="Let the model look at the notebook from now on in this session: list and inspect "
+                   "variables, read cells, and run code (you approve each run).")
+    @argument("--with", dest="attach", action="append", default=[], metavar="NAMES",
+              help="Attach summaries of these variables to the question, e.g. --with df,model (no tools "
+                   "needed).")
     @cell_magic("chat")
     @owning_cell  # the finished answer may replace what it streamed when nothing else is in the cell
     def chat(self, line: str, cell: str) -> None:
@@ -357,8 +366,12 @@ class ChatMagics(Magics):
         schema = self._schema(args)
         overrides = self._cell_overrides(args)
         question = self._question(cell, raw=args.raw, error=args.error)
+        question = self._attach(question, name_list(args.attach, option="--with", example="df,model"))
+        tools = self._tools(name_list(args.tools, option="--tools", example="f,g"), notebook=args.notebook)
         images = self._images(args.image, args.session, overrides.get("model"))
         bot = self.session(args.session)  # made only now: bad input leaves no empty session behind
+        for made in tools:
+            bot.tools.add(made)
         if args.new:
             bot.reset()
         if args.json:
@@ -415,6 +428,29 @@ class ChatMagics(Magics):
         if not question.strip():
             raise UsageError("the cell is empty: write the question under %%chat (nothing was sent)")
         return question
+
+    def _attach(self, question: str, names: list[str]) -> str:
+        """The question with ``--with`` summaries of notebook values after it."""
+        if not names:
+            return question
+        from .summaries import UnknownName, attachment
+
+        try:
+            return f"{question}\n\n{attachment(names, self.shell.user_ns)}"
+        except UnknownName as error:
+            raise UsageError(f"--with: {error} (nothing was sent)") from None
+
+    def _tools(self, names: list[str], *, notebook: bool) -> list[Any]:
+        """Tools for ``--tools`` (the notebook's functions) and ``--notebook`` (the built-in ones)."""
+        if not names and not notebook:
+            return []
+        from .kernel_tools import function_tools, notebook_tools
+
+        try:
+            made = function_tools(names, self.shell.user_ns)
+        except ValueError as error:
+            raise UsageError(f"--tools: {error} (nothing was sent)") from None
+        return made + (notebook_tools(self.shell) if notebook else [])
 
     def _images(self, sources: list[str], session: str, model: str | None) -> list[Any]:
         """ImageRefs for the -i sources, made first so a bad image stops the cell before any change."""

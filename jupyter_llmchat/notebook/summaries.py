@@ -241,8 +241,13 @@ def _shape(value: Any) -> tuple[int, ...] | None:
         return None
 
 
+LAZY_LIBRARIES = ("dask",)  # len() of their collections computes them: never asked
+
+
 def _length(value: Any) -> int | None:
     if isinstance(value, type) or not hasattr(type(value), "__len__"):
+        return None
+    if (getattr(type(value), "__module__", "") or "").partition(".")[0] in LAZY_LIBRARIES:
         return None
     try:
         return len(value)

@@ -45,7 +45,7 @@ def test_bare_chat_lists_every_command_with_its_usage(shell, capsys) -> None:
         "%chat reset [--all] [SESSION]", "%chat history [SESSION]", "%chat sessions",
         "%chat usage [--by GROUP [GROUP ...]] [-s NAME]", "%chat config", "%chat model [-s NAME] [MODEL]",
         "%chat system [-s NAME] [TEXT ...]", "%chat save [-s NAME] PATH", "%chat load [-s NAME] PATH",
-        "%chat restore [-s NAME] SAVED", "%chat saved", "%chat models",
+        "%chat restore [-s NAME] SAVED", "%chat saved", "%chat tools [-s NAME] [--clear]", "%chat models",
         "%chat batches [-s NAME] [--cancel] [--no-wait] [JOB]", "%chat panel [SESSION]"]
 
 
@@ -103,7 +103,7 @@ def test_reset_all_and_models(shell, loopback, capsys) -> None:
 
 @pytest.mark.parametrize("line, message", [
     ("frob", "unknown %chat command 'frob'; commands: reset, history, sessions, usage, config, model, system, "
-             "save, load, restore, saved, models, batches, panel (ask with %%chat)"),
+             "save, load, restore, saved, tools, models, batches, panel (ask with %%chat)"),
     ("reset a b", "%chat reset: unrecognized arguments: b; usage: %chat reset [--all] [SESSION]"),
     ("reset a --all", "%chat reset takes a SESSION or --all, not both"),
     ("history nosuch", "unknown session 'nosuch' (sessions: default); start it by asking with -s nosuch"),
@@ -122,6 +122,8 @@ def test_reset_all_and_models(shell, loopback, capsys) -> None:
                      "arguments"),
     ("restore proj", "%chat restore needs a store file, and this kernel keeps conversations in memory only: "
                      "%config ChatMagics.store = 'default' (or a file path), or set JUPYTER_LLMCHAT_STORE"),
+    ("tools x", "%chat tools: unrecognized arguments: x; usage: %chat tools [-s NAME] [--clear]"),
+    ("tools -s nosuch", "unknown session 'nosuch' (sessions: default); start it by asking with -s nosuch"),
     ("-m gpt-4o", "to ask a question use the cell magic: %%chat [options] on the first line, the question below "
                   "(only %chat --error works on one line)"),
 ])
@@ -238,3 +240,53 @@ def test_config_sources_follow_jupyter_precedence(shell, loopback, capsys, monke
                                "OPENAI_API_KEY"]
     assert rows["endpoint"] == [loopback.root_url, "azure_endpoint (%config / config file)", ""]
     assert "sk-inherited" not in repr(rows)
+
+
+def test_tools_lists_a_sessions_tools_and_clears_them(shell, loopback, capsys) -> None:
+    """``%%chat --tools`` adds the notebook's functions to the session (its errors are one line and
+    send nothing); ``%chat tools`` lists name, description, parameters and confirm; --clear empties."""
+    shell.run_cell(
+        "from typing import Literal\n"
+        "from jupyter_llmchat.core.tools import tool\n"
+        "def forecast(city: str, days: int = 3, unit: Literal['C', 'F'] = 'C') -> str:\n"
+        "    \"\"\"The weather ahead for a city.\n\n    Args:\n        city: Where.\n    \"\"\"\n"
+        "    return f'{city}: sunny for {days} days'\n"
+        "@tool(confirm=True)\n"
+        "def delete_file(path: str) -> str:\n"
+        "    \"\"\"Delete a file (asks first).\"\"\"\n"
+        "    return 'kept'\n"
+        "number = 3\n"
+        "class Point:\n    pass\n"
+        "def varargs(*names):\n    return names\n")
+    capsys.readouterr()
+    chat(shell, "tools")
+    assert capsys.readouterr().out == ("session 'default' has no tools; add some with %%chat --tools f,g or "
+                                       "%%chat --notebook\n")
+    for line, message in (
+            ("--tools nothing", "--tools: the notebook has no variable 'nothing' (nothing was sent)"),
+            ("--tools forecast,number", "--tools: number is not a function (its type is int) (nothing was sent)"),
+            ("--tools Point", "--tools: Point is a class, not a function (nothing was sent)"),
+            ("--tools forecast.nope", "--tools: forecast has no attribute 'nope' (AttributeError) (nothing was sent)"),
+            ("--tools varargs", "--tools: tool 'varargs' takes *names: a tool's parameters must be named ones, each "
+                                "with a type, so the model knows what to send (nothing was sent)"),
+            ("--tools 'f g'", "--tools: 'f g' is not a variable name; give names separated by commas, e.g. --tools "
+                              "f,g (nothing was sent)"),
+            ("--with nothing", "--with: the notebook has no variable 'nothing' (nothing was sent)")):
+        with pytest.raises(UsageError) as caught:
+            shell.run_cell_magic("chat", line, "hello")
+        assert str(caught.value) == message
+    assert loopback.requests == [] and len(current().sessions) == 1  # nothing sent, no session made
+    assert len(current().session().tools) == 0
+    loopback.queue(reply="Noted.")
+    shell.run_cell_magic("chat", "--tools forecast,delete_file", "What tools do you have?")
+    capsys.readouterr()
+    chat(shell, "tools")
+    assert capsys.readouterr().out == (
+        "tool         description                    parameters                                               confirm\n"
+        "forecast     The weather ahead for a city.  city: str, days: int = 3, unit: Literal['C', 'F'] = 'C'  no\n"
+        "delete_file  Delete a file (asks first).    path: str                                                yes\n")
+    sent = loopback.requests[-1].body
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["forecast", "delete_file"]
+    chat(shell, "tools --clear")
+    assert capsys.readouterr().out == "removed 2 tool(s) from session 'default'\n"
+    assert len(current().session().tools) == 0

@@ -754,3 +754,69 @@ def test_interpreter_exit_stops_every_thread_and_closes_the_store(tmp_path: Path
     assert f"before exit: {[str(store), f'{store}-shm', f'{store}-wal']}" in lines  # the demo answered into it
     assert lines[-1] == "at exit: ([], [])"
     assert not (tmp_path / "chat.sqlite3-wal").exists()
+
+
+# -- tools: --notebook, --tools and --with in a real kernel, the calls scripted on the loopback server ----
+def test_notebook_tools_function_tools_and_with_summaries(loopback, tmp_path: Path) -> None:
+    loopback.queue(tool_calls=[{"name": "list_variables", "arguments": {}},
+                               {"name": "inspect_variable", "arguments": {"name": "arr"}}])
+    loopback.queue(reply="You have an array.")
+    loopback.queue(tool_calls=[{"name": "forecast", "arguments": {"city": "Oslo"}}])
+    loopback.queue(reply="Sunny in Oslo.")
+    loopback.queue(tool_calls=[{"name": "run_python", "arguments": {"code": "total = n * 2\nprint(total)\ntotal"}}])
+    loopback.queue(reply="It printed 84.")
+    c = Cells()
+    c.add("load", f"""
+        %load_ext jupyter_llmchat
+        %config ChatMagics.base_url = "{loopback.base_url}"
+        %config ChatMagics.footer = False
+        """)
+    c.add("data", """
+        import numpy as np
+        arr = np.arange(6).reshape(2, 3)
+        n = 42
+        def forecast(city: str) -> str:
+            \"\"\"The weather ahead for a city.\"\"\"
+            return f"{city}: sunny"
+        """)
+    c.add("notebook", "%%chat --notebook\nWhat is in my notebook?")
+    c.add("tools", "%%chat --tools forecast --with n\nWeather in Oslo?")
+    c.add("list", "%chat tools")
+    c.add("approved", """
+        from jupyter_llmchat.notebook.magics import current
+        def approve(approval):
+            print("asked to run:", repr(approval.arguments["code"]))
+            return True
+        reply = current().session().ask("Double n", approve=approve)
+        print([(call.name, call.outcome) for call in reply.calls], total)
+        """)
+    run = run_cells(c.sources, raises=c.raises, cwd=tmp_path)
+    bodies = chat_bodies(loopback)
+    assert len(bodies) == 6
+    assert [tool["function"]["name"] for tool in bodies[0]["tools"]] == [
+        "list_variables", "inspect_variable", "read_cell", "run_python"]
+    results = [m for m in bodies[1]["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in results] == [
+        "name  type           shape/len/value\narr   numpy.ndarray  (2, 3)\nn     int            42\n"
+        "functions: forecast",
+        "arr: numpy.ndarray, shape (2, 3), dtype int64\nmin 0, max 5, mean 2.5, std 1.70783\nvalues:\n"
+        "[[0 1 2]\n [3 4 5]]"]
+    assert answer(run, c["notebook"]) == "You have an array."
+    # --with: the summary follows the question; --tools adds forecast to the session's notebook tools
+    assert bodies[2]["messages"][-1] == {"role": "user", "content":
+                                         "Weather in Oslo?\n\nValues from my notebook, summarised:\n\n"
+                                         "```text\nn: int\n42\n```"}
+    assert [tool["function"]["name"] for tool in bodies[2]["tools"]] == [
+        "list_variables", "inspect_variable", "read_cell", "run_python", "forecast"]
+    assert bodies[3]["messages"][-1] == {"role": "tool", "tool_call_id": bodies[3]["messages"][-2]["tool_calls"][0]["id"],
+                                         "content": "Oslo: sunny"}
+    assert answer(run, c["tools"]) == "Sunny in Oslo."
+    rows = table(run.displays(c["list"])[0])
+    assert [(row[0], row[3]) for row in rows] == [("tool", "confirm"), ("list_variables", "no"),
+                                                  ("inspect_variable", "no"), ("read_cell", "no"),
+                                                  ("run_python", "yes"), ("forecast", "no")]
+    assert rows[5][1:3] == ["The weather ahead for a city.", "city: str"]
+    # run_python asks first; approved, it runs in the notebook's namespace
+    assert run.stdout(c["approved"]).splitlines()[0] == "asked to run: 'total = n * 2\\nprint(total)\\ntotal'"
+    assert run.stdout(c["approved"]).splitlines()[-1] == "[('run_python', 'ok')] 84"
+    assert bodies[5]["messages"][-1]["content"] == "printed:\n84\n\nvalue:\n84"
