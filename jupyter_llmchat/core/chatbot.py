@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +45,7 @@ from .tool_loop import (
     skip_calls,
     terminal_approver,
 )
-from .tools import Tool, Toolbox, supports_strict
+from .tools import Described, Tool, Toolbox, supports_strict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,6 +183,8 @@ class Chatbot:
             self.params["max_tokens"] = max_tokens
         self.cache = cache
         self.tools = Toolbox.of(tools)  # offered with every question (ask(tools=...) adds more)
+        # Tools made from the functions ask(tools=...) was given, so asking again does not describe them again.
+        self._made_tools: weakref.WeakKeyDictionary[Any, Described] = weakref.WeakKeyDictionary()
         self.max_tool_rounds = max_tool_rounds
         self.approve = approve  # asks consent for confirm=True tools (see tool_loop); None: the default
         # Vectors embed() paid for: the store's table once a store is attached, else memory (made on first use).
@@ -410,7 +413,8 @@ class Chatbot:
         self._asks.add(token)  # first: a stop that comes now is never lost
         try:
             sink = sink if sink is not None else default_sink()
-            toolbox = self.tools.merged(Toolbox.of(tools)) if tools is not None else self.tools
+            given = Toolbox.of(tools, made=self._made_tools) if tools is not None else None
+            toolbox = self.tools.merged(given) if given is not None else self.tools
             rounds = self.max_tool_rounds if max_tool_rounds is None else max_tool_rounds
             check_whole("max_tool_rounds", rounds, 1)
             try:

@@ -31,7 +31,8 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
@@ -68,7 +69,8 @@ class Tool:
     """
 
     def __init__(self, function: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-                 confirm: bool = False, max_result_chars: int | None = None) -> None:
+                 confirm: bool = False, max_result_chars: int | None = None,
+                 described: Described | None = None) -> None:
         if isinstance(function, Tool):
             function = function.function  # a Tool made again, with other options
         if not callable(function):
@@ -79,19 +81,24 @@ class Tool:
             raise errors.ConfigurationError(
                 f"{self.name!r} cannot be a tool's name: use 1-64 letters, digits, _ or - "
                 "(give one with name=, e.g. tool(f, name=\"lookup\"))")
-        summary, documented = parse_docstring(inspect.getdoc(function) or "")
-        self.description = summary if description is None else description
+        if described is None or described.name != self.name:
+            described = self._describe(function)
+        self.described = described
+        self.description = described.summary if description is None else description
         self.confirm = confirm
         if max_result_chars is not None and (isinstance(max_result_chars, bool) or not isinstance(
                 max_result_chars, int) or max_result_chars < 1):
             raise errors.ConfigurationError(f"max_result_chars must be a whole number >= 1, got {max_result_chars!r}")
         self.max_result_chars = max_result_chars or DEFAULT_MAX_RESULT_CHARS
         self.is_async = _is_async(function)
-        self._positional: list[str] = []  # positional-only parameters, passed in order
-        self._model, self._aliases = self._arguments_model(documented)
-        schema = _tidy(self._model.model_json_schema(by_alias=True))
-        self.parameters: dict[str, Any] = schema
-        self.strict_parameters: dict[str, Any] | None = strict_schema(schema)
+        self.parameters: dict[str, Any] = described.parameters
+        self.strict_parameters: dict[str, Any] | None = described.strict_parameters
+
+    def _describe(self, function: Callable[..., Any]) -> Described:
+        summary, documented = parse_docstring(inspect.getdoc(function) or "")
+        model, aliases, positional = self._arguments_model(documented)
+        schema = _tidy(model.model_json_schema(by_alias=True))
+        return Described(self.name, summary, model, aliases, tuple(positional), schema, strict_schema(schema))
 
     # -- description -----------------------------------------------------------------------------
     def spec(self, *, strict: bool = False) -> dict[str, Any]:
@@ -133,17 +140,17 @@ class Tool:
                                    f"{type(data).__name__}")
         data = _drop_default_nulls(data, self.parameters, self.parameters)
         try:
-            model = self._model.model_validate(data)
+            model = self.described.model.model_validate(data)
         except pydantic.ValidationError as error:
             problems = "; ".join(f"{'.'.join(str(part) for part in problem['loc']) or 'arguments'}: {problem['msg']}"
                                  for problem in error.errors(include_url=False))
             raise InvalidArguments(errors.one_line(f"invalid arguments for {self.name}: {problems}", 500)) from None
-        return {alias: getattr(model, field) for field, alias in self._aliases.items()}
+        return {alias: getattr(model, field) for field, alias in self.described.aliases.items()}
 
     def invoke(self, arguments: dict[str, Any]) -> Any:
         """Call the function with parsed ``arguments`` (an async one returns its coroutine)."""
         keywords = dict(arguments)
-        positional = [keywords.pop(name) for name in self._positional if name in keywords]
+        positional = [keywords.pop(name) for name in self.described.positional if name in keywords]
         return self.function(*positional, **keywords)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -153,9 +160,10 @@ class Tool:
         return f"Tool({self.signature()}{', confirm=True' if self.confirm else ''})"
 
     # -- the schema ------------------------------------------------------------------------------
-    def _arguments_model(self, documented: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    def _arguments_model(self, documented: dict[str, str]) -> tuple[Any, dict[str, str], list[str]]:
         """A pydantic model of the parameters (fields p0, p1, ... aliased to the parameters' names,
-        so any name works, even one pydantic keeps for itself) and field -> parameter name."""
+        so any name works, even one pydantic keeps for itself), field -> parameter name, and the
+        positional-only parameters."""
         import pydantic
 
         try:
@@ -169,13 +177,14 @@ class Tool:
             raise errors.ConfigurationError(f"cannot read the parameters of tool {self.name!r}: {error}") from None
         fields: dict[str, Any] = {}
         aliases: dict[str, str] = {}
+        positional: list[str] = []
         for index, parameter in enumerate(signature.parameters.values()):
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 raise errors.ConfigurationError(
                     f"tool {self.name!r} takes *{parameter.name}: a tool's parameters must be named ones, each "
                     "with a type, so the model knows what to send")
             if parameter.kind is parameter.POSITIONAL_ONLY:
-                self._positional.append(parameter.name)
+                positional.append(parameter.name)
             annotation = hints.get(parameter.name, Any)
             default = ... if parameter.default is _EMPTY else parameter.default
             text = documented.get(parameter.name)
@@ -194,7 +203,21 @@ class Tool:
                 f"tool {self.name!r} has a parameter type the model cannot be told about "
                 f"({errors.one_line(str(error), 160)}): use JSON types (str, int, float, bool, list, dict, "
                 "Literal, Enum, Optional, pydantic models)") from None
-        return model, aliases
+        return model, aliases, positional
+
+
+@dataclass(frozen=True)
+class Described:
+    """What reading a function gives (its docstring's summary, the parameters' pydantic model and
+    schemas), without the function itself: kept to make a Tool of the same function again cheaply."""
+
+    name: str
+    summary: str
+    model: Any = field(repr=False)
+    aliases: dict[str, str]
+    positional: tuple[str, ...]
+    parameters: dict[str, Any] = field(repr=False)
+    strict_parameters: dict[str, Any] | None = field(repr=False)
 
 
 def tool(function: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
@@ -209,23 +232,40 @@ def tool(function: Callable[..., Any] | None = None, *, name: str | None = None,
     return make if function is None else make(function)
 
 
-def as_tool(value: Any) -> Tool:
-    """``value`` as a Tool: a Tool as it is, a function made into one."""
-    return value if isinstance(value, Tool) else Tool(value)
+def as_tool(value: Any, made: MutableMapping[Any, Described] | None = None) -> Tool:
+    """``value`` as a Tool: a Tool as it is, a function made into one. ``made`` remembers how each
+    function was described (a bot's, weakly keyed: it keeps no function alive), so a question that
+    passes the same functions again does not read them again (a pydantic model costs about 2 ms)."""
+    if isinstance(value, Tool):
+        return value
+    known = None
+    if made is not None:
+        try:
+            known = made.get(value)
+        except TypeError:  # unhashable: read each time
+            known = None
+    new = Tool(value, described=known)
+    if made is not None and known is None:
+        try:
+            made[value] = new.described
+        except TypeError:
+            pass  # cannot be weakly referenced: read each time
+    return new
 
 
 class Toolbox:
     """The tools of a bot or a question, by name, in the order they were added. A second tool with
     the same name replaces the first (a re-run notebook cell redefines its function)."""
 
-    def __init__(self, tools: Iterable[Any] = ()) -> None:
+    def __init__(self, tools: Iterable[Any] = (), *, made: MutableMapping[Any, Described] | None = None) -> None:
         self._tools: dict[str, Tool] = {}
         for item in tools:
-            self.add(item)
+            self.add(item, made=made)
 
     @classmethod
-    def of(cls, tools: Any) -> Toolbox:
-        """A Toolbox from what ``tools=`` takes: a Toolbox, a Tool or function, or an iterable of them."""
+    def of(cls, tools: Any, *, made: MutableMapping[Any, Described] | None = None) -> Toolbox:
+        """A Toolbox from what ``tools=`` takes: a Toolbox, a Tool or function, or an iterable of them
+        (``made``: see ``as_tool``)."""
         if isinstance(tools, Toolbox):
             return tools
         if tools is None:
@@ -234,13 +274,13 @@ class Toolbox:
             if isinstance(tools, (str, bytes, dict)) or not callable(tools):
                 raise errors.ConfigurationError(
                     f"tools= takes functions (or Tools), or a list of them; got {type(tools).__name__}")
-            return cls([tools])
-        return cls(tools)
+            return cls([tools], made=made)
+        return cls(tools, made=made)
 
-    def add(self, value: Any) -> Tool:
-        made = as_tool(value)
-        self._tools[made.name] = made
-        return made
+    def add(self, value: Any, *, made: MutableMapping[Any, Described] | None = None) -> Tool:
+        added = as_tool(value, made)
+        self._tools[added.name] = added
+        return added
 
     def remove(self, name: str) -> None:
         self._tools.pop(name, None)

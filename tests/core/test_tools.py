@@ -398,3 +398,22 @@ def test_decorators_keep_the_function_callable_and_toolboxes_replace_by_name() -
     merged = Toolbox([weather]).merged(Toolbox([delete]))
     assert merged.names == ["weather", "delete"] and "delete" in merged and len(merged) == 2
     assert Toolbox.of(weather).names == ["weather"] and Toolbox.of(None).names == []
+
+
+def test_a_function_is_described_once_per_cache_and_forgotten_with_it() -> None:
+    import gc
+    import weakref
+
+    made: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def f(x: int) -> int:
+        return x
+
+    first = Toolbox.of([f], made=made).get("f")
+    again = Toolbox.of(f, made=made).get("f")
+    assert first is not None and again is not None and len(made) == 1
+    assert again.described is first.described and again.function is f  # read once, called as itself
+    assert Toolbox.of([f]).get("f").described is not first.described  # type: ignore[union-attr]  # no cache: read again
+    del f, first, again
+    gc.collect()
+    assert len(made) == 0  # the cache keeps no function alive
