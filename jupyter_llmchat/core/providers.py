@@ -120,7 +120,10 @@ def home_client(model: str, client: AnyClient | None = None, **settings: Any) ->
     name, _ = split_model(model)
     azure_given = any(settings.get(key) for key in ("azure_endpoint", "api_version", "azure_deployment"))
     if client is not None or name is None or azure_given:
-        return chat_client(client, **settings)
+        made = chat_client(client, **settings)
+        if name is not None:  # a ready client (or Azure's settings) given for a prefixed model: it is that one's
+            _BUILT[made] = _Built(name, True, "client=" if client is not None else "azure_endpoint=")
+        return made
     return build_client(provider(name), api_key=settings.get("api_key"), base_url=settings.get("base_url"),
                         timeout=settings.get("timeout"), max_retries=settings.get("max_retries"),
                         first_byte_timeout=settings.get("first_byte_timeout"))

@@ -164,6 +164,16 @@ def test_api_key_and_base_url_given_with_a_prefixed_model_are_its_providers(monk
         assert [r.status for r in chats(server)] == [200]
 
 
+def test_a_ready_client_given_with_a_prefixed_model_is_used():
+    import openai
+
+    with LoopbackServer(models=["llama-3.1-8b-instant", "gpt-4o-mini"]) as server:
+        bot = Chatbot("groq:llama-3.1-8b-instant", client=openai.OpenAI(base_url=server.base_url, api_key="x"))
+        assert bot.ask("hi", sink=NullSink()).status == "complete"  # no GROQ_API_KEY needed: the given client
+        bot.ask("and?", model="gpt-4o-mini", sink=NullSink())  # a plain name: the bot's client too
+        assert [r.body["model"] for r in chats(server)] == ["llama-3.1-8b-instant", "gpt-4o-mini"]
+
+
 def test_a_plain_name_keeps_its_meaning(loopback):
     with LoopbackServer(models=["mistral:7b", "llama3.1:8b"]) as server:
         bot = Chatbot("mistral:7b", base_url=server.base_url)  # an Ollama tag, not Mistral's API
