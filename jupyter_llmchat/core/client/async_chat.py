@@ -105,6 +105,7 @@ class AsyncChat:
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run ``work`` on the loop; its result (or exception) arrives in the returned future."""
         if self._loop is None:
+            work.close()  # never to run: said so, not left to warn that it was never awaited
             raise RuntimeError("AsyncChat is not started")
         return asyncio.run_coroutine_threadsafe(work, self._loop)
 
