@@ -477,39 +477,39 @@ def _refers_to(node: Any, name: str, defs: dict[str, Any], seen: set[str]) -> bo
 def strict_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
     """``schema`` as OpenAI's strict mode takes it, or None when it cannot be said that way.
 
-    Every object lists all its properties as required and sets ``additionalProperties: false``;
-    a property that was optional becomes a union with null (null meaning its default, which the
-    description states: strict mode takes no ``default``). An open object (a bare ``dict``), a
-    value of any type, or a tuple cannot be strict.
+    A property that was optional becomes a union with null, null meaning its default (which the
+    description states: strict mode takes no ``default``); then ``strict_schema.to_strict``, the
+    one place that knows strict mode's rules (every property required, ``additionalProperties:
+    false``, only the keywords it accepts), does the rest. A value of any type (no ``type``), an
+    open object (a bare ``dict``), or a tuple cannot be strict.
     """
+    from .strict_schema import to_strict
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
             return [walk(item) for item in node]
         if not isinstance(node, dict):
             return node
-        if "prefixItems" in node or not _typed(node):
+        if not _typed(node):
             raise _NotStrict
-        node = {key: value for key, value in node.items() if key != "default"}
+        node = dict(node)
         if "$defs" in node:
             node["$defs"] = {name: walk(sub) for name, sub in node["$defs"].items()}
-        if node.get("type") == "object" or "properties" in node:
-            if node.get("additionalProperties") not in (None, False) or "properties" not in node:
-                raise _NotStrict  # an open object: its keys cannot be listed
+        if isinstance(node.get("properties"), dict):
             required = set(node.get("required", ()))
             node["properties"] = {name: walk(sub) if name in required else _nullable(walk(sub), sub)
                                   for name, sub in node["properties"].items()}
-            node["required"] = list(node["properties"])
-            node["additionalProperties"] = False
         for key in ("items", "anyOf", "allOf", "oneOf"):
             if key in node:
                 node[key] = walk(node[key])
         return node
 
     try:
-        return walk(copy.deepcopy(schema))
+        prepared = walk(copy.deepcopy(schema))
     except _NotStrict:
         return None
+    strict, _ = to_strict(prepared)
+    return strict
 
 
 class _NotStrict(Exception):
