@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.errors import ChatError
 from .core.reply import NullSink, PrintSink, Reply, ReplySink, Usage, set_default_sink_hook
+from .core.tool_sets import register_tool_set
 
 if TYPE_CHECKING:
     import os
@@ -69,6 +70,16 @@ def _notebook_sink() -> ReplySink | None:
 
 
 set_default_sink_hook(_notebook_sink)
+
+
+def _notebook_tools() -> list[Any]:
+    """``tools="notebook"``: the built-in notebook tools over the running IPython's namespace."""
+    from .notebook.kernel_tools import notebook_tools
+
+    return list(notebook_tools())
+
+
+register_tool_set("notebook", _notebook_tools)
 
 
 def load_chatbot(name: str, *, store: Store | str | os.PathLike[str] | None = None, **options: Any) -> Chatbot:

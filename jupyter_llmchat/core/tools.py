@@ -37,6 +37,7 @@ from typing import Any
 
 from . import errors
 from .models import ModelInfo
+from .tool_sets import expanded
 
 DEFAULT_MAX_RESULT_CHARS = 20_000  # about 5,000 tokens: what one result may add to the prompt
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -270,12 +271,14 @@ class Toolbox:
             return tools
         if tools is None:
             return cls()
-        if isinstance(tools, (str, bytes, dict)) or not isinstance(tools, Iterable):
-            if isinstance(tools, (str, bytes, dict)) or not callable(tools):
+        if isinstance(tools, str):
+            tools = [tools]  # a named set, e.g. tools="notebook" (tool_sets.py)
+        if isinstance(tools, (bytes, dict)) or not isinstance(tools, Iterable):
+            if isinstance(tools, (bytes, dict)) or not callable(tools):
                 raise errors.ConfigurationError(
                     f"tools= takes functions (or Tools), or a list of them; got {type(tools).__name__}")
             return cls([tools], made=made)
-        return cls(tools, made=made)
+        return cls(expanded(tools), made=made)
 
     def add(self, value: Any, *, made: MutableMapping[Any, Described] | None = None) -> Tool:
         added = as_tool(value, made)

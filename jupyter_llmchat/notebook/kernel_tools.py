@@ -1,5 +1,5 @@
 """The built-in notebook tools: the model looks at the kernel's data, opt-in per session
-(``%%chat --notebook``; ``notebook_tools()`` from Python).
+(``%%chat --notebook``; ``tools="notebook"`` or ``notebook_tools()`` from Python).
 
 ``list_variables``, ``inspect_variable`` and ``read_cell`` only read. ``run_python`` runs code in the
 user namespace (code_runner.py: its printed output captured, a time limit; what it assigns stays,
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ..core.errors import ChatError, ConfigurationError
 from ..core.tools import Tool
 from .code_runner import RunResult, run_code_async
 from .summaries import UnknownName, bounded, short_repr, size_of, summarize, type_name, value_at
@@ -152,15 +153,14 @@ def notebook_tools(shell: Any = None, *, time_limit: float = RUN_TIME_LIMIT) -> 
 
         shell = get_ipython()
         if shell is None:
-            raise NotebookToolError("the notebook tools need an IPython kernel: use them in a notebook")
+            raise ConfigurationError("the notebook tools look at a notebook's kernel, and this Python runs "
+                                     "none: use them in Jupyter or IPython")
     return NotebookTools(shell, time_limit=time_limit).tools()
 
 
 def function_tools(names: list[str], namespace: dict[str, Any]) -> list[Tool]:
     """``%%chat --tools f,g``: the notebook's functions ``names`` as Tools; a name that is not a
     function in the namespace raises ValueError (one line)."""
-    from ..core.errors import ChatError
-
     made = []
     for name in names:
         try:

@@ -357,9 +357,9 @@ def test_mistakes_are_one_clear_line() -> None:
         Tool(lambda x: x)
     with pytest.raises(errors.ConfigurationError, match="^a tool must be a function, got int$"):
         Tool(3)  # type: ignore[arg-type]
-    with pytest.raises(errors.ConfigurationError, match=r"^tools= takes functions \(or Tools\), or a list of them; "
-                                                        "got str$"):
-        Toolbox.of("notebook")
+    with pytest.raises(errors.ConfigurationError, match=r"^tools='nosuch' names no tool set \(the sets: 'notebook'\); "
+                                                        "pass functions, or a list of them$"):
+        Toolbox.of("nosuch")  # a string names a tool set (tool_sets.py); "notebook" needs a kernel
 
 
 # -- results and collections -----------------------------------------------------------------------

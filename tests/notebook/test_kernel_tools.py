@@ -222,3 +222,29 @@ def test_stopping_the_answer_stops_run_pythons_code(loopback) -> None:
     assert spins > 0
     time.sleep(0.2)
     assert shell.user_ns["spins"] == spins  # nothing runs on in the background
+
+
+def test_tools_notebook_from_python_in_a_kernel(loopback) -> None:
+    """``tools="notebook"`` (the package registers the set): the built-in tools over the kernel's
+    namespace, offered with the question; alone or beside other functions."""
+    loopback.queue(tool_calls=[{"name": "inspect_variable", "arguments": {"name": "scores"}},
+                               {"name": "double", "arguments": {"x": 4}}])
+    loopback.queue(reply="Seen.")
+    sources = cells(f"""
+        import numpy as np
+        from jupyter_llmchat import Chatbot, NullSink
+        scores = np.array([1, 2, 3])
+        def double(x: int) -> int:
+            \"\"\"Twice x.\"\"\"
+            return 2 * x
+        bot = Chatbot("gpt-4o-mini", base_url="{loopback.base_url}", api_key="sk-test")
+        reply = bot.ask("Look", tools=["notebook", double], sink=NullSink())
+        print([(call.name, call.outcome) for call in reply.calls], reply.text)
+        """)
+    run = run_cells(sources)
+    assert run.stdout(0) == "[('inspect_variable', 'ok'), ('double', 'ok')] Seen.\n"
+    bodies = [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
+    assert [tool["function"]["name"] for tool in bodies[0]["tools"]] == [
+        "list_variables", "inspect_variable", "read_cell", "run_python", "double"]
+    assert [m["content"] for m in bodies[1]["messages"] if m["role"] == "tool"] == [
+        "scores: numpy.ndarray, shape (3,), dtype int64\nmin 1, max 3, mean 2, std 0.816497\nvalues:\n[1 2 3]", "8"]
