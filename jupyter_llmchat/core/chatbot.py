@@ -471,7 +471,8 @@ class Chatbot:
                 turn.add_asking(current.text, asked, model=current.source.result.model, usage=current.usage)
                 final = False
                 if turn.rounds > loop.max_rounds:
-                    skip_calls(turn, asked, f"the limit of {loop.max_rounds} tool rounds (max_tool_rounds) was reached")
+                    skip_calls(turn, asked, f"the limit of {loop.max_rounds} tool rounds (max_tool_rounds) was reached",
+                               loop.events)
                     status, error = "tool_calls", (f"stopped after {loop.max_rounds} rounds of tool calls "
                                                    f"(max_tool_rounds={loop.max_rounds}); the model asked for more")
                     break

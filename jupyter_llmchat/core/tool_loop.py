@@ -34,8 +34,16 @@ always called in the thread that runs ``ask``, in this order for each call::
     approve_tool(approval)  # only for confirm=True tools, when no approve= was given
     tool_finished(call)     # outcome, result or error, seconds
 
-The text of every round streams through ``sink.write``; a round's text that follows an earlier
-round's is preceded by a blank line, so ``Reply.text`` is exactly what was written.
+Every call the model asks for gets both events, also one that is never run (outcome "skipped":
+the answer was stopped first, or max_tool_rounds was reached). The text of every round streams
+through ``sink.write``; a round's text that follows an earlier round's is preceded by a blank
+line, so ``Reply.text`` is exactly what was written.
+
+In a kernel, the approver runs in the thread that asks. The chat panel asks from a thread of its
+own, so the kernel stays free to deliver button clicks while ``approval.wait`` polls; a ``%%chat``
+cell asks from the kernel's own thread, where a click's comm message is handled only between
+cells, so an approver there must let the kernel process it while it waits (or ask with
+``input()``, which the kernel serves while a cell runs).
 """
 
 from __future__ import annotations
@@ -263,11 +271,12 @@ def run_calls(loop: ToolLoop, turn: Turn, requests: Sequence[ToolRequest], token
     interrupted: KeyboardInterrupt | None = None
     for request in requests:
         call = ToolCall(request.id, request.name, request.arguments, round=turn.rounds)
+        loop.events.tool_started(call)
         if interrupted is not None or token.stopped:
             _skip(call, "the user stopped the answer before this call ran")
             turn.add_result(call)
+            loop.events.tool_finished(call)
             continue
-        loop.events.tool_started(call)
         try:
             _run_one(loop, call, token)
         except KeyboardInterrupt as interrupt:
@@ -282,13 +291,17 @@ def run_calls(loop: ToolLoop, turn: Turn, requests: Sequence[ToolRequest], token
         raise interrupted
 
 
-def skip_calls(turn: Turn, requests: Sequence[ToolRequest], why: str) -> None:
+def skip_calls(turn: Turn, requests: Sequence[ToolRequest], why: str, events: ToolEvents | None = None) -> None:
     """Record ``requests`` as not run (the answer ends without running them), each with its tool
-    message, so the history stays valid."""
+    message, so the history stays valid; views hear of each as of any call."""
     for request in requests:
         call = ToolCall(request.id, request.name, request.arguments, round=turn.rounds)
+        if events is not None:
+            events.tool_started(call)
         _skip(call, why)
         turn.add_result(call)
+        if events is not None:
+            events.tool_finished(call)
 
 
 def _run_one(loop: ToolLoop, call: ToolCall, token: StopToken) -> None:

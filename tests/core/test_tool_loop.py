@@ -174,12 +174,15 @@ def test_invalid_calls_go_back_to_the_model_and_never_run(loopback):
 def test_max_tool_rounds_ends_the_answer_plainly_and_leaves_a_valid_history(loopback):
     loopback.queue(tool_calls=[{"name": "add", "arguments": {"a": 1, "b": 1}}], times=3)
     bot = make_bot(loopback, tools=[add], max_tool_rounds=2)
-    reply = bot.ask("Keep adding", sink=NullSink())
+    sink = ToolSink()
+    reply = bot.ask("Keep adding", sink=sink)
     assert (reply.status, reply.finish_reason, reply.rounds) == ("tool_calls", "tool_calls", 3)
     assert reply.notice == ("answer ended with tool calls that were not run (finish_reason=tool_calls): stopped "
                             "after 2 rounds of tool calls (max_tool_rounds=2); the model asked for more")
     assert [call.outcome for call in reply.calls] == ["ok", "ok", "skipped"]
     assert reply.calls[-1].result == "Not run: the limit of 2 tool rounds (max_tool_rounds) was reached."
+    assert sink.events[-2:] == ['start add {"a": 1, "b": 1} pending',  # the views hear of the call not run too
+                                "end add skipped Not run: the limit of 2 tool rounds (max_tool_rounds) was reached."]
     assert [m.role for m in bot.history] == ["user", "assistant", "tool", "assistant", "tool", "assistant", "tool"]
     loopback.queue(reply="fine")
     assert bot.ask("next", sink=NullSink()).text == "fine"  # the server took the history: it is valid
