@@ -333,14 +333,13 @@ def _run_one(loop: ToolLoop, call: ToolCall, token: StopToken) -> None:
     started = time.perf_counter()
     try:
         value = run_stoppable(lambda: _execute(made, arguments, token), token, name="llmchat-tool")
-    except Stopped:
+    except (Stopped, KeyboardInterrupt) as ended:  # stop(), or Ctrl-C while the asking thread waited
         call.seconds = time.perf_counter() - started
         _stopped(call, "while it ran" + ("; it was cancelled" if made.is_async else
                                          "; the function runs on in the background, its result dropped"))
+        if isinstance(ended, KeyboardInterrupt):
+            raise
         return
-    except KeyboardInterrupt:
-        call.seconds = time.perf_counter() - started
-        raise
     except Exception as raised:  # the function's own failure: the model is told, the user sees the call
         call.seconds = time.perf_counter() - started
         _fail(call, "error", errors.one_line(f"{type(raised).__name__}: {raised}"))

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -512,3 +515,28 @@ def test_the_offline_demo_runs_the_whole_loop(loopback):
         ("get_weather", {"city": "Lyon", "unit": None}, "sunny in Lyon, 21c")]
     assert reply.text == f"{DISCLOSURE}\n\nThe tools answered:\n\n- `get_weather` returned: sunny in Lyon, 21c\n"
     assert reply.rounds == 2 and reply.status == "complete"
+
+
+def test_ctrl_c_while_a_sync_tool_runs_returns_the_answer_at_once(loopback):
+    """A real SIGINT in a real process: the ask returns, the call is marked, the history stays valid."""
+    loopback.queue(tool_calls=[{"name": "slow", "arguments": {}}])
+    script = ("import sys, time\n"
+              "from jupyter_llmchat.core.chatbot import Chatbot\n"
+              "from jupyter_llmchat.core.reply import NullSink\n"
+              "def slow() -> str:\n"
+              "    print('running', flush=True)\n"
+              "    time.sleep(60)\n"
+              "    return 'late'\n"
+              "bot = Chatbot('gpt-4o', base_url=sys.argv[1], api_key='k', tools=[slow])\n"
+              "reply = bot.ask('go', sink=NullSink())\n"
+              "print(reply.status, [(c.outcome, c.error) for c in reply.calls], [m.role for m in bot.history],\n"
+              "      flush=True)\n")
+    child = subprocess.Popen([sys.executable, "-c", script, loopback.base_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "running\n"
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert out == ("interrupted [('stopped', 'stopped by the user while it ran; the function runs on in the "
+                   "background, its result dropped')] ['user', 'assistant', 'tool']\n")
