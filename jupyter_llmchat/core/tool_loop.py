@@ -27,12 +27,13 @@ raised inside it). Calls not yet run are not run. What was done stays in the his
 stays valid: each call asked for has its tool message.
 
 Events for views (``ToolObserver``; each method optional, on the sink or on ``observer=``),
-always called in the thread that runs ``ask``, in this order for each call::
+always called in the thread that runs ``ask``, in this order after a round that asked for calls::
 
-    round_started(number)   # a round after the first is about to be sent (number 2, 3, ...)
-    tool_started(call)      # the model asked for it: name, arguments (raw JSON text), round
+    tool_started(call)      # the model asked for it: id, name, arguments (raw JSON text), round
     approve_tool(approval)  # only for confirm=True tools, when no approve= was given
-    tool_finished(call)     # outcome, result or error, seconds
+    tool_finished(call)     # outcome, result or error, seconds, approved
+    ...                     # the same for each of the round's other calls, in order
+    round_started(number)   # then the next round is sent (number 2, 3, ...); its text follows
 
 Every call the model asks for gets both events, also one that is never run (outcome "skipped":
 the answer was stopped first, or max_tool_rounds was reached). The text of every round streams
