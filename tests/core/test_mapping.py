@@ -447,3 +447,25 @@ def test_every_asked_row_reaches_the_reply_listeners_as_a_reply(loopback) -> Non
     assert sorted((reply.status, reply.text) for reply in told) == [("complete", results[1]), ("failed", "")]
     assert all(reply.request["map"] for reply in told)
 
+
+
+def test_the_data_notebook_runs_offline_and_shows_typed_columns() -> None:
+    import nbformat
+    from support.kernel_notebook import run_cells
+
+    notebook = nbformat.read(ROOT / "notebooks" / "data.ipynb", as_version=4)
+    cells = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    run = run_cells(cells, drop_env=("OPENAI_API_KEY", "OPENAI_BASE_URL"), cwd=ROOT / "notebooks")
+    texts = {index: run.displays(index, "text/plain") for index in range(len(cells))}
+    dtypes = next(text for shown in texts.values() for text in shown if text.startswith("category"))
+    assert dtypes.split() == ["category", "category", "urgency", "Int64", "needs_reply", "boolean", "summary", "string",
+                              "error", "string", "cost", "Float64", "dtype:", "object"]
+    estimate = next(text for shown in texts.values() for text in shown if text.startswith("gpt-4o-mini: 12 rows"))
+    assert "12 to ask" in estimate and "(answers of 0 to 150 tokens each, max_tokens)" in estimate
+    printed = "".join(run.stdout(index) for index in range(len(cells)))
+    assert "map: 12 of 12 rows done, 0 failed;" in printed
+    assert "map: 10 of 12 rows done, 2 failed;" in printed  # the two scripted failures
+    assert "map: 12 of 12 rows done (10 answered before), 0 failed;" in printed  # the re-run asked only them
+    assert "rows with an error now: 0\n" in printed
+    assert "14 requests, " in printed  # the ledger: 12 (two of them failed) + the 2 asked again
+    assert all(run.stderr(index) == "" and run.error(index) is None for index in range(len(cells)))
