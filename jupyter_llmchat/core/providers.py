@@ -278,7 +278,9 @@ class ModelRow:
 
 def available_models(home: ChatClient) -> tuple[list[ModelRow], list[str]]:
     """Models of every configured provider: hosted ones with a key set (their table's models),
-    local servers that answer (what they serve). Also the notes on providers that did not answer."""
+    local servers that answer (what they serve). Also the notes on providers that did not answer.
+    OpenAI's and Azure's are left to the endpoint's own list (openai: goes where a plain name goes,
+    and an Azure deployment's name is the user's)."""
     from .models import _TABLES  # the data file's tables, by provider
 
     rows: list[ModelRow] = []
@@ -286,7 +288,7 @@ def available_models(home: ChatClient) -> tuple[list[ModelRow], list[str]]:
     routes = Routes()
     for each in providers():
         if each.local is None:
-            if not each.key()[0] or each.azure:
+            if not each.key()[0] or each.name in ("openai", "azure"):
                 continue
             for name, entry in _TABLES.get(each.name, {}).items():
                 if entry.max_output > 0:  # a chat model, not an embedding model
