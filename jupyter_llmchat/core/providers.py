@@ -121,7 +121,10 @@ def home_client(model: str, client: AnyClient | None = None, **settings: Any) ->
     azure_given = any(settings.get(key) for key in ("azure_endpoint", "api_version", "azure_deployment"))
     if client is not None or name is None or azure_given:
         made = chat_client(client, **settings)
-        if name is not None:  # a ready client (or Azure's settings) given for a prefixed model: it is that one's
+        # A ready SDK client (or Azure's settings) given with a prefixed model is that provider's: it
+        # is wrapped for this bot alone. A ChatClient may be shared (the magics give theirs to every
+        # session): it stays the client of plain names.
+        if name is not None and made is not client:
             _BUILT[made] = _Built(name, True, "client=" if client is not None else "azure_endpoint=")
         return made
     return build_client(provider(name), api_key=settings.get("api_key"), base_url=settings.get("base_url"),

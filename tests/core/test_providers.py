@@ -174,6 +174,21 @@ def test_a_ready_client_given_with_a_prefixed_model_is_used():
         assert [r.body["model"] for r in chats(server)] == ["llama-3.1-8b-instant", "gpt-4o-mini"]
 
 
+def test_a_shared_chat_client_stays_the_client_of_plain_names(loopback, monkeypatch):
+    """The magics give their ChatClient to every session, whatever its model: a prefixed model still
+    goes to its provider, and other sessions' plain names still go to that client."""
+    from jupyter_llmchat.core.client import ChatClient
+
+    shared = ChatClient(base_url=loopback.base_url, api_key="x")
+    with LoopbackServer(imitate="vllm", local_models=[LocalModel("m", n_ctx=4096)]) as vllm:
+        monkeypatch.setenv("LLMCHAT_VLLM_BASE_URL", vllm.base_url)
+        local = Chatbot("vllm:m", client=shared)
+        assert local.ask("hi", sink=NullSink()).status == "complete"
+        assert [r.body["model"] for r in chats(vllm)] == ["m"]
+    Chatbot("gpt-4o", client=shared).ask("hi", sink=NullSink())
+    assert [r.path for r in loopback.requests] == ["/v1/chat/completions"]
+
+
 def test_a_plain_name_keeps_its_meaning(loopback):
     with LoopbackServer(models=["mistral:7b", "llama3.1:8b"]) as server:
         bot = Chatbot("mistral:7b", base_url=server.base_url)  # an Ollama tag, not Mistral's API
