@@ -11,13 +11,15 @@ callback gets rows done and failed, tokens and cost so far. KeyboardInterrupt or
 wait within a moment, not the job: it runs on at the provider, its rows are returned "pending".
 
 Collect: a batch that ended has its output and error files read and matched to rows by custom_id.
-An answered row gets its text, usage and the batch price (a truncated one keeps its text, with the
-notice as its error); a row the endpoint rejected gets that error in one line, worded as a chat
-request's would be; a row the provider never answered (the batch expired, a 429 or 5xx, a row
-missing from both files) is sent again in a new batch holding only such rows, up to ``resubmit``
-times; a cancelled batch's unanswered rows fail ("cancelled"); a batch that failed validation fails
-its rows with its reasons. Each result is recorded once in the store, and each row that ran is told
-to ``notify`` (the ledger: billed at the batch price) and ``on_result``, once, whichever kernel collects it.
+An answered row gets its text, usage and the batch price, as the concurrent map makes them (an
+answer cut at max_tokens, filtered or refused fails its row, its text kept); a row the endpoint
+rejected gets that error in one line, worded as a chat request's would be; a row the provider never
+answered (the batch expired, a 429 or 5xx, a row missing from both files) is sent again in a new
+batch holding only such rows, up to ``resubmit`` times; a cancelled batch's unanswered rows fail
+("cancelled"); a batch that failed validation fails its rows with its reasons. Each result is
+recorded once in the store, and each row that ran is told to ``notify`` (the ledger: billed at the
+batch price) and ``on_result``, once, whichever kernel collects it. Rows a job has answered, or a
+running job carries, are never sent again (``run``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from . import errors
 from .batch_jobs import BatchJob, BatchJobStore, BatchSubmission, new_job_id
 from .client import BatchClient, BatchStatus
 from .endpoint_errors import explain, read_error
+from .map_items import MapResults, value_of
 from .models import model_info
-from .reply import STATUS_NOTICES, Reply, ReplyStatus, Usage
+from .progress import RowProgress
+from .reply import STATUS_BY_FINISH, STATUS_NOTICES, Reply, ReplyStatus, Usage
 from .rows import RowRequest, RowResult
 
 if TYPE_CHECKING:
@@ -83,6 +87,7 @@ class _Outcome:
     result: RowResult | None = None
     ran: bool = False
     again: str | None = None  # the reason it is sent again (None: it has its result)
+    finish: str | None = None  # the answer's finish_reason, for the ledger
 
 
 class BatchRunner:
@@ -143,11 +148,11 @@ class BatchRunner:
         return _submission(status, rows=content.count(b"\n"))
 
     def run(self, requests: Sequence[RowRequest], *, wait: bool = True) -> tuple[list[str], list[RowResult]]:
-        """Ask ``requests`` through the Batch API: rows a running job of the store already carries
-        (an earlier call whose kernel died or stopped waiting) are waited for, not sent again; the
-        others are submitted as a new job. Returns (the jobs' ids, a result per request, in order,
-        with the request's index)."""
-        carried = self.jobs.running([request.key for request in requests])
+        """Ask ``requests`` through the Batch API: rows a job of the store has answered are taken as
+        they are, rows a running job carries (an earlier call whose kernel died or stopped waiting)
+        are waited for; only the others are submitted, as a new job. Returns (the jobs' ids, a
+        result per request with the request's index, in index order)."""
+        carried = self.jobs.reusable([request.key for request in requests])
         job_ids = list(dict.fromkeys(job_id for job_id, _ in carried.values()))
         new = [request for request in requests if request.key not in carried]
         if new:
@@ -157,7 +162,7 @@ class BatchRunner:
         found: dict[str, RowResult] = {}
         for job_id in job_ids:
             for row in self.results(job_id):
-                if row.key not in found or found[row.key].status == "pending":
+                if row.key not in found or found[row.key].status != "done":
                     found[row.key] = row
         return job_ids, [replace(found[request.key], index=request.index)
                          for request in sorted(requests, key=lambda request: request.index)]
@@ -209,6 +214,10 @@ class BatchRunner:
                 self._update(job.id, submission, self.batches.cancel(submission.id))
         return self._job(job_id)
 
+    def job(self, job_id: str) -> BatchJob:
+        """The job with this id (or one of its provider batch ids), as kept; BatchError if none."""
+        return self._job(job_id)
+
     def _job(self, job_id: str) -> BatchJob:
         job = self.jobs.job(job_id)
         if job is None:
@@ -257,11 +266,11 @@ class BatchRunner:
         if again:
             self._send_again(job, submission, sorted(again))
         results = [outcome.result for outcome in outcomes.values() if outcome.result is not None]
-        ran = {index for index, outcome in outcomes.items() if outcome.ran}
+        ran = {index: outcome.finish for index, outcome in outcomes.items() if outcome.ran}
         repriced: list[tuple[int, float | None]] = []
         for result in self.jobs.record(job.id, results):
             if result.index in ran and self.notify is not None:
-                reply = _reply(result, job.model)
+                reply = _reply(result, job.model, ran[result.index])
                 self.notify(reply)
                 if result.usage is not None and reply.cost != result.cost:  # a listener priced it (the demo: 0)
                     result.cost = reply.cost
@@ -298,7 +307,8 @@ class BatchRunner:
             return _Outcome(again=f"batch {status.id} ended ({status.status}) without answering it")
         response, error = line.get("response"), line.get("error")
         if isinstance(response, dict) and response.get("status_code") == 200:
-            return _Outcome(_answered(index, key, response.get("body"), model), ran=True)
+            result, finish = _answered(index, key, response.get("body"), model)
+            return _Outcome(result, ran=True, finish=finish)
         if isinstance(response, dict):
             code = response.get("status_code")
             code = code if isinstance(code, int) else 500
@@ -335,20 +345,48 @@ class BatchRunner:
 
 def run_batch(client: ChatClient, jobs: BatchJobStore, requests: Sequence[RowRequest], *, wait: bool = True,
               schema: Any = None, **options: Any) -> tuple[str, list[RowResult]]:
-    """``BatchRunner.run``: rows a running job carries are waited for, the others submitted as a new
-    job; (the last job's id, a result per request in index order). ``options`` are BatchRunner's (notify,
-    on_result, progress, poll, resubmit, session)."""
+    """``BatchRunner.run``: rows answered by an earlier job are reused, rows a running job carries are
+    waited for, the others submitted as a new job. Returns (the last job's id, a result per request
+    in index order). ``options`` are BatchRunner's (notify, on_result, progress, poll, resubmit,
+    session)."""
     job_ids, rows = BatchRunner(client, jobs, **options).run(requests, wait=wait)
     return job_ids[-1], parse_rows(rows, schema)
 
 
 def collect_job(client: ChatClient, jobs: BatchJobStore, job_id: str, *, wait: bool = True, schema: Any = None,
-                **options: Any) -> list[RowResult]:
+                progress: bool | Callable[[BatchProgress], None] = True, **options: Any) -> MapResults:
     """Reattach to a job (ours or one of its provider batch ids): wait for it (or look once) and
-    return every row in index order, each answer parsed with ``schema`` if one is given."""
-    runner = BatchRunner(client, jobs, **options)
-    rows = runner.wait(job_id) if wait else runner.collect(job_id)
-    return parse_rows(rows, schema)
+    return its answers in index order, as ``map`` does (``.rows``: every RowResult, ``.job_id``),
+    each parsed with ``schema`` if one is given. ``progress``: the progress bar (True), none
+    (False), or a callback of BatchProgress."""
+    job = BatchRunner(client, jobs).job(job_id)
+    if progress is True:
+        with RowProgress(job.rows, description=f"batch {job.id}") as bar:
+            rows = _collect(client, jobs, job.id, wait, show_on(bar), options)
+            if any(row.status == "pending" for row in rows):
+                bar.note("waiting stopped", f"the job runs on at the provider: bot.map_results({job.id!r}) "
+                                            "collects it")
+    else:
+        rows = _collect(client, jobs, job.id, wait, progress or None, options)
+    rows = parse_rows(rows, schema)
+    return MapResults([value_of(row, schema) for row in rows], rows,
+                      interrupted=any(row.status == "pending" for row in rows), job_id=job.id)
+
+
+def _collect(client: ChatClient, jobs: BatchJobStore, job_id: str, wait: bool,
+             progress: Callable[[BatchProgress], None] | None, options: dict[str, Any]) -> list[RowResult]:
+    runner = BatchRunner(client, jobs, progress=progress, **options)
+    return runner.wait(job_id) if wait else runner.collect(job_id)
+
+
+def show_on(bar: RowProgress, *, resumed: int = 0) -> Callable[[BatchProgress], None]:
+    """A progress callback that shows a job on ``bar`` (rows answered before the job: ``resumed``)."""
+
+    def show(state: BatchProgress) -> None:
+        bar.set_counts(done=resumed + state.done, failed=state.failed, tokens=state.tokens, cost=state.cost)
+        bar.note(None if state.status == "completed" else state.status.replace("_", " "))
+
+    return show
 
 
 def cancel_job(client: ChatClient, jobs: BatchJobStore, job_id: str) -> BatchJob:
@@ -358,16 +396,14 @@ def cancel_job(client: ChatClient, jobs: BatchJobStore, job_id: str) -> BatchJob
 
 def parse_rows(rows: list[RowResult], schema: Any) -> list[RowResult]:
     """Rows with each answer parsed against ``schema`` (structured.parse_answer); an answer that does
-    not parse, or was cut at max_tokens, fails its row with the reason (the text is kept)."""
+    not parse fails its row with the reason (the text is kept). A cut answer failed already."""
     if schema is None:
         return rows
     from .structured import parse_answer
 
     parsed = []
     for row in rows:
-        if row.status == "done" and row.error == STATUS_NOTICES["truncated"]:
-            row = replace(row, status="failed")  # never half-parsed
-        elif row.status == "done":
+        if row.status == "done":
             try:
                 row = replace(row, parsed=parse_answer(row.text or "", schema))
             except errors.ChatError as error:
@@ -434,8 +470,10 @@ def _requests_in(content: bytes) -> dict[int, RowRequest]:
     return rows
 
 
-def _answered(index: int, key: str, body: Any, model: str) -> RowResult:
-    """The result of a row the endpoint answered (a chat.completion body)."""
+def _answered(index: int, key: str, body: Any, model: str) -> tuple[RowResult, str | None]:
+    """The result of a row the endpoint answered (a chat.completion body), as the concurrent map
+    makes it: done, or failed with the reason (a cut at max_tokens, the content filter, a refusal)
+    with the text kept; and the answer's finish_reason."""
     body = body if isinstance(body, dict) else {}
     choices = body.get("choices") or [{}]
     choice: dict[str, Any] = choices[0] if isinstance(choices[0], dict) else {}
@@ -450,16 +488,18 @@ def _answered(index: int, key: str, body: Any, model: str) -> RowResult:
         if cost is None and answered_by != model:  # a dated snapshot the table lacks: the family's price
             cost = model_info(model).cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
                                           batch=True)
-    finish = choice.get("finish_reason")
+    finish = choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None
     refusal = message.get("refusal")
-    result = RowResult(index, key, "done", text=text, usage=usage, cost=cost, attempts=1)
+    result = RowResult(index, key, "failed", text=text, usage=usage, cost=cost, attempts=1)
     if isinstance(refusal, str) and refusal:
-        return replace(result, status="failed", error=errors.one_line(f"the model refused: {refusal}"))
-    if finish == "content_filter":
-        return replace(result, status="failed", error=STATUS_NOTICES["filtered"])
-    if finish == "length":
-        return replace(result, error=STATUS_NOTICES["truncated"])  # done: the text is kept, and marked
-    return result
+        result.text, result.error = refusal, errors.one_line(f"the model refused: {refusal}")
+    elif finish == "length":
+        result.error = STATUS_NOTICES["truncated"] + ": raise max_tokens"
+    elif finish == "content_filter":
+        result.error = STATUS_NOTICES["filtered"]
+    else:
+        result.status = "done"
+    return result, finish
 
 
 def _usage(data: Any) -> Usage | None:
@@ -471,14 +511,9 @@ def _usage(data: Any) -> Usage | None:
                  int(details.get("cached_tokens") or 0))
 
 
-def _reply(result: RowResult, model: str) -> Reply:
+def _reply(result: RowResult, model: str, finish: str | None) -> Reply:
     """The Reply the ledger records for a row that ran (billed at the batch price)."""
-    status: ReplyStatus = "complete"
-    if result.status == "failed":
-        status = "filtered" if result.error == STATUS_NOTICES["filtered"] else "failed"
-    elif result.error == STATUS_NOTICES["truncated"]:
-        status = "truncated"
-    finish = {"truncated": "length", "filtered": "content_filter", "complete": "stop"}.get(status)
+    status: ReplyStatus = STATUS_BY_FINISH.get(finish, "complete") if result.text is not None else "failed"
     cost = result.cost if result.usage is not None else 0.0
     return Reply(text=result.text or "", model=model, status=status, finish_reason=finish, usage=result.usage,
                  cost=cost, error=result.error if status == "failed" else None, batch=True,

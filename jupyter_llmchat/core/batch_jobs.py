@@ -88,8 +88,9 @@ class BatchJobStore(Protocol):
     def carried(self, job_id: str, batch_id: str) -> dict[int, tuple[str, int]]:
         """The rows without a result that batch ``batch_id`` carries: index -> (key, batches that carried it)."""
 
-    def running(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """Of these request keys, those a running job carries without a result yet: key -> (job id, index)."""
+    def reusable(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Of these request keys, those a job has answered, or a running job carries without a result
+        yet (an answer first): key -> (job id, index). The same request is never paid twice."""
 
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:
         """Record the results of rows still without one; returns those recorded now (a row
@@ -155,12 +156,21 @@ class MemoryBatchJobs:
             return {index: (row.key, row.attempts) for index, row in sorted(self._rows[job_id].items())
                     if row.batch == batch_id and row.result is None}
 
-    def running(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+    def reusable(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
         wanted = set(keys)
+        answered: dict[str, tuple[str, int]] = {}
+        carried: dict[str, tuple[str, int]] = {}
         with self._lock:
-            return {row.key: (job_id, index) for job_id, rows in self._rows.items()
-                    if self._jobs[job_id].status == "running"
-                    for index, row in sorted(rows.items()) if row.result is None and row.key in wanted}
+            for job_id, rows in self._rows.items():
+                running = self._jobs[job_id].status == "running"
+                for index, row in sorted(rows.items()):
+                    if row.key not in wanted:
+                        continue
+                    if row.result is not None and row.result.status == "done":
+                        answered.setdefault(row.key, (job_id, index))
+                    elif row.result is None and running:
+                        carried.setdefault(row.key, (job_id, index))
+        return {**carried, **answered}
 
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:
         with self._lock:

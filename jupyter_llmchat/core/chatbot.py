@@ -31,7 +31,7 @@ from .messages import ImageRef, Message
 from .models import ModelInfo, answer_reserve, model_info
 from .params import REQUEST_PARAMS, check_params, check_whole
 from .providers import Route, Routes, home_client
-from .reply import Reply, ReplySink, ReplyStatus, ToolCall, Usage, default_sink
+from .reply import STATUS_BY_FINISH, Reply, ReplySink, ReplyStatus, ToolCall, Usage, default_sink
 from .stopping import Stopped, StopToken, run_stoppable
 from .tokens import TokenCounter
 from .tool_loop import (
@@ -52,11 +52,10 @@ if TYPE_CHECKING:
 
     from .client import AnyClient, ChatClient
     from .embedding import EmbeddingCache
-    from .rows import RowResult
+    from .map_items import MapResults
 
 __all__ = ["REQUEST_PARAMS", "Chatbot", "PreparedRequest", "ResponseCache", "load_images", "warm_up"]
 
-STATUS_BY_FINISH: dict[str | None, ReplyStatus] = {"length": "truncated", "content_filter": "filtered"}
 REPLAY_CHUNK = 64  # characters per write when replaying a cached answer
 
 
@@ -307,12 +306,13 @@ class Chatbot:
         return embed(self, items, model=model, dimensions=dimensions, column=column, batch_size=batch_size,
                      concurrency=concurrency, progress=progress)
 
-    def map_results(self, job_id: str, *, schema: Any = None, wait: bool = True, **options: Any) -> list[RowResult]:
-        """The rows of a Batch API job of ``map(mode="batch")`` in input order: this kernel's, or an
-        earlier one's kept in the store (``%chat batches`` lists them); its id or one of its provider
-        batch ids. Waits until every row is answered (``wait=False``: looks once); KeyboardInterrupt
+    def map_results(self, job_id: str, *, schema: Any = None, wait: bool = True, **options: Any) -> MapResults:
+        """The answers of a Batch API job of ``map(mode="batch")`` in input order, as ``map`` returns
+        them (``.rows``: each RowResult): this kernel's job, or an earlier one's kept in the store
+        (``%chat batches`` lists them); its id or one of its provider batch ids. Waits, with the
+        progress bar, until every row is answered (``wait=False``: looks once); KeyboardInterrupt
         stops the wait, not the job. ``schema`` parses the answers as ``map`` does. ``options``:
-        ``progress``, ``poll``, ``resubmit`` (see ``batch.BatchRunner``)."""
+        ``progress``, ``poll``, ``resubmit`` (see ``batch``)."""
         from .batch import collect_job
 
         return collect_job(self.client, self.batch_jobs, job_id, wait=wait, schema=schema, notify=self._notify,

@@ -333,23 +333,22 @@ def _run_batch(bot: MapBot, plan: MapPlan, requests: list[RowRequest], recorder:
                stop: StopToken) -> tuple[bool, str]:
     """Send the rows through the provider's Batch API (``batch``): each row is recorded as its
     batch is collected, the bar follows the job. Returns (interrupted, the job's id)."""
-    from .batch import BatchProgress, BatchRunner, parse_rows
-
-    def show(state: BatchProgress) -> None:
-        bar.set_counts(done=bar.resumed + state.done, failed=state.failed, tokens=state.tokens, cost=state.cost)
-        bar.note(None if state.status == "completed" else state.status.replace("_", " "))
+    from .batch import BatchRunner, parse_rows, show_on
 
     # The runner tells the ledger of each row itself (at the batch price), so the recorder does not.
     runner = BatchRunner(bot.client, bot.batch_jobs, notify=recorder.notify,
-                         on_result=lambda row: recorder.take([row], bar=None, notify=False), progress=show)
+                         on_result=lambda row: recorder.take([row], bar=None, notify=False),
+                         progress=show_on(bar, resumed=bar.resumed))
     stop.on_stop(runner.stop)
     try:
-        job = runner.submit(requests)
-        rows = parse_rows(runner.wait(job.id), plan.schema)
+        # Rows a running job already carries (this call was made before and its kernel died, or its
+        # wait was stopped) are waited for, not sent and paid again; the others go out as a new job.
+        job_ids, rows = runner.run(requests)
+        rows = parse_rows(rows, plan.schema)
     finally:
         stop.forget(runner.stop)
     recorder.place([row for row in rows if row.status != "pending"])
-    return any(row.status == "pending" for row in rows) or stop.stopped, job.id
+    return any(row.status == "pending" for row in rows) or stop.stopped, job_ids[-1]
 
 
 # -- recording ----------------------------------------------------------------------------------------

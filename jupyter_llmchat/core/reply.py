@@ -27,6 +27,8 @@ STATUS_NOTICES: dict[str, str] = {
     "failed": "request failed",
     "tool_calls": "answer ended with tool calls that were not run (finish_reason=tool_calls)",
 }
+# The status of an answer that ended with this finish_reason (any other: "complete").
+STATUS_BY_FINISH: dict[str | None, Status] = {"length": "truncated", "content_filter": "filtered"}
 
 
 def status_notice(status: str, error: str | None = None) -> str | None:

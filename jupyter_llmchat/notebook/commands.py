@@ -428,7 +428,8 @@ def cmd_batches(m: ChatHost, args: argparse.Namespace) -> None:
         job = cancel_job(bot.client, bot.batch_jobs, args.job)
         print(f"asked the provider to cancel job {job.id}; %chat batches {job.id} collects the rows it answered")
         return
-    table, note = rows_table(args.job, bot.map_results(args.job, wait=not args.no_wait))
+    answers = bot.map_results(args.job, wait=not args.no_wait)
+    table, note = rows_table(answers.job_id or args.job, answers.rows)
     show_table(table, numeric=ROWS_NUMERIC, note=note)
 
 

@@ -83,17 +83,17 @@ class StoreBatchJobs:
                                    "status = 'pending' ORDER BY idx", (job_id, batch_id))
         return {row["idx"]: (row["key"], row["attempts"]) for row in rows}
 
-    def running(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+    def reusable(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
         found: dict[str, tuple[str, int]] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _KEYS_PER_QUERY):
             chunk = unique[start:start + _KEYS_PER_QUERY]
             rows = self.database.query(
-                "SELECT r.key, r.job, r.idx FROM batch_rows r JOIN batch_jobs j ON j.id = r.job WHERE j.status = "
-                f"'running' AND r.status = 'pending' AND r.key IN ({', '.join('?' * len(chunk))}) "
-                "ORDER BY j.created, r.job, r.idx", tuple(chunk))
+                "SELECT r.key, r.job, r.idx FROM batch_rows r JOIN batch_jobs j ON j.id = r.job WHERE r.key IN "
+                f"({', '.join('?' * len(chunk))}) AND (r.status = 'done' OR (r.status = 'pending' AND j.status = "
+                "'running')) ORDER BY r.status = 'done' DESC, j.created, r.job, r.idx", tuple(chunk))
             for row in rows:
-                found.setdefault(row["key"], (row["job"], row["idx"]))
+                found.setdefault(row["key"], (row["job"], row["idx"]))  # an answer first
         return found
 
     def record(self, job_id: str, results: Sequence[RowResult]) -> list[RowResult]:

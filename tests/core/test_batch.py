@@ -9,12 +9,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
+import pydantic
 import pytest
 from openai import OpenAI
 
 from jupyter_llmchat.core import batch as batch_module
 from jupyter_llmchat.core.batch import BatchProgress, BatchRunner, PollPolicy, collect_job, run_batch
 from jupyter_llmchat.core.batch_jobs import MemoryBatchJobs
+from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.core.client import ChatClient
 from jupyter_llmchat.core.errors import BatchError
 from jupyter_llmchat.core.models import model_info
@@ -35,7 +38,7 @@ def server(loopback: LoopbackServer) -> Iterator[LoopbackServer]:
 
 
 def rows(count: int, **params: Any) -> list[RowRequest]:
-    return [RowRequest(i, MODEL, [{"role": "user", "content": f"Classify item {i}"}], {"max_tokens": 8, **params})
+    return [RowRequest(i, MODEL, [{"role": "user", "content": f"Classify item {i}"}], dict(params))
             for i in range(count)]
 
 
@@ -66,21 +69,20 @@ def test_rows_go_out_as_one_batch_and_come_back_in_input_order_at_the_batch_pric
     lines = server.batches.input_lines(batch_id)
     assert [line["custom_id"] for line in lines] == ["row-3", "row-2", "row-1", "row-0"]
     assert lines[0] == {"custom_id": "row-3", "method": "POST", "url": "/v1/chat/completions",
-                        "body": {"model": MODEL, "messages": [{"role": "user", "content": "Classify item 3"}],
-                                 "max_tokens": 8}}
+                        "body": {"model": MODEL, "messages": [{"role": "user", "content": "Classify item 3"}]}}
     assert [result.index for result in results] == [0, 1, 2, 3]
     assert [result.key for result in results] == [request.key for request in requests]
     info = model_info(MODEL)
     for result, request in zip(results, requests):
         direct = direct_answer(server, request)
-        assert (result.status, result.text, result.attempts) == ("done", direct.choices[0].message.content, 1)
-        assert result.error == "answer truncated: it reached max_tokens (finish_reason=length)"
+        assert (result.status, result.text, result.error, result.attempts) == (
+            "done", direct.choices[0].message.content, None, 1)
         assert result.usage is not None and result.usage.prompt_tokens == direct.usage.prompt_tokens
-        assert result.usage.completion_tokens == 8
-        standard = info.cost(result.usage.prompt_tokens, 8)
+        assert result.usage.completion_tokens == direct.usage.completion_tokens
+        standard = info.cost(result.usage.prompt_tokens, result.usage.completion_tokens)
         assert standard is not None and result.cost == pytest.approx(standard / 2)
     assert [reply.batch for reply in told] == [True] * 4
-    assert [(reply.status, reply.finish_reason, reply.model) for reply in told] == [("truncated", "length", MODEL)] * 4
+    assert [(reply.status, reply.finish_reason, reply.model) for reply in told] == [("complete", "stop", MODEL)] * 4
     assert sorted(reply.cost for reply in told) == sorted(result.cost for result in results)  # type: ignore[type-var]
     last = shown[-1]
     assert (last.job_id, last.total, last.done, last.failed, last.status) == (job_id, 4, 4, 0, "completed")
@@ -98,6 +100,20 @@ def test_a_listener_that_prices_a_reply_prices_its_row(server: LoopbackServer) -
     job_id, results = run_batch(client_for(server), jobs, rows(2), notify=demo, poll=FAST)
     assert [r.cost for r in results] == [0.0, 0.0]
     assert jobs.job(job_id).cost == 0.0  # type: ignore[union-attr]
+
+
+def test_an_answer_cut_at_max_tokens_fails_its_row_as_the_concurrent_map_does(server: LoopbackServer) -> None:
+    requests = rows(2)
+    requests[1] = RowRequest(1, MODEL, requests[1].messages, {"max_tokens": 5})
+    told: list[Reply] = []
+    _, results = run_batch(client_for(server), MemoryBatchJobs(), requests, notify=told.append, poll=FAST)
+    cut = results[1]
+    assert (results[0].status, cut.status) == ("done", "failed")
+    assert cut.text == direct_answer(server, requests[1]).choices[0].message.content  # kept
+    assert cut.error == "answer truncated: it reached max_tokens (finish_reason=length): raise max_tokens"
+    assert cut.usage is not None and cut.usage.completion_tokens == 5 and cut.cost is not None  # paid for
+    assert sorted((reply.status, reply.finish_reason) for reply in told) == [("complete", "stop"),
+                                                                             ("truncated", "length")]
 
 
 def test_a_row_the_endpoint_rejects_fails_alone_in_one_line(server: LoopbackServer) -> None:
@@ -182,8 +198,10 @@ def test_stopping_the_wait_leaves_the_job_running_and_it_is_collected_later(serv
     assert [(r.status, r.error) for r in results] == [("pending", note)] * 2
     server.batches.clock.advance(3600.0)
     (batch_id,) = server.batches.batch_ids()
-    again = collect_job(client, jobs, batch_id, poll=FAST)  # a provider batch id finds its job too
-    assert [r.status for r in again] == ["done", "done"]
+    again = collect_job(client, jobs, batch_id, poll=FAST, progress=False)  # a provider batch id finds its job
+    assert [r.status for r in again.rows] == ["done", "done"]
+    assert again.job_id == job.id and not again.interrupted
+    assert list(again) == [r.text for r in again.rows]  # the answers, as map returns them
 
 
 def test_a_new_runner_sends_the_missing_rows_again_from_the_input_file(server: LoopbackServer) -> None:
@@ -194,10 +212,10 @@ def test_a_new_runner_sends_the_missing_rows_again_from_the_input_file(server: L
     client = client_for(server)
     job = BatchRunner(client, jobs, poll=FAST).submit(rows(3, temperature=0.5))
     server.batches.speedup = 1e6
-    results = collect_job(client, jobs, job.id, poll=FAST)  # a runner of its own: no requests in memory
+    results = collect_job(client, jobs, job.id, poll=FAST, progress=False)  # a runner of its own: no rows in memory
     first, second = server.batches.batch_ids()
     assert server.batches.input_lines(second) == server.batches.input_lines(first)[1:]
-    assert [r.status for r in results] == ["done"] * 3
+    assert [r.status for r in results.rows] == ["done"] * 3
 
 
 def test_rows_a_running_job_carries_are_waited_for_not_sent_again(server: LoopbackServer) -> None:
@@ -237,7 +255,7 @@ def test_an_endpoint_without_the_batch_api_says_so_and_keeps_nothing(server: Loo
 
 def test_an_unknown_job_is_one_line(server: LoopbackServer) -> None:
     with pytest.raises(BatchError) as caught:
-        collect_job(client_for(server), MemoryBatchJobs(), "job_nope")
+        collect_job(client_for(server), MemoryBatchJobs(), "job_nope", progress=False)
     assert str(caught.value) == "no batch job 'job_nope' in the store (jobs: none yet); %chat batches lists them"
 
 
@@ -261,3 +279,57 @@ def test_answers_are_parsed_with_a_schema_and_a_bad_one_fails_its_row(server: Lo
     assert results[0].status == "done" and isinstance(results[0].parsed, dict) and "label" in results[0].parsed
     assert (results[1].status, results[1].text, results[1].parsed) == ("failed", "not json", None)
     assert results[1].error == "the answer is not JSON (Expecting value at line 1 column 1); expected answer"
+
+
+# -- through Chatbot.map(mode="batch") ----------------------------------------------------------------
+class Label(pydantic.BaseModel):
+    label: str
+    votes: int
+
+
+def test_map_in_batch_mode_answers_as_the_concurrent_map_does_at_half_the_price(server: LoopbackServer) -> None:
+    items = [f"Classify ticket {i}" for i in range(4)]
+    told: list[Reply] = []
+    batch_bot = Chatbot(MODEL, base_url=server.base_url)
+    batch_bot.reply_listeners.append(told.append)
+    batched = batch_bot.map(items, mode="batch", progress=False)
+    assert len(server.batches.batch_ids()) == 1 and not [r for r in server.requests if r.path.endswith("/completions")]
+    asked = Chatbot(MODEL, base_url=server.base_url).map(items, progress=False)
+    assert list(batched) == list(asked)  # the same answers, in input order
+    assert [row.cost for row in batched.rows] == pytest.approx([row.cost / 2 for row in asked.rows])  # type: ignore[operator]
+    assert batched.job_id is not None and batched.job_id.startswith("job_") and asked.job_id is None
+    assert [(reply.batch, reply.status) for reply in told] == [(True, "complete")] * 4  # the ledger's view
+
+
+def test_a_dataframe_in_batch_mode_comes_back_as_typed_columns(server: LoopbackServer) -> None:
+    frame = pd.DataFrame({"title": ["Crash", "How?"]}, index=[7, 9])
+    result = Chatbot(MODEL, base_url=server.base_url).map(frame, "Classify: {title}", schema=Label, mode="batch",
+                                                          progress=False)
+    assert list(result.columns) == ["label", "votes", "error", "cost"] and list(result.index) == [7, 9]
+    assert result["error"].isna().all() and result.attrs["map"]["job_id"].startswith("job_")
+    (batch_id,) = server.batches.batch_ids()
+    lines = server.batches.input_lines(batch_id)
+    assert [line["body"]["messages"][-1]["content"] for line in lines] == ["Classify: Crash", "Classify: How?"]
+    assert lines[0]["body"]["response_format"]["json_schema"]["strict"] is True
+
+
+def test_the_same_map_call_after_its_wait_stopped_waits_for_its_job_and_pays_nothing_twice(
+        server: LoopbackServer) -> None:
+    server.batches.speedup = 0  # the provider holds the job
+    bot = Chatbot(MODEL, base_url=server.base_url)
+    items = ["one", "two", "three"]
+    got: list[Any] = []
+    waiting = threading.Thread(target=lambda: got.append(bot.map(items, mode="batch", progress=False)))
+    waiting.start()
+    while not any(r.method == "GET" and r.path.startswith("/v1/batches/") for r in server.requests):
+        threading.Event().wait(0.01)
+    bot.stop()  # the wait ends; the job runs on
+    waiting.join(timeout=10)
+    (first,) = got
+    assert first.interrupted and first == [None, None, None] and first.job_id is not None
+    server.batches.speedup = 1e6
+    again = bot.map(items + ["four"], mode="batch", progress=False)
+    assert [len(server.batches.input_lines(b)) for b in server.batches.batch_ids()] == [3, 1]  # only "four" is new
+    assert not again.interrupted and all(answer is not None for answer in again)
+    third = bot.map(items, mode="batch", progress=False)  # every row answered before: nothing is sent
+    assert len(server.batches.batch_ids()) == 2 and list(third) == list(again)[:3]

@@ -6,6 +6,7 @@ again."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,15 +69,11 @@ def test_a_job_submitted_by_a_kernel_that_died_is_collected_by_a_new_kernel(serv
     submit = f"""
 import os, threading, time
 from jupyter_llmchat import Chatbot
-from jupyter_llmchat.core.batch import run_batch
-from jupyter_llmchat.core.rows import RowRequest
 from jupyter_llmchat.store.store import Store
 
 store = Store({str(store_path)!r})
 bot = Chatbot("gpt-4o-mini")
 store.attach(bot, "first")
-rows = [RowRequest(i, "gpt-4o-mini", [{{"role": "user", "content": f"Classify item {{i}}"}}], {{"max_tokens": 6}})
-        for i in range(3)]
 
 def die_once_submitted():  # the kernel dies while it waits for the provider
     while not store.batch_jobs().jobs():
@@ -84,7 +81,7 @@ def die_once_submitted():  # the kernel dies while it waits for the provider
     os._exit(1)
 
 threading.Thread(target=die_once_submitted, daemon=True).start()
-run_batch(bot.client, bot.batch_jobs, rows, notify=bot._notify)
+bot.map([f"Classify item {{i}}" for i in range(3)], mode="batch")
 """
     with pytest.raises(DeadKernelError):
         run_cells(["%load_ext jupyter_llmchat", submit], env=env, cwd=tmp_path, timeout=60)
@@ -101,7 +98,8 @@ from jupyter_llmchat.store.store import Store
 later = Chatbot("gpt-4o-mini")
 store = Store({str(store_path)!r})
 store.attach(later, "python")
-print([(row.index, row.status) for row in later.map_results({job.id!r})])
+answers = later.map_results({job.id!r}, progress=False)
+print([(row.index, row.status) for row in answers.rows], answers == [row.text for row in answers.rows])
 """
     run = run_cells(["%load_ext jupyter_llmchat", "%chat batches", f"%chat batches {job.id}", "%chat usage",
                      collect, "%chat batches"], env=env, cwd=tmp_path)
@@ -115,7 +113,13 @@ print([(row.index, row.status) for row in later.map_results({job.id!r})])
         ledger = store.query("SELECT session, batch, cost FROM ledger ORDER BY id")
     assert [row.status for row in rows] == ["done"] * 3 and finished.status == "completed"
     table, note = rows_table(job.id, rows)
-    assert run.displays(2, "text/plain") == [table_bundle(table, numeric=ROWS_NUMERIC, note=note)["text/plain"]]
+    bar, shown = run.displays(2, "text/plain")  # the progress bar (a widget: its first text form), the rows
+    assert bar.startswith(f"batch {job.id}:   0%|")
+    assert shown == table_bundle(table, numeric=ROWS_NUMERIC, note=note)["text/plain"]
+    tokens = sum(row.usage.total_tokens for row in rows if row.usage)
+    spent = format_cost(sum(row.cost or 0.0 for row in rows))
+    assert re.fullmatch(rf"batch {job.id}: 3 of 3 rows done, 0 failed; {tokens:,} tokens, {re.escape(spent)}; "
+                        r"\d+\.\d s\n", run.stdout(2)), run.stdout(2)  # the bar's last word, as text
     assert note == (f"job {job.id}: 3 of 3 rows done, 0 failed, 0 pending. bot.map_results('{job.id}') returns "
                     "every row.")
     # the rows were billed once, to the session that collected them, at the batch price
@@ -123,7 +127,7 @@ print([(row.index, row.status) for row in later.map_results({job.id!r})])
     assert [entry["cost"] for entry in ledger] == pytest.approx([row.cost for row in rows])
     assert run.displays(3, "text/plain")[0].endswith(
         "3 of 3 replies came through the Batch API, billed at its price (half the standard one).")
-    assert run.stdout(4) == "[(0, 'done'), (1, 'done'), (2, 'done')]\n"
+    assert run.stdout(4) == "[(0, 'done'), (1, 'done'), (2, 'done')] True\n"
     assert jobs_table([finished])[1][4:] == ("3", "3", "0", "0", "completed", format_cost(finished.cost))
     assert run.displays(5, "text/plain") == [table_bundle(jobs_table([finished]), numeric=JOBS_NUMERIC)["text/plain"]]
     assert server.batches.batch_ids() == [batch_id]  # nothing was sent again

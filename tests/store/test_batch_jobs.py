@@ -50,7 +50,8 @@ def test_a_job_its_batches_and_its_rows_are_kept(jobs: BatchJobStore) -> None:
                                      RowResult(2, "k2", "failed", error="request rejected (400): no")])
     assert [(r.index, r.status, r.attempts) for r in recorded] == [(0, "done", 1), (2, "failed", 1)]
     assert jobs.record("job_1", [RowResult(0, "k0", "done", text="again")]) == []  # recorded once
-    assert jobs.running(["k2", "k1", "k0", "elsewhere"]) == {"k1": ("job_1", 1)}  # pending in a running job
+    # answered (k0), or pending in a running job (k1); a failed row (k2) is asked again
+    assert jobs.reusable(["k2", "k1", "k0", "elsewhere"]) == {"k0": ("job_1", 0), "k1": ("job_1", 1)}
     jobs.add_submission("job_1", BatchSubmission("batch_b", "file-b", rows=1, created=102.0), [1])
     assert jobs.carried("job_1", "batch_a") == {}
     assert jobs.carried("job_1", "batch_b") == {1: ("k1", 2)}
@@ -67,7 +68,7 @@ def test_a_job_its_batches_and_its_rows_are_kept(jobs: BatchJobStore) -> None:
     jobs.reprice("job_1", [(0, 0.0)])  # a reply listener priced it (the offline demo's: nothing)
     assert [r.cost for r in jobs.results("job_1")] == [0.0, None, None]
     jobs.set_status("job_1", "completed")
-    assert jobs.running(["k1"]) == {}
+    assert jobs.reusable(["k1", "k0"]) == {"k0": ("job_1", 0)}  # a finished job's pending rows: not waited for
     jobs.add_job(a_job("job_2", rows=1, created=200.0), [(0, "x")])
     assert [(j.id, j.status) for j in jobs.jobs()] == [("job_2", "running"), ("job_1", "completed")]
     assert jobs.job("job_nope") is None
@@ -132,8 +133,7 @@ def ledger_rows(path: Path) -> list[dict[str, Any]]:
 def test_a_new_chatbot_reattaches_to_a_job_through_the_store_and_bills_each_row_once(
         server: LoopbackServer, tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite3"
-    requests = [RowRequest(i, "gpt-4o-mini", [{"role": "user", "content": f"Q{i}"}], {"max_tokens": 4})
-                for i in range(3)]
+    requests = [RowRequest(i, "gpt-4o-mini", [{"role": "user", "content": f"Q{i}"}], {}) for i in range(3)]
     with Store(path) as store:
         bot = Chatbot("gpt-4o-mini", base_url=server.base_url)
         store.attach(bot, "first")
@@ -146,12 +146,14 @@ def test_a_new_chatbot_reattaches_to_a_job_through_the_store_and_bills_each_row_
         assert (job.id, job.session, job.status, job.pending) == (job_id, "first", "running", 3)
         later = Chatbot("gpt-4o-mini", base_url=server.base_url)
         store.attach(later, "second")
-        collected = later.map_results(job_id, poll=FAST)
-        assert [(r.index, r.status, r.text is not None) for r in collected] == [(0, "done", True), (1, "done", True),
-                                                                                (2, "done", True)]
-        assert later.map_results(job_id) == collected  # collected already: nothing sent, nothing billed again
+        collected = later.map_results(job_id, poll=FAST, progress=False)
+        assert [(r.index, r.status, r.text is not None) for r in collected.rows] == [
+            (0, "done", True), (1, "done", True), (2, "done", True)]
+        assert list(collected) == [r.text for r in collected.rows] and collected.job_id == job_id
+        again = later.map_results(job_id, progress=False)  # collected already: nothing sent, nothing billed again
+        assert again == collected and again.rows == collected.rows
         assert store.batch_jobs().job(job_id).status == "completed"  # type: ignore[union-attr]
     rows = ledger_rows(path)
     assert [(r["session"], r["model"], r["status"], r["batch"]) for r in rows] == [
-        ("second", "gpt-4o-mini", "truncated", 1)] * 3
-    assert [r["cost"] for r in rows] == pytest.approx([result.cost for result in collected])
+        ("second", "gpt-4o-mini", "complete", 1)] * 3
+    assert [r["cost"] for r in rows] == pytest.approx([result.cost for result in collected.rows])
