@@ -235,6 +235,7 @@ def run_map(bot: MapBot, plan: MapPlan, *, concurrency: int = DEFAULT_CONCURRENC
                 interrupted, stopped, stats = _run_concurrent(bot, plan, pending, recorder, bar, stop,
                                                               RunOptions(concurrency, retries, backoff))
         recorder.flush()
+        interrupted = interrupted and any(result is None for result in results)  # a stop after the last row is none
         if interrupted:
             bar.note("interrupted", "interrupted: the same call asks the rows not answered")
         elif stopped:
@@ -318,14 +319,17 @@ def _drained(outbox: queue.SimpleQueue[RowResult]) -> list[RowResult]:
 
 
 def _wait_quietly(future: concurrent.futures.Future[None], seconds: float) -> None:
+    """Give a stopped run up to ``seconds`` to hand over what finished (a second Ctrl-C ends the wait)."""
     deadline = time.monotonic() + seconds
     while not future.done() and time.monotonic() < deadline:
         try:
             future.result(timeout=min(WAIT_SLICE, max(deadline - time.monotonic(), 0)))
+        except concurrent.futures.TimeoutError:
+            continue
         except KeyboardInterrupt:
-            return  # a second interrupt: stop waiting
+            return
         except BaseException:
-            return  # the run's own failure is raised by the caller
+            return  # the run's own failure: the caller raises it
 
 
 # -- the Batch API run ------------------------------------------------------------------------------
