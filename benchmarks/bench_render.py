@@ -160,7 +160,7 @@ class KernelRunner:
         self.manager.shutdown_kernel(now=True)
 
 
-def message_stats(messages: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+def message_stats(messages: list[tuple[dict[str, Any], int]], text: str) -> dict[str, Any]:
     shown = [(m, size) for m, size in messages if m["msg_type"] in DISPLAY_TYPES]
     times = sorted(m["header"]["date"].timestamp() for m, _ in shown)
     peak1 = peak3 = dropped = 0
@@ -173,8 +173,9 @@ def message_stats(messages: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
         in1, in3 = i - lo1 + 1, i - lo3 + 1
         peak1, peak3 = max(peak1, in1), max(peak3, in3)
         dropped += in3 / RATE_WINDOW > RATE_LIMIT  # Jupyter Server counts, then drops above the limit
-    finals = [size for m, size in shown if "text/plain" in m["content"].get("data", {})
-              and m["content"]["data"]["text/plain"] == m["content"]["data"].get("text/markdown")]
+    # the answer's final display: the message whose text/plain is the answer (its Markdown is the
+    # display-safe form of it, which may differ)
+    finals = [size for m, size in shown if m["content"].get("data", {}).get("text/plain") == text]
     return {"messages": len(shown), "bytes": sum(size for _, size in shown), "peak_1s": peak1,
             "peak_3s_avg": peak3 / RATE_WINDOW, "dropped": dropped,
             "final_display_bytes": finals[0] if finals else None}
@@ -207,7 +208,8 @@ def run(sizes: list[int], rates: list[float | None], recipes: list[str],
                             server.queue(tokens=tokens, rate=rate)
                             messages = kernel.execute(f"_result = measure({recipe!r}, {question!r})")
                             result = kernel.value("_result")
-                            runs[recipe].append({"tokens": tokens, "rate": rate, **result, **message_stats(messages)})
+                            runs[recipe].append({"tokens": tokens, "rate": rate, **result,
+                                                 **message_stats(messages, result["text"])})
                     case_rows = []
                     for recipe in recipes:  # the least-CPU run stands for the recipe (noise only adds)
                         row = min(runs[recipe], key=lambda r: r["cpu"])

@@ -12,7 +12,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped]
 from ..core.reply import status_notice
 from .freezing import Cut, FreezePolicy
 from .html import escape, markdown_to_html
-from .markdown_partial import close_open
+from .markdown_partial import close_open, close_open_counted
 
 
 # The panel's prices for the freeze policy every view shares (freezing.FreezePolicy). A freeze
@@ -25,7 +25,10 @@ def panel_policy() -> FreezePolicy:
     return FreezePolicy(freeze_cost=6000, soft_min=1024, max_rate=20, freeze_messages=4)
 
 CSS = """<style>
-.llmchat-panel { max-width: 900px; }
+.llmchat-panel { max-width: 900px; box-sizing: border-box; }
+.llmchat-panel * { box-sizing: border-box; }
+.llmchat-panel .widget-textarea, .llmchat-panel .widget-textarea textarea { max-width: 100%; }
+.llmchat-scroll { border: 1px solid #e0e0e0; border-radius: 6px; padding: 2px 8px; margin: 4px 0; }
 .llmchat-bubble { border-radius: 10px; padding: 6px 12px; margin: 4px 0; line-height: 1.45;
   overflow-x: auto; }
 .llmchat-user { background: #e3effd; margin-left: 15%; }
@@ -47,6 +50,9 @@ CSS = """<style>
   border-top-left-radius: 0; border-top-right-radius: 0; }
 .llmchat-bubble > .widget-html > .widget-html-content { line-height: 1.45; }
 .llmchat-status { font-size: 12px; color: #555; }
+.llmchat-status .widget-html-content { line-height: 1.4; white-space: normal; }
+.llmchat-messages:empty::before { content: "Ask below: the conversation shows here."; color: #999;
+  font-size: 12px; }
 .llmchat-error { color: #b00020; }
 </style>"""
 
@@ -69,10 +75,12 @@ class StreamingBubble:
     """The bubble of an answer while it streams: a label, frozen pieces, and a live tail.
 
     Only the live tail is re-rendered and resent on a repaint. When the freeze policy every view
-    shares says so, the tail's finished part moves into a frozen piece that is sent once, so a
-    long answer costs IOPub bytes in proportion to its length, not its square. A piece cut inside
-    a block (a long fence or list, a long paragraph) is drawn without the margins at the seam,
-    so the block still looks whole.
+    shares says so, the live widget keeps the answer up to a cut it has not shown yet (so it only
+    grows) and a new live widget continues after it: a long answer costs IOPub bytes in
+    proportion to its length, not its square, and no text ever moves from one widget to another
+    (which would show it twice, or not at all, between the two messages). A piece cut inside a
+    block (a long fence or list, a long paragraph) is drawn without the margins at the seam, so
+    the block still looks whole.
     """
 
     def __init__(self, label: str, *, policy: FreezePolicy | None = None) -> None:
@@ -85,20 +93,29 @@ class StreamingBubble:
         self.frozen: list[str] = []  # the Markdown each frozen piece shows, in order
         self.live_start = 0  # where the live tail starts in the answer
         self.live_prefix = ""  # reopens the fence the live tail starts inside
+        self.shown_end = 0  # the end (offset in the answer) of what the live widget shows
         self.sent = 0  # characters of HTML sent so far (live repaints plus frozen pieces)
         self.largest = 0  # the largest live repaint, in characters of HTML
 
     def set_label(self, label: str) -> None:
         self.label.value = f'<div class="llmchat-role">{escape(label)}</div>'
 
-    def paint(self, text: str) -> None:
-        """Show ``text`` (the answer so far), incomplete Markdown closed for display."""
-        cut = self.policy.cut(text, self.live_start, self.live_prefix)
+    def paint(self, text: str) -> bool:
+        """Show ``text`` (the answer so far), incomplete Markdown closed for display; False while
+        nothing of it can be shown yet (a half-typed marker is all there is)."""
+        cut = self.policy.cut(text, self.live_start, self.live_prefix, after=self.shown_end)
         if cut is not None:
             self._freeze(text, cut)
-        html = markdown_to_html(close_open(self.live_prefix + text[self.live_start:]))
+        markdown, hidden = close_open_counted(self.live_prefix + text[self.live_start:])
+        hold = self.policy.hold(text, self.live_start, self.live_prefix)
+        if hold is not None and self.shown_end <= hold < len(text) - hidden:  # may start a cut: not yet
+            markdown, held = close_open_counted(self.live_prefix + text[self.live_start:hold])
+            hidden = len(text) - hold + held
+        self.shown_end = len(text) - hidden
+        html = markdown_to_html(markdown)
         self._show(html)
         self.policy.repainted(len(html))
+        return bool(markdown) or bool(self.frozen)
 
     def finish(self, text: str, status: str) -> None:
         """Show the exact answer's tail and the final status (and notice, if partial)."""
@@ -111,31 +128,33 @@ class StreamingBubble:
                                     widgets.HTML(f'<div class="llmchat-notice">{escape(notice)}</div>'))
 
     def _freeze(self, text: str, cut: Cut) -> None:
+        """The live widget keeps the answer up to ``cut`` (it only gains text it never showed);
+        a new live widget, added after it, continues from there."""
         markdown = self.live_prefix + text[self.live_start:cut.at]
         if cut.open_end:
             markdown = close_open(markdown)  # ends inside a fence: close it
-        piece = _body_widget(markdown_to_html(markdown))
-        if "llmchat-cont" in self.live._dom_classes:
-            piece.add_class("llmchat-cont")
+        piece = self.live
+        self.live_start, self.live_prefix, self.shown_end = cut.at, cut.prefix, cut.at
+        self.live = _body_widget("")
         if cut.split:
             piece.add_class("llmchat-split")
             self.live.add_class("llmchat-cont")
-        else:
-            self.live.remove_class("llmchat-cont")
-        self.widget.children = (*self.widget.children[:-1], piece, self.live)
+        self._show_in(piece, markdown_to_html(markdown))
         self.frozen.append(markdown)
-        self.sent += len(piece.value)
+        self.widget.children = (*self.widget.children, self.live)
         for _ in range(self.policy.freeze_messages):
             self.policy.sent()
         self.policy.frozen()
-        self.live_start, self.live_prefix = cut.at, cut.prefix
 
     def _show(self, html: str) -> None:
         if self.live.value != html:
-            self.live.value = html
-            self.sent += len(html)
+            self._show_in(self.live, html)
             self.largest = max(self.largest, len(html))
-            self.policy.sent()
+
+    def _show_in(self, body: widgets.HTML, html: str) -> None:
+        body.value = html
+        self.sent += len(html)
+        self.policy.sent()
 
 
 def _body_widget(html: str) -> widgets.HTML:

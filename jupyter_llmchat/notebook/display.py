@@ -10,12 +10,16 @@ What is on screen only ever grows while the answer streams: a freeze cuts where 
 has shown nothing yet, so the frozen output gains text never shown and the next output starts
 with text never shown; nothing moves from one output to another (a move shows a block twice, or
 not at all, until both messages have arrived), and outputs are never merged. At the end:
+- with no frozen piece, the live output itself becomes the exact answer (one update), and a small
+  footer follows as its own output;
 - in a cell the magic owns with nothing else in it (``cell_watch``), the pieces are swapped for
-  ONE exact ``text/markdown`` output in one step (``clear_output(wait=True)``, then the answer);
-- with no frozen piece, the live output itself becomes the exact answer (one update);
+  ONE output in one step (``clear_output(wait=True)``, then the answer, its text/plain exact and
+  the footer at the end of its Markdown: an output added after the swap would make Notebook 7
+  box the answer again a moment after unboxing it, see ``_swap``);
 - otherwise (``bot.ask`` in a cell that may hold other outputs) the pieces stay, each complete,
-  and the live one shows the exact tail.
-A small footer follows as its own output. Inside an ipywidgets ``Output``, where front ends drop
+  the live one shows the exact tail, and the footer follows as its own output.
+Cuts are taken only where the pieces render no taller than the whole (``FreezePolicy(flat_only)``),
+so the swap never makes the output jump up. Inside an ipywidgets ``Output``, where front ends drop
 updates, only the final answer and footer are shown. No openai imports here; IPython is imported
 only when a display is actually published.
 """
@@ -34,6 +38,7 @@ from ..core.repaint import DEFAULT_INTERVAL
 from ..core.reply import LiveSink, PrintSink, Reply
 from .footer import escape_markdown, footer_markdown
 from .freezing import Cut, FreezePolicy
+from .markdown_blocks import scan
 from .markdown_partial import close_open_counted
 from .publish import Bundle, DisplayPublisher, IPythonPublisher, in_notebook_kernel, updates_shown
 from .safe_markdown import safe_bundle
@@ -91,8 +96,10 @@ class MarkdownDisplaySink(LiveSink):
         super().__init__(interval=interval, trailing=trailing, clock=clock)
         self.footer = footer
         self.plain_text = plain_text
-        # a freeze costs about two display messages (~560 bytes of headers each)
-        self.policy = FreezePolicy(freeze_cost=freeze_cost, soft_min=soft_min, max_rate=max_rate, clock=clock)
+        # a freeze costs about two display messages (~560 bytes of headers each); cuts only where
+        # the pieces are no taller than the whole, so the final swap never shrinks the output
+        self.policy = FreezePolicy(freeze_cost=freeze_cost, soft_min=soft_min, max_rate=max_rate, flat_only=True,
+                                   clock=clock)
         self.trace: list[tuple[float, int]] | None = [] if trace else None
         self._publisher = publisher
         self._cell = cell
@@ -170,7 +177,8 @@ class MarkdownDisplaySink(LiveSink):
             if data:  # nothing of ours is on screen: new outputs only
                 self._send(self._new_slot(), data)
         elif self._frozen and self._owns_cell():
-            self._swap(data)  # the pieces become one output in one step
+            self._swap(_with_footer(data, footer))  # the pieces become one output in one step
+            footer_data = None
         elif self._frozen:
             self._finish_pieces(answer, live)
         elif data:
@@ -193,7 +201,9 @@ class MarkdownDisplaySink(LiveSink):
 
     def _swap(self, data: Bundle) -> None:
         """Replace every output of the cell with one holding ``data``: the front end clears when
-        the new output arrives and shows it in the same step."""
+        the new output arrives and shows it in the same step. It is the cell's last change:
+        Notebook 7 decides whether to box a long output on every change, measuring it before its
+        Markdown has rendered, so a footer added after it would box it again (a flash)."""
         self._clear(wait=True)
         self._shown = [None] * len(self._shown)  # gone; their display ids are not used again
         if data:
@@ -263,6 +273,17 @@ class MarkdownDisplaySink(LiveSink):
         self._live = _Piece(self._new_slot(), cut.at, prefix=cut.prefix)
         self.policy.frozen()
         self._show(piece.slot, self._piece_markdown(piece)[0])
+
+
+def _with_footer(data: Bundle, footer: tuple[str, str] | None) -> Bundle:
+    """The answer's bundle with the footer at the end of its Markdown (its text/plain stays the
+    exact answer); an open code fence is closed first, so the footer shows as a footer."""
+    if footer is None or "text/markdown" not in data:
+        return data
+    answer = data["text/markdown"]
+    fence = scan(answer).open_fence
+    closing = "" if fence is None else ("" if answer.endswith("\n") else "\n") + fence.closing
+    return {**data, "text/markdown": f"{answer}{closing}\n\n{footer[0]}"}
 
 
 def _failure_line(reply: Reply) -> Bundle:

@@ -16,10 +16,19 @@ ever moves from one output to another (a move shows it twice, or not at all, for
 two messages take to arrive). A block's start is known to be a cut only once a few characters of
 it have arrived (``markdown_blocks.KNOWN``), so while a freeze is due the view holds back a last
 line that may turn out to start a cut (``hold``): a few characters, for a repaint or two.
+
+``flat_only`` (the cell): the pieces are swapped for one output when the answer ends, and that
+must not shrink it. Separate outputs do not collapse margins across the cut, so in JupyterLab and
+Notebook 7 a cut before a paragraph, heading or table leaves the pieces a little shorter than the
+whole (7-12 px: the swap grows), but one before a list, code fence or quote a little taller
+(+7 px), and a split code block, list or quote much taller (+21 to +50 px: one to two lines, for
+each such cut). So the cell cuts only before a paragraph, heading or table, and never inside a
+block (the panel, whose CSS joins split pieces, takes every kind).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +37,18 @@ from dataclasses import dataclass
 from .markdown_blocks import KNOWN, find_boundaries
 from .markdown_partial import sentence_cut
 
-__all__ = ["Cut", "FreezePolicy"]
+__all__ = ["Cut", "FreezePolicy", "flat_seam"]
+
+# A line that starts a list item, quote, fence, HTML block, thematic break, setext underline or
+# indented code: a cut before it leaves the pieces taller than the whole (see flat_only).
+_RAISED = re.compile(r" {0,3}(?:[-+*](?:[ \t]|$)|\d{1,9}[.)](?:[ \t]|$)|>|`{3}|~{3}|<|[-=_*](?:[ \t]*[-=_*])*[ \t]*$)"
+                     r"|\t| {4}")
+
+
+def flat_seam(line: str) -> bool:
+    """Whether a cut before ``line`` (a top-level block's first line) starts a paragraph, heading or
+    table, so the pieces are no taller than the whole where they meet."""
+    return not _RAISED.match(line)
 
 
 @dataclass(frozen=True)
@@ -51,9 +71,11 @@ class FreezePolicy:
     """Rent or buy, for one streaming view: note what it sends; ask it where to freeze."""
 
     def __init__(self, *, freeze_cost: int = 1200, soft_min: int = 1024, max_rate: int = 12,
-                 freeze_messages: int = 2, clock: Callable[[], float] = time.monotonic) -> None:
+                 freeze_messages: int = 2, flat_only: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.freeze_cost = freeze_cost
         self.soft_min = soft_min
+        self.flat_only = flat_only
         self.max_rate = max_rate
         self.freeze_messages = freeze_messages  # what one freeze adds to the message count
         self._clock = clock
@@ -77,9 +99,9 @@ class FreezePolicy:
         body = prefix + text[start:]
         first = max(skip + 1, after - start + skip)  # the earliest offset in body a cut may take
         found = find_boundaries(body)
-        if found.hard >= first:
+        if found.hard >= first and (not self.flat_only or flat_seam(_line_at(body, found.hard))):
             return Cut(start + found.hard - skip)
-        if len(body) < self.soft_min or self.resent < 2 * self.freeze_cost:
+        if self.flat_only or len(body) < self.soft_min or self.resent < 2 * self.freeze_cost:
             return None
         if found.soft >= first:
             return Cut(start + found.soft - skip, found.soft_prefix, split=True)
@@ -96,8 +118,10 @@ class FreezePolicy:
         line = body.rfind("\n") + 1
         if line <= len(prefix) or line == len(body) or len(body) - line >= KNOWN:
             return None  # no line started yet, or it is long enough that the cut is known already
+        if self.flat_only and not flat_seam(body[line:]):
+            return None
         found = find_boundaries(body + "\n")  # were the line to end here, would a cut start it?
-        soft = len(body) >= self.soft_min and self.resent >= 2 * self.freeze_cost
+        soft = not self.flat_only and len(body) >= self.soft_min and self.resent >= 2 * self.freeze_cost
         if found.hard == line or (soft and found.soft == line):
             return start + line - len(prefix)
         return None
@@ -114,3 +138,8 @@ class FreezePolicy:
     def frozen(self) -> None:
         """The view froze its live piece: the rent starts again."""
         self.resent = 0
+
+
+def _line_at(text: str, at: int) -> str:
+    end = text.find("\n", at)
+    return text[at:] if end < 0 else text[at:end]

@@ -52,6 +52,9 @@ SHORTCUT_JS = """
 })();
 """
 
+MESSAGES_HEIGHT = "min(460px, 60vh)"  # the message area: bounded, scrolled on its own
+
+
 class _PanelSink(LiveSink):
     """Streams one answer into its bubble on the repaint policy of every view."""
 
@@ -74,7 +77,8 @@ class _PanelSink(LiveSink):
     def _paint(self) -> None:
         self.paints += 1
         self._collect()
-        self.bubble.paint(self._text)
+        if not self.bubble.paint(self._text):  # only a half-typed marker so far: the next delta shows at once
+            self._repainter.nothing_shown()
 
     def _show_final(self, reply: Reply) -> None:
         self.bubble.finish(self._text, reply.status if reply.text else "complete")
@@ -122,10 +126,16 @@ class ChatPanel:
     def _build(self) -> None:
         layout = widgets.Layout
         self.title = widgets.HTML()
-        self.messages = widgets.VBox(layout=layout(width="100%"))
+        self.messages = widgets.VBox(layout=layout(width="100%", flex="0 0 auto"))
         self.messages.add_class("llmchat-messages")
+        # A fixed-height area with its own scroll, so the input and the buttons below it stay put
+        # while an answer streams and after New chat. Its flow is reversed (the messages sit at its
+        # bottom): the browser keeps the newest text in view as it grows, with no script.
+        self.scroller = widgets.Box([self.messages], layout=layout(
+            height=MESSAGES_HEIGHT, overflow="auto", flex_flow="column-reverse", width="100%"))
+        self.scroller.add_class("llmchat-scroll")
         self.input = widgets.Textarea(placeholder="Ask something… (Shift+Enter sends)", rows=3,
-                                      layout=layout(width="100%"))
+                                      layout=layout(width="auto"))
         self.input.add_class("llmchat-input")
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self.send_button.add_class("llmchat-send")
@@ -143,7 +153,7 @@ class ChatPanel:
                                                  style={"description_width": "initial"},
                                                  layout=layout(width="180px"), tooltip="0: the session's default")
         self.system = widgets.Textarea(placeholder="System prompt (optional)", rows=2, continuous_update=False,
-                                       layout=layout(width="100%"))
+                                       layout=layout(width="auto"))
         self.status = widgets.HTML()
         self.status.add_class("llmchat-status")
 
@@ -154,10 +164,11 @@ class ChatPanel:
         self.system.observe(self._on_system, names="value")
         self.model.observe(self._on_model, names="value")
 
+        wrap = layout(flex_flow="row wrap")  # narrow outputs wrap the controls instead of overflowing
         self.widget = widgets.VBox([
-            widgets.HTML(CSS), self.title, self.messages, self.thumbnails, self.input,
-            widgets.HBox([self.send_button, self.stop_button, self.new_button, self.upload]),
-            widgets.HBox([self.model, self.temperature, self.max_tokens]),
+            widgets.HTML(CSS), self.title, self.scroller, self.thumbnails, self.input,
+            widgets.HBox([self.send_button, self.stop_button, self.new_button, self.upload], layout=wrap),
+            widgets.HBox([self.model, self.temperature, self.max_tokens], layout=wrap),
             self.system, self.status,
         ])
         self.widget.add_class("llmchat-panel")
@@ -217,8 +228,14 @@ class ChatPanel:
         bot = self.bot
         try:
             names = bot.client.list_models()
-        except Exception:
+        except ChatError as error:  # a bad key, an unreachable endpoint: say so, offer what is configured
             names = []
+            unlisted = getattr(error, "status", None) in (404, 405, 501)  # a server with no model list: a fact
+            self._set_status(f"could not list the models: {error}", error=not unlisted)
+        except Exception as error:
+            names = []
+            self._set_status(f"could not list the models: {type(error).__name__}: {error}".splitlines()[0],
+                             error=True)
         self._set_model_options(names or self.configured_models, self.model.value or bot.model)
         self.models_ready.set()
         return list(self.model.options)

@@ -67,3 +67,46 @@ def test_a_long_code_block_is_split_without_a_visible_seam() -> None:
     assert live.value.endswith("</code></pre>\n<p>Done.</p>")
     text = "".join(frozen_md.replace("```python\n", "").replace("\n```", "\n") for frozen_md in streaming.frozen)
     assert text.replace("\n\n", "\n") == code[len("```python\n"):streaming.live_start]
+
+
+def test_no_text_moves_between_widgets_while_an_answer_streams() -> None:
+    """Every change the front end gets (a widget's value, the bubble's children) leaves no line
+    shown twice and none lost: a freeze only ever adds text nobody saw to the widget it closes."""
+    import re
+
+    clock = FakeClock()
+    streaming = StreamingBubble("m", policy=FreezePolicy(clock=clock, freeze_cost=300, soft_min=200, max_rate=1000))
+    answer = "".join(f"## Part {i:02d}\n\nWords of part {i:02d} go here, a sentence or two long.\n\n"
+                     f"- point {i:02d}.a\n- point {i:02d}.b\n\n```python\nvalue_{i:02d} = {i}\n```\n\n"
+                     for i in range(25))
+    frames: list[list[str]] = []
+
+    def frame(_: object = None) -> None:
+        frames.append([re.sub(r"<[^>]+>", "", child.value) for child in streaming.widget.children[1:]])
+
+    watched: set[int] = set()
+
+    def watch(_: object = None) -> None:
+        for child in streaming.widget.children[1:]:
+            if id(child) not in watched:
+                watched.add(id(child))
+                child.observe(frame, names="value")
+        frame()
+
+    streaming.widget.observe(watch, names="children")
+    watch()
+    for end in range(3, len(answer) + 1, 3):
+        streaming.paint(answer[:end])
+        clock.now += 0.05
+    streaming.finish(answer, "complete")
+    assert len(streaming.frozen) >= 5
+    lines = [line for line in answer.split("\n") if len(line) > 8 and not line.startswith("```")]
+    seen: set[str] = set()
+    for number, shown in enumerate(frames):
+        text = [line for widget in shown for line in widget.split("\n")]
+        now = {line.lstrip("# -") for line in text} & {line.lstrip("# -") for line in lines}
+        counts = [sum(line.lstrip("# -") == wanted for line in text) for wanted in now]
+        assert all(n == 1 for n in counts), f"frame {number} shows a line twice"
+        assert seen <= now, f"frame {number} lost {seen - now}"
+        seen = now
+    assert seen == {line.lstrip("# -") for line in lines}

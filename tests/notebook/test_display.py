@@ -209,10 +209,10 @@ def test_a_cell_it_owns_ends_with_exactly_the_answer_and_the_footer(seed: int, s
     sink, area, clock = new_sink(cell=cell)
     sink.start("m")
     stream(sink, clock, answer, seed=seed, step=step)
-    assert len(sink.frozen_pieces) >= 2  # it froze as it streamed ...
+    assert sink.frozen_pieces  # it froze as it streamed ...
     sink.finish(Reply(text=answer, model="m"))
-    assert area.outputs == [{"text/markdown": answer, "text/plain": answer},  # ... and ends as one output
-                            {"text/markdown": "<sub>m</sub>", "text/plain": "[m]"}]
+    # ... and ends as one output, the footer at the end of its Markdown, its text/plain the exact answer
+    assert area.outputs == [{"text/markdown": answer + "\n\n<sub>m</sub>", "text/plain": answer}]
     assert [m for m in area.messages if m[0] == "clear"] == [("clear", {}, True)]
     assert cell.claimed and all(m[0].startswith(cell.claimed[0]) for m in area.messages if m[0] != "clear")
     check_frames(area, answer)
@@ -245,8 +245,8 @@ def test_no_frame_shows_a_line_twice_or_loses_one(name: str, step: float) -> Non
         stream(sink, clock, answer, step=step)
         sink.finish(Reply(text=answer, model="m"))
         check_frames(area, answer)
-        if cell is not None:  # the one output (display-safe Markdown; the exact text is its text/plain)
-            assert area.visible()[0] == {"text/markdown": safe_markdown(answer), "text/plain": answer}
+        if cell is not None and sink.frozen_pieces:  # one output (display-safe; the exact text is its text/plain)
+            assert area.visible() == [{"text/markdown": safe_markdown(answer + "\n\n<sub>m</sub>"), "text/plain": answer}]
 
 
 def test_repaints_are_on_time_not_per_token() -> None:
@@ -273,21 +273,36 @@ def test_only_the_live_tail_is_resent() -> None:
     updates = len(area.messages)
     assert sent / updates < 800  # the reference recipe would average len(answer) / 2 = 20,000
     sink.finish(Reply(text=answer, model="m"))
-    assert area.visible()[0]["text/markdown"] == answer
+    assert area.visible()[0]["text/plain"] == answer
 
 
-def test_one_huge_paragraph_is_split_at_sentences_while_it_streams() -> None:
-    """No block boundary at all: the tail is still kept short, at sentence ends."""
-    sink, area, clock = new_sink()
+def test_cells_cut_only_where_the_pieces_are_no_taller_than_the_whole() -> None:
+    """The pieces become one output at the end: every cut is before a paragraph, heading or table
+    (never before a list, fence or quote, never inside a block: those leave the pieces taller, and
+    the swap would make the output jump up). A long code block or list goes on in the live output."""
+    sink, area, clock = new_sink(freeze_cost=100)
+    code = "```python\n" + "".join(f"value_{i} = {i}\n" for i in range(60)) + "```\n\n"
+    answer = sections(6) + "\n" + code + "After the code.\n\n- a list\n- of items\n\n> a quote\n\nThe end.\n"
     sink.start("m")
-    answer = " ".join(f"Sentence {i} says **something {i}** about `x{i}`." for i in range(800))
-    stream(sink, clock, answer)
-    sent = sum(len(data.get("text/markdown", "")) for _, data, _ in area.messages)
-    assert sent / len(area.messages) < 1500  # without the split: len(answer) / 2 = 18,000
-    pieces = [o["text/markdown"] for o in area.visible()]
-    assert len(pieces) >= 2 and all(p.endswith("`. ") for p in pieces[:-1])  # frozen at sentence ends
+    stream(sink, clock, answer, step=0.05)
     sink.finish(Reply(text=answer, model="m"))
+    starts = [answer[start:].split("\n", 1)[0] for start, _ in sink.frozen_pieces[1:]] + [
+        answer[sink.frozen_pieces[-1][1]:].split("\n", 1)[0]]
+    assert len(starts) >= 4
+    assert all(line.startswith(("## Section", "Paragraph", "| key", "After", "The end")) for line in starts), starts
     assert "".join(pieces_markdown(sink, area)) == answer
+
+
+def test_one_huge_paragraph_stays_whole_in_the_cell() -> None:
+    """No block boundary at all: the cell does not split the paragraph (two paragraphs would reflow
+    at the end); only its live output is resent, and the chat panel splits it (test_bubbles)."""
+    sink, area, clock = new_sink(cell=FakeCell())
+    sink.start("m")
+    answer = " ".join(f"Sentence {i} says **something {i}** about `x{i}`." for i in range(200))
+    stream(sink, clock, answer)
+    assert sink.frozen_pieces == []
+    sink.finish(Reply(text=answer, model="m"))
+    assert area.visible()[0] == {"text/markdown": answer, "text/plain": answer}
 
 
 def test_code_fence_is_closed_while_it_streams() -> None:
@@ -375,12 +390,11 @@ def test_keyboard_interrupt_inside_write_leaves_a_consistent_state(fail_on: int,
             sink.write(delta)
             clock.now += 0.3
     sink.finish(Reply(text=written, model="m", status="interrupted"))
-    footer = area.visible()[-1]["text/markdown"]
-    assert footer.startswith("**⚠ answer interrupted")
-    if owned:
-        assert area.visible()[0] == {"text/markdown": written, "text/plain": written}
-        assert len(area.visible()) == 2  # the answer, and one footer with the notice and the facts
+    footer = "**⚠ answer interrupted: partial text kept**\n\n<sub>m</sub>"
+    if owned and sink.frozen_pieces:  # one output: the answer, its footer with the notice and the facts
+        assert area.visible() == [{"text/markdown": f"{written}\n\n{footer}", "text/plain": written}]
     else:
+        assert area.visible()[-1]["text/markdown"] == footer
         assert "".join(pieces_markdown(sink, area)) == written
 
 
@@ -403,22 +417,6 @@ def test_the_sink_is_a_context_manager_that_always_stops_its_thread() -> None:
         assert thread is not None and thread.is_alive()
     assert not thread.is_alive()  # left without finish(): the thread is stopped all the same
     assert area.outputs == [{"text/markdown": "partial"}]
-
-
-def test_a_freeze_at_a_soft_cut_closes_the_fence_it_ends_in() -> None:
-    """A long code block is split while it streams: the frozen piece closes the fence, the live
-    piece reopens it; the end shows the one exact answer."""
-    sink, area, clock = new_sink(freeze_cost=100, soft_min=200, cell=FakeCell())
-    answer = "Code:\n\n```python\n" + "".join(f"value_{i} = {i}\n" for i in range(60)) + "```\n"
-    sink.start("m")
-    stream(sink, clock, answer, step=0.05)
-    pieces = [o["text/markdown"] for o in area.visible()]
-    assert len(pieces) >= 3
-    assert all(p.endswith("\n```") for p in pieces[1:-1])  # frozen inside the fence: closed
-    assert all(p.startswith("```python\n") for p in pieces[2:])  # reopened with its opener
-    sink.finish(Reply(text=answer, model="m"))
-    assert area.visible()[0]["text/markdown"] == answer
-    check_frames(area, answer)
 
 
 # -- real kernel ----------------------------------------------------------------------------------
@@ -617,8 +615,16 @@ def test_kernel_chat_cell_is_exact_and_within_limits(
     run = kernel.run(f"%%chat --no-history\n{question}")
     assert run.foreign == 0  # every display message belongs to the cell that asked
     outputs = run.outputs()
-    assert len(outputs) == 2 and outputs[0] == {"text/markdown": safe_markdown(expected), "text/plain": expected}
-    assert outputs[1]["text/markdown"].startswith("<sub>gpt-4o-mini · ")
+    froze = max(len(frame) for frame in run.frames()) > 1
+    if froze:  # the pieces were swapped for one output, the footer at its end
+        assert len(outputs) == 1 and outputs[0]["text/plain"] == expected
+        answer, footer = outputs[0]["text/markdown"].rsplit("\n\n", 1)
+        assert answer == safe_markdown(expected).rstrip("\n")
+    else:  # the live output became the answer; the footer followed
+        assert len(outputs) == 2 and outputs[0] == {"text/markdown": safe_markdown(expected), "text/plain": expected}
+        footer = outputs[1]["text/markdown"]
+    assert footer.startswith("<sub>gpt-4o-mini · ")
+    assert froze or rate is None  # at 50 tokens/s it froze finished blocks as it went
     check_frames(run.frames(), expected)
     total, final = run.display_bytes(), answer_output_bytes(run)
     assert total <= max_ratio * final, (total, final, len(run.displays))
@@ -696,10 +702,11 @@ def test_notebook_saved_by_nbclient_holds_exactly_the_answer(loopback: Any) -> N
         "%%chat --no-history\n{print('printed by the question') or 'Another'} question",
     ])
     nbformat.validate(result.nb)
-    outputs = result.outputs(1)
-    assert [o.output_type for o in outputs] == ["display_data", "display_data"]
-    assert outputs[0].data == {"text/markdown": safe_markdown(expected), "text/plain": expected}
-    assert outputs[1].data["text/markdown"].startswith("<sub>gpt-4o-mini")
+    outputs = result.outputs(1)  # streamed in pieces, saved as one output: the answer, its footer at the end
+    assert [o.output_type for o in outputs] == ["display_data"]
+    assert outputs[0].data["text/plain"] == expected
+    answer, footer = outputs[0].data["text/markdown"].rsplit("\n\n", 1)
+    assert answer == safe_markdown(expected).rstrip("\n") and footer.startswith("<sub>gpt-4o-mini · ")
     text = result.outputs(2)  # -f text: one output, not one per flush
     assert [(o.output_type, o.name) for o in text] == [("stream", "stdout")] and len(text[0].text) > 1000
     # something else in the cell (a print in an {expression}): nothing is cleared, nothing lost

@@ -89,3 +89,21 @@ def test_while_a_freeze_is_due_a_line_that_may_start_a_cut_is_held_back() -> Non
     assert rule.hold(longer, 0, "") is None and rule.cut(longer, 0, "", after=32) == Cut(32)  # ... now it is
     assert rule.hold("# Title\n\nFirst paragraph\ngoes on", 0, "") is None  # a continuation line: no cut there
     assert rule.hold(text, 9, "") == 32  # offsets in the answer, as for cuts
+
+
+def test_flat_only_cuts_only_before_a_paragraph_heading_or_table() -> None:
+    """The cell's pieces become one output at the end: a cut where the pieces render taller than
+    the whole (before a list, fence or quote; inside a block) would make the output jump up then."""
+    from jupyter_llmchat.notebook.freezing import flat_seam
+
+    assert [flat_seam(line) for line in ("Para", "## H", "| a |", "**Bold** start", "1990 was a year")] == [True] * 5
+    assert [flat_seam(line) for line in ("- item", "1. one", "> quote", "```py", "~~~", "<div>", "---",
+                                         "    code")] == [False] * 8
+    rule = FreezePolicy(clock=FakeClock(), freeze_cost=10, flat_only=True)
+    rule.repainted(10)
+    assert rule.cut(ANSWER, 0, "") == Cut(32)  # before "Second one": a paragraph
+    listed = "Intro paragraph here.\n\n- first item of a list\n"
+    assert rule.cut(listed, 0, "") is None and rule.hold(listed[:-12], 0, "") is None  # before a list: no
+    rule.repainted(1000)
+    assert rule.cut(CODE, 8, "") is None and rule.cut(PARAGRAPH, 0, "") is None  # never inside a block
+    assert rule.hold("# Title\n\nFirst paragraph here.\n\nSec", 0, "") == 32

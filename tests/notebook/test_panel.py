@@ -147,6 +147,31 @@ def test_model_dropdown_falls_back_to_configured_names_when_endpoint_is_down() -
     panel = ChatPanel(bot, models=["gpt-4o", "llama3"], fetch_models=False)
     assert panel.refresh_models() == ["gpt-4o", "llama3", "gpt-4o-mini"]
     assert panel.model.value == "gpt-4o-mini"
+    assert panel.status.value.startswith('<span class="llmchat-error">could not list the models: ')
+
+
+def test_a_rejected_key_shows_in_the_status_line_when_the_models_are_listed() -> None:
+    """GET /v1/models answering 401 (a bad key) is said in the status line, in one line, key hidden."""
+    with LoopbackServer(api_key="sk-the-right-one") as server:
+        bot = Chatbot("gpt-4o-mini", base_url=server.base_url, api_key="sk-wrong-key-1234", max_retries=0)
+        panel = ChatPanel(bot, fetch_models=False)
+        assert panel.refresh_models() == ["gpt-4o-mini"]
+    status = panel.status.value
+    assert status.startswith('<span class="llmchat-error">could not list the models: authentication failed (401) at ')
+    assert "the API key was rejected" in status and "sk-wrong" not in status and "\n" not in status
+
+
+def test_the_messages_scroll_in_a_bounded_area_above_the_input() -> None:
+    """The message area has a fixed height and its own scroll, so the input and the buttons below
+    it do not move while an answer grows (the browser test measures it)."""
+    bot = Chatbot("gpt-4o-mini", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    panel = ChatPanel(bot, fetch_models=False)
+    scroller = panel.scroller
+    assert scroller.children == (panel.messages,)
+    assert (scroller.layout.height, scroller.layout.overflow, scroller.layout.flex_flow) == (
+        "min(460px, 60vh)", "auto", "column-reverse")
+    children = panel.widget.children
+    assert children.index(scroller) < children.index(panel.input) < children.index(panel.status)
 
 
 def test_fetch_models_in_background(loopback: LoopbackServer) -> None:

@@ -326,3 +326,95 @@ def test_an_output_widget_captures_a_streamed_answer(lab_root: Path, notebook_pa
     cells = page.locator(".jp-Cell")
     expect(cells.nth(1).locator(".jp-OutputArea-output")).to_have_text("complete")  # nothing else there
     notebook_page.screenshot("output-widget")
+
+
+LAYOUT_SAMPLER_JS = """() => {
+    window.__layout = [];
+    const rect = sel => { const r = document.querySelector(sel).getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; };
+    const sample = () => {
+        const scroller = document.querySelector('.llmchat-panel .llmchat-scroll');
+        window.__layout.push({input: rect('.llmchat-panel .llmchat-input textarea'), send: rect('.llmchat-panel button.llmchat-send'),
+                              stop: rect('.llmchat-panel button.llmchat-stop'), scroller: rect('.llmchat-panel .llmchat-scroll'),
+                              panel: rect('.llmchat-panel'), scrolls: scroller.scrollHeight > scroller.clientHeight + 1});
+        if (!window.__stopLayout) requestAnimationFrame(sample);
+    };
+    requestAnimationFrame(sample);
+}"""
+# Everything in the panel that sticks out of it on the right (the message area clips its own content).
+OVERFLOW_JS = """() => {
+    const panel = document.querySelector('.llmchat-panel');
+    const right = panel.getBoundingClientRect().right;
+    return [...panel.querySelectorAll('*')].filter(el => !el.closest('.llmchat-scroll'))
+        .filter(el => el.getBoundingClientRect().right > right + 0.5)
+        .map(el => el.tagName.toLowerCase() + '.' + [...el.classList].join('.'));
+}"""
+# The newest answer text is in view: the streaming bubble's bottom is inside the message area.
+NEWEST_IN_VIEW_JS = """() => {
+    const scroller = document.querySelector('.llmchat-panel .llmchat-scroll').getBoundingClientRect();
+    const bubbles = document.querySelectorAll('.llmchat-panel .llmchat-assistant');
+    const last = bubbles[bubbles.length - 1].getBoundingClientRect();
+    return last.bottom <= scroller.bottom + 1 && last.bottom >= scroller.top;
+}"""
+
+
+def test_the_input_and_buttons_stay_put_while_an_answer_streams(panel_page: NotebookPage,
+                                                                server: LoopbackServer) -> None:
+    """The messages scroll in an area of their own: while a long answer streams, the input, Send
+    and Stop do not move, the newest text stays in view, nothing sticks out of the panel, and New
+    chat leaves the panel as tall as it was."""
+    from playwright.sync_api import expect
+
+    page = panel_page.page
+    server.queue(tokens=1500, rate=60.0)  # longer than the area: it has to scroll
+    page.evaluate(LAYOUT_SAMPLER_JS)
+    answer = ask(page, "A long answer, please")
+    expect(answer.locator(".llmchat-body li").first).to_be_visible()
+    page.wait_for_function("() => window.__layout.some(s => s.scrolls)")
+    page.wait_for_timeout(1500)  # keep streaming a little while it scrolls
+    assert page.evaluate(NEWEST_IN_VIEW_JS)
+    panel_page.screenshot("panel-layout-streaming", ".llmchat-panel")
+    page.evaluate("() => { window.__layout.push('stop'); }")
+    page.locator("button.llmchat-stop").click()
+    wait_done(answer)
+    page.evaluate("() => { window.__stopLayout = true; }")
+    samples = page.evaluate("() => window.__layout")
+    streaming = samples[:samples.index("stop")]
+    assert len(streaming) > 30 and any(s["scrolls"] for s in streaming)
+    for part in ("input", "send", "stop", "scroller", "panel"):
+        assert {tuple(s[part]) for s in streaming} == {tuple(streaming[0][part])}, part  # not a pixel moved
+    assert page.evaluate(OVERFLOW_JS) == []
+    height = page.locator(".llmchat-panel").bounding_box()["height"]
+    page.locator("button.llmchat-new").click()
+    expect(page.locator(".llmchat-panel .llmchat-bubble")).to_have_count(0)
+    assert page.locator(".llmchat-panel").bounding_box()["height"] == height  # New chat does not collapse it
+    panel_page.screenshot("panel-layout-new-chat", ".llmchat-panel")
+
+
+def test_nothing_sticks_out_of_a_narrow_panel(panel_page: NotebookPage) -> None:
+    page = panel_page.page
+    size = page.viewport_size
+    try:
+        page.set_viewport_size({"width": 640, "height": size["height"]})
+        page.wait_for_timeout(500)
+        assert page.evaluate(OVERFLOW_JS) == []
+        panel_page.screenshot("panel-layout-narrow", ".llmchat-panel")
+    finally:
+        page.set_viewport_size(size)
+
+
+def test_a_rejected_key_shows_in_the_status_line(lab_root: Path, notebook_page: NotebookPage) -> None:
+    """GET /v1/models answering 401 (a bad key): the status line says so as the panel opens."""
+    from playwright.sync_api import expect
+
+    with LoopbackServer(api_key="sk-the-right-key") as guarded:
+        write_notebook(lab_root / "bad-key.ipynb",
+                       "from jupyter_llmchat import Chatbot\nfrom jupyter_llmchat.notebook.panel import ChatPanel\n"
+                       f"bot = Chatbot('gpt-4o-mini', base_url={guarded.base_url!r}, api_key='sk-wrong-key', "
+                       "max_retries=0)\nChatPanel(bot)")
+        notebook_page.open("bad-key.ipynb")
+        notebook_page.run_all()
+        status = notebook_page.page.locator(".llmchat-panel .llmchat-status")
+        expect(status).to_contain_text("could not list the models: authentication failed (401)")
+        expect(status.locator(".llmchat-error")).to_have_count(1)
+        assert "sk-wrong" not in status.inner_text()
+        notebook_page.screenshot("panel-bad-key", ".llmchat-panel")
