@@ -27,10 +27,10 @@ from typing import Any
 from . import errors
 from .client import AsyncChat, AttemptFailed, Completion
 from .concurrency import AdaptiveLimit
-from .models import model_info
+from .models import ModelInfo
 from .reply import STATUS_NOTICES, Usage
 from .rows import RowRequest, RowResult
-from .tokens import TokenCounter, count_prompt_tokens
+from .tokens import TokenCounter
 
 BACKOFF = 0.5  # seconds before the first retry without retry-after; doubles each time
 MAX_BACKOFF = 20.0  # the longest wait between two attempts of a row, retry-after included
@@ -54,8 +54,10 @@ class MapRunner:
     """Asks ``rows`` (see the module docstring); ``await run()``, from the AsyncChat's loop."""
 
     def __init__(self, chat: AsyncChat, rows: list[RowRequest], keys: list[str], outbox: queue.SimpleQueue[RowResult],
-                 *, describe: Describe, parse: Parse | None = None, options: RunOptions = RunOptions()) -> None:
+                 *, describe: Describe, info: ModelInfo, parse: Parse | None = None,
+                 options: RunOptions = RunOptions()) -> None:
         self.chat = chat
+        self.info = info  # the model's prices and encoding (all rows ask the same model)
         self.rows = rows
         self.keys = keys
         self.outbox = outbox
@@ -107,13 +109,13 @@ class MapRunner:
         answer = await self._attempts(row, row.messages, result, held=epoch)
         if answer is None:
             return self._unanswered(result)
-        if self._finish(row, answer, result):  # whole, but not the schema's: one repair round
+        if self._finish(row.messages, answer, result):  # whole, but not the schema's: one repair round
             repair = [*row.messages, {"role": "assistant", "content": answer.text},
                       {"role": "user", "content": REPAIR.format(error=result.error)}]
             again = await self._attempts(row, repair, result)
             if again is None:
                 return self._unanswered(result)
-            self._finish(row, again, result, repaired=True)
+            self._finish(repair, again, result, repaired=True)
         return result
 
     def _unanswered(self, result: RowResult) -> RowResult | None:
@@ -169,14 +171,15 @@ class MapRunner:
         backoff = min(self.options.backoff * 2 ** (tries - 1), MAX_BACKOFF)
         return random.uniform(backoff / 2, backoff)  # jitter: rows that failed together do not return together
 
-    def _finish(self, row: RowRequest, answer: Completion, result: RowResult, *, repaired: bool = False) -> bool:
+    def _finish(self, messages: list[dict[str, Any]], answer: Completion, result: RowResult, *,
+                repaired: bool = False) -> bool:
         """Fill ``result`` from a whole answer: done, or failed with the reason (its text kept).
         True when the answer did not match the schema and a repair round may help."""
         usage = answer.usage
         if usage is None and answer.text:  # the endpoint reported none: our own exact counts
-            usage = Usage(count_prompt_tokens(row.messages, row.model),
-                          TokenCounter(model_info(row.model)).count_text(answer.text), 0, source="counted")
-        cost = _price(answer.model or row.model, row.model, usage)
+            counter = TokenCounter(self.info)
+            usage = Usage(counter.count_api_messages(messages), counter.count_text(answer.text), 0, source="counted")
+        cost = self.info.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) if usage else None
         if repaired and result.usage is not None and usage is not None:  # both rounds were paid for
             cost = None if cost is None or result.cost is None else cost + result.cost
             usage = _sum(result.usage, usage)
@@ -209,15 +212,6 @@ def _fatal(error: errors.ChatError, failed: AttemptFailed) -> bool:
     if isinstance(error, errors.RateLimitError) and error.code == "insufficient_quota":
         return True
     return not failed.reachable or (failed.status is None and isinstance(failed.cause, errors.ChatError))
-
-
-def _price(model: str, requested: str, usage: Usage | None) -> float | None:
-    if usage is None:
-        return None
-    cost = model_info(model).cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-    if cost is None and model != requested:
-        cost = model_info(requested).cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-    return cost
 
 
 def _sum(a: Usage, b: Usage) -> Usage:

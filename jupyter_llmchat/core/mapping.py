@@ -24,6 +24,8 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import queue
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,14 +37,14 @@ from .concurrency import LimitStats
 from .map_items import Items, MapResults, frame_of, questions, read_items, value_of
 from .map_runner import BACKOFF, MapRunner, RunOptions
 from .messages import clean_text
-from .models import ModelInfo, format_cost, model_info
+from .models import ModelInfo, format_cost
 from .params import check_params, check_whole
 from .progress import RowProgress
 from .reply import Reply
 from .rows import RowRequest, RowResult
 from .stopping import WAIT_SLICE, StopToken
 from .structured import answer_schema, parse_answer, response_format_for, schema_instruction
-from .tokens import count_prompt_tokens
+from .tokens import TokenCounter
 
 if TYPE_CHECKING:
     from .client import ChatClient
@@ -74,6 +76,8 @@ class MapBot(Protocol):
     """What ``map`` needs of a Chatbot (a Protocol: this module does not import chatbot)."""
 
     client: ChatClient
+    routes: Any  # providers.Routes: where a model (a provider-prefixed one too) is sent
+    vision: bool | None
     params: dict[str, Any]
     context_window: int | None
     cache: Any
@@ -94,8 +98,9 @@ class MapPlan:
     items: Items
     requests: list[RowRequest]
     keys: list[str]
-    model: str
+    model: str  # as the caller named it ("groq:llama-3.1-8b-instant"); the requests carry the name sent
     info: ModelInfo
+    client: ChatClient  # the endpoint the model is served at
     schema: Any = None
     json_schema: dict[str, Any] | None = None
     max_tokens: int | None = None
@@ -159,7 +164,8 @@ def plan_map(bot: MapBot, items: Any, template: str | None, *, schema: Any = Non
         raise errors.ConfigurationError("schema= sets response_format itself: leave response_format out")
     check_params(overrides)
     params = {**bot.params, **{k: v for k, v in overrides.items() if v is not None}}
-    info = model_info(model, context_window=bot.context_window)
+    route = bot.routes.route(model, bot.client, context_window=bot.context_window, vision=bot.vision)
+    info = route.info  # (a local server is asked about the model once)
     system_text = bot.system if system is True else (system if isinstance(system, str) and system else None)
     json_schema = None
     if schema is not None:
@@ -174,10 +180,10 @@ def plan_map(bot: MapBot, items: Any, template: str | None, *, schema: Any = Non
     if info.reasoning and "max_tokens" in params:
         params["max_completion_tokens"] = params.pop("max_tokens")
     head = [{"role": "system", "content": clean_text(system_text)}] if system_text else []
-    requests = [RowRequest(index, model, [*head, {"role": "user", "content": clean_text(text)}], params)
+    requests = [RowRequest(index, route.model, [*head, {"role": "user", "content": clean_text(text)}], params)
                 for index, text in enumerate(texts)]
-    return MapPlan(read, requests, [request.key for request in requests], model, info, schema, json_schema,
-                   max_tokens)
+    return MapPlan(read, requests, [request.key for request in requests], model, info, route.client, schema,
+                   json_schema, max_tokens)
 
 
 def estimate(bot: MapBot, plan: MapPlan, *, store: RowStore | None = None, resume: bool = True) -> MapEstimate:
@@ -187,7 +193,8 @@ def estimate(bot: MapBot, plan: MapPlan, *, store: RowStore | None = None, resum
     for request, key in zip(plan.requests, plan.keys):
         if key not in found:
             unique.setdefault(key, request)
-    prompt = sum(count_prompt_tokens(request.messages, plan.model) for request in unique.values())
+    counter = TokenCounter(plan.info)
+    prompt = sum(counter.count_api_messages(request.messages) for request in unique.values())
     per_answer = plan.max_tokens if plan.max_tokens is not None else plan.info.max_output
     low = plan.info.cost(prompt, 0)
     high = plan.info.cost(prompt, per_answer * len(unique))
@@ -234,7 +241,8 @@ def run_map(bot: MapBot, plan: MapPlan, *, concurrency: int = DEFAULT_CONCURRENC
             else:
                 interrupted, stopped, stats = _run_concurrent(bot, plan, pending, recorder, bar, stop,
                                                               RunOptions(concurrency, retries, backoff))
-        recorder.flush()
+        with HeldInterrupts():
+            recorder.flush()
         interrupted = interrupted and any(result is None for result in results)  # a stop after the last row is none
         if interrupted:
             bar.note("interrupted", "interrupted: the same call asks the rows not answered")
@@ -265,9 +273,9 @@ def _run_concurrent(bot: MapBot, plan: MapPlan, pending: dict[str, RowRequest], 
     schema = plan.schema
     parse = (lambda text: parse_answer(text, schema)) if schema is not None else None
     interrupted = False
-    with AsyncChat(bot.client.sdk) as chat:
-        runner = MapRunner(chat, list(pending.values()), list(pending), outbox, describe=bot.client.map_error,
-                           parse=parse, options=options)
+    with AsyncChat(plan.client.sdk) as chat:
+        runner = MapRunner(chat, list(pending.values()), list(pending), outbox, describe=plan.client.map_error,
+                           info=plan.info, parse=parse, options=options)
         future = chat.submit(runner.run())
         halt = _halter(chat, runner)
         stop.on_stop(halt)
@@ -281,7 +289,8 @@ def _run_concurrent(bot: MapBot, plan: MapPlan, pending: dict[str, RowRequest], 
                 interrupted = True
                 halt()
                 _wait_quietly(future, STOP_GRACE)
-            recorder.take(_drained(outbox), bar=bar)
+            with HeldInterrupts():  # interrupted already: a second Ctrl-C must not lose what finished
+                recorder.take(_drained(outbox), bar=bar)
         if future.done() and not future.cancelled() and future.exception() is not None:
             raise future.exception()  # type: ignore[misc]
     fatal = runner.fatal
@@ -298,15 +307,21 @@ def _halter(chat: AsyncChat, runner: MapRunner) -> Callable[[], None]:
 
 def _pump(future: concurrent.futures.Future[None], outbox: queue.SimpleQueue[RowResult], recorder: _Recorder,
           bar: RowProgress, stop: StopToken) -> None:
-    """Record rows as they arrive until the run ends (or is stopped: returns at once)."""
+    """Record rows as they arrive until the run ends (or is stopped: returns at once). Ctrl-C is
+    held back while rows are taken and recorded (a row taken from the queue is never dropped): it
+    lands between two looks at the queue, a slice apart at most."""
     while not stop.stopped:
-        try:
-            first = outbox.get(timeout=WAIT_SLICE)
-        except queue.Empty:
-            if future.done():
-                return
-            continue
-        recorder.take([first, *_drained(outbox)], bar=bar)
+        with HeldInterrupts() as held:
+            try:
+                first: RowResult | None = outbox.get(timeout=WAIT_SLICE)
+            except queue.Empty:
+                first = None
+            if first is not None:
+                recorder.take([first, *_drained(outbox)], bar=bar)
+        if held.caught:
+            raise KeyboardInterrupt
+        if first is None and future.done():
+            return
 
 
 def _drained(outbox: queue.SimpleQueue[RowResult]) -> list[RowResult]:
@@ -339,9 +354,14 @@ def _run_batch(bot: MapBot, plan: MapPlan, requests: list[RowRequest], recorder:
     batch is collected, the bar follows the job. Returns (interrupted, the job's id)."""
     from .batch import BatchRunner, parse_rows, show_on
 
+    def record(row: RowResult) -> None:
+        with HeldInterrupts() as held:  # recorded whole, or not at all
+            recorder.take([row], bar=None, notify=False)
+        if held.caught:
+            raise KeyboardInterrupt
+
     # The runner tells the ledger of each row itself (at the batch price), so the recorder does not.
-    runner = BatchRunner(bot.client, bot.batch_jobs, notify=recorder.notify,
-                         on_result=lambda row: recorder.take([row], bar=None, notify=False),
+    runner = BatchRunner(plan.client, bot.batch_jobs, notify=recorder.notify, on_result=record,
                          progress=show_on(bar, resumed=bar.resumed))
     stop.on_stop(runner.stop)
     try:
@@ -423,6 +443,31 @@ def _reply(request: RowRequest, result: RowResult) -> Reply:
     return Reply(text=result.text or "", model=request.model, status="complete" if done else "failed",
                  finish_reason="stop" if done else None, usage=result.usage, cost=result.cost, error=result.error,
                  request={"model": request.model, "params": request.params, "map": True})
+
+
+class HeldInterrupts:
+    """Hold Ctrl-C (SIGINT) back while a block runs, so what it records is recorded whole; ``caught``
+    says whether one came. Only in the main thread with a Python handler in place; elsewhere a no-op."""
+
+    def __init__(self) -> None:
+        self.caught = False
+        self._previous: Any = None
+
+    def __enter__(self) -> HeldInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):  # Python's own handler (or ipykernel's): ours stands in for it a moment
+                signal.signal(signal.SIGINT, self._hold)
+                self._previous = previous
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.caught = True
 
 
 def _answered_before(bot: MapBot, plan: MapPlan, store: RowStore | None) -> dict[str, RowResult]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -469,3 +470,57 @@ def test_the_data_notebook_runs_offline_and_shows_typed_columns() -> None:
     assert "rows with an error now: 0\n" in printed
     assert "14 requests, " in printed  # the ledger: 12 (two of them failed) + the 2 asked again
     assert all(run.stderr(index) == "" and run.error(index) is None for index in range(len(cells)))
+
+
+def test_interrupting_a_real_kernel_returns_what_is_done_and_the_rerun_asks_the_rest(slow, tmp_path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path)}
+    manager, client = start_new_kernel(kernel_name="python3", env=env)
+
+    def run(code: str, *, interrupt_after: int | None = None) -> tuple[str, str]:
+        """Execute ``code``; interrupt the kernel (as the stop button does) once that many answers
+        were sent. Returns (stdout, the execute reply's status)."""
+        msg_id = client.execute(code)
+        if interrupt_after is not None:
+            deadline = time.monotonic() + 60
+            while sum(1 for e in chat_requests(slow) if e.outcome == "complete") < interrupt_after:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            manager.interrupt_kernel()
+        out = []
+        while True:
+            message = client.get_iopub_msg(timeout=60)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "stream" and message["content"]["name"] == "stdout":
+                out.append(message["content"]["text"])
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        return "".join(out), client.get_shell_msg(timeout=60)["content"]["status"]
+
+    try:
+        setup = (f"from jupyter_llmchat.core.chatbot import Chatbot\nfrom jupyter_llmchat.store.store import Store\n"
+                 f"bot = Chatbot({MODEL!r}, base_url={slow.base_url!r}, api_key='k')\n"
+                 "Store(':memory:').attach(bot, 'kernel')\nquestions = [f'row {n}' for n in range(20)]")
+        assert run(setup) == ("", "ok")
+        out, status = run("results = bot.map(questions, concurrency=2)", interrupt_after=4)
+        assert status == "ok"  # the cell ended normally, with what was done
+        assert SUMMARY.fullmatch(out), out
+        done = int(SUMMARY.fullmatch(out).group(1))
+        shown, _ = run("print(results.interrupted, [n for n, r in enumerate(results.rows) if r.status == 'done'])")
+        assert shown.startswith("True [")
+        answered = [int(n) for n in shown.split("[", 1)[1].rstrip("]\n").split(", ")]
+        assert len(answered) == done and 0 < done < 20
+        before = len(asked(slow))
+        slow.latency = 0.0
+        out, _ = run("again = bot.map(questions, concurrency=2)\nprint(again.interrupted, len(again.errors))")
+        assert out.endswith("False 0\n")
+        assert sorted(asked(slow)[before:]) == sorted(f"row {n}" for n in range(20) if n not in answered)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+SUMMARY = re.compile(r"map: (\d+) of 20 rows done, 0 failed; [\d,]+ tokens, \$[\d.]+; \d+\.\d s; interrupted: the "
+                     r"same call asks the rows not answered\n")
