@@ -33,7 +33,7 @@ from .rows import RowRequest, RowResult
 from .tokens import TokenCounter
 
 BACKOFF = 0.5  # seconds before the first retry without retry-after; doubles each time
-MAX_BACKOFF = 20.0  # the longest wait between two attempts of a row, retry-after included
+MAX_BACKOFF = 20.0  # the longest backoff between two attempts of a row (a retry-after is waited out as asked)
 MAX_RETRY_AFTER = 60.0  # a retry-after longer than this fails the row (it would stall the run)
 REPAIR = "That answer is not valid: {error}. Reply with only the corrected JSON object."
 
