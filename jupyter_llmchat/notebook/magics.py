@@ -665,8 +665,13 @@ def _preload(model: str) -> None:
     """
     try:
         from ..core.chatbot import warm_up
+        from ..core.client import import_sdk
         from . import display  # noqa: F401 - the import is the work
 
+        import_sdk()
+        if any(thread.name == "llmchat-request" for thread in threading.enumerate()):
+            return  # a %%chat in the same cell is asking: loading the vocabulary now would delay its
+            # first text (bench_first_text.py); its own count loads it once that text is out
         warm_up(model)
     except Exception:
         pass
