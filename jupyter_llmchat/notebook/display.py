@@ -45,6 +45,7 @@ from .safe_markdown import safe_bundle
 
 if TYPE_CHECKING:
     from .cell_watch import CellWatch
+    from .code_cell import CodeCells
 
 __all__ = ["MarkdownDisplaySink", "make_sink"]
 
@@ -300,6 +301,7 @@ def make_sink(
     plain_text: bool = True,
     stream: TextIO | None = None,
     cell: CellWatch | None = None,
+    code_cells: CodeCells | None = None,
     **display_options: Any,
 ) -> LiveSink:
     """The sink for where the code runs: live Markdown in a notebook kernel, else plain text.
@@ -307,7 +309,8 @@ def make_sink(
     ``kind`` forces one: "display" (live Markdown), "print" (plain text, ``-f text``), "code" or
     "json" (the formatted answer, ``-f code`` and ``--json``). ``cell``: the watch of the cell
     the sink owns (``cell_watch.current_cell()`` in a magic), so the finished answer may replace
-    what it streamed. ``display_options`` go to ``MarkdownDisplaySink`` (freeze_cost, ...);
+    what it streamed. ``code_cells`` (with "code"): where the answer's code goes, the cell below
+    (``code_cell.CodeCells``). ``display_options`` go to ``MarkdownDisplaySink`` (freeze_cost, ...);
     ``stream`` to the plain-text sink (default stdout). Every sink is a context manager:
     ``with make_sink() as sink: bot.ask(q, sink=sink)``.
     """
@@ -316,7 +319,8 @@ def make_sink(
     if kind in ("code", "json"):
         from .formatted import FormattedSink
 
-        return FormattedSink(kind, in_kernel=in_notebook_kernel(), footer=footer, interval=interval)
+        return FormattedSink(kind, in_kernel=in_notebook_kernel(), footer=footer, interval=interval,
+                             code_cells=code_cells if kind == "code" else None)
     if kind == "print" or (kind == "auto" and not in_notebook_kernel()):
         if cell is not None and stream is None:
             from .plain_text import CellTextSink

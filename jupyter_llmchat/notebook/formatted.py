@@ -4,7 +4,9 @@ While the answer streams, its raw text is shown on the repaint policy of every v
 ``LiveSink``'s ``Repainter``: at most every interval, and once more when the stream stalls); at the
 end the same output is replaced by the formatted result: indented JSON, or the answer's first
 code block as code (found by ``markdown_blocks``, the one Markdown parser), and the footer every
-view shows. Outside a kernel (terminal IPython) only the result is printed.
+view shows. With ``code_cells``, ``-f code`` also puts the code into the cell below (the first
+run adds that cell, a re-run replaces its code: ``code_cell``). Outside a kernel (terminal
+IPython) only the result is printed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from ..core.repaint import DEFAULT_INTERVAL
 from ..core.reply import LiveSink, Reply
+from .code_cell import CodeCells
 from .footer import footer_markdown
 from .markdown_blocks import fenced_blocks
 from .publish import Bundle, DisplayPublisher, IPythonPublisher, updates_shown
@@ -32,13 +35,15 @@ class FormattedSink(LiveSink):
 
     def __init__(self, kind: str, *, in_kernel: bool = True, footer: bool = True,
                  interval: float = DEFAULT_INTERVAL, trailing: bool = True,
-                 publisher: DisplayPublisher | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 publisher: DisplayPublisher | None = None, code_cells: CodeCells | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if kind not in ("json", "code"):
             raise ValueError(f"kind must be 'json' or 'code', got {kind!r}")
         super().__init__(interval=interval, trailing=trailing and in_kernel, clock=clock)
         self.kind = kind
         self.in_kernel = in_kernel
         self.footer = footer
+        self.code_cells = code_cells
         self._publisher = publisher
         self._id = f"llmchat-{uuid.uuid4().hex[:10]}"
         self._shown: Bundle | None = None  # what the answer's output shows (None: not created)
@@ -61,7 +66,10 @@ class FormattedSink(LiveSink):
 
     def _show_final(self, reply: Reply) -> None:
         bundle, note = format_answer(reply.text, self.kind)
+        script = self._put_code(reply)
         if self.in_kernel:
+            if script is not None and footer_markdown(reply, facts=self.footer) is None:
+                self._show({"application/javascript": script})  # no footer to run it in: this output
             self._show(bundle)
         elif reply.text:
             print(bundle["text/plain"])
@@ -70,10 +78,24 @@ class FormattedSink(LiveSink):
         footer = footer_markdown(reply, facts=self.footer)  # the one footer: the cell's look
         if footer is not None:
             if self.in_kernel:
-                self._publish(f"{self._id}-footer", {"text/markdown": footer[0], "text/plain": footer[1]},
-                              update=False)
+                footer_id, footer_data = f"{self._id}-footer", {"text/markdown": footer[0], "text/plain": footer[1]}
+                if script is not None:  # the script runs as the output appears, then it is the footer
+                    self._publish(footer_id, {"application/javascript": script}, update=False)
+                self._publish(footer_id, footer_data, update=script is not None)
             else:
                 print(footer[1])
+
+    def _put_code(self, reply: Reply) -> str | None:
+        """``-f code``: put the answer's code into the cell below; a script to run in the page, if any."""
+        if self.kind != "code" or self.code_cells is None or reply.status == "failed":
+            return None
+        block = first_code_block(reply.text)
+        if block is None:
+            return None
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return self.code_cells.put(shell, block[1]) if shell is not None else None
 
     def _show(self, data: Bundle) -> None:
         if data != self._shown:

@@ -384,12 +384,6 @@ class ChatMagics(Magics):
             except ChatError as error:
                 raise shown_in_one_line(error) from None
         self.shell.user_ns["_chat"] = reply.text if schema is None else reply.parsed
-        if fmt == "code" and not args.json:
-            from .formatted import first_code_block
-
-            code = first_code_block(reply.text)
-            if code is not None:
-                self.shell.set_next_input(code[1], replace=False)
 
     plain_help(chat)  # %%chat? shows "usage: %%chat ...", no reST
 
@@ -513,7 +507,13 @@ class ChatMagics(Magics):
         from .display import make_sink
 
         kind = {"markdown": "auto", "text": "print"}.get(fmt, fmt)
-        return make_sink(kind=kind, footer=self.setting("footer")[0], cell=current_cell())  # type: ignore[arg-type]
+        code_cells = None
+        if kind == "code":  # -f code puts the code into the cell below: what it put there, per cell
+            from .code_cell import CodeCells
+
+            code_cells = self.__dict__.setdefault("_code_cells", CodeCells())
+        return make_sink(kind=kind, footer=self.setting("footer")[0], cell=current_cell(),  # type: ignore[arg-type]
+                         code_cells=code_cells)
 
     def _note_demo(self) -> None:
         if self.demo_url and not self._demo_noted:
