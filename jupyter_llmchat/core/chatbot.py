@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +27,7 @@ from .batch_jobs import BatchJobStore, MemoryBatchJobs
 from .chunks import StreamResult
 from .client import ChatStream, import_sdk
 from .conversation import Conversation, count_message, drop_oldest_turns
+from .estimate import QuestionEstimate, check_cost, fit_target, question_estimate
 from .messages import ImageRef, Message
 from .models import ModelInfo, answer_reserve, model_info
 from .params import REQUEST_PARAMS, check_params, check_whole
@@ -88,6 +89,8 @@ class PreparedRequest:
     counted: bool = True
     tools: Toolbox | None = field(default=None, repr=False)  # the tools offered (their specs: params["tools"])
     route: Route | None = field(default=None, repr=False)  # the client, and the model name it is sent
+    trimmed_turns: int = 0  # turns of the history left out to fit the budget
+    fit: str = ""  # what the budget is, as the trimming notice names it ("the 8,192-token window")
     _counting: threading.Thread | None = field(default=None, repr=False)
 
     def as_request(self) -> dict[str, Any]:
@@ -130,6 +133,8 @@ class PreparedRequest:
             shown["tools"] = self.tools.names
         if self.route is not None and self.route.provider is not None:
             shown["provider"] = self.route.provider.name
+        if self.trimmed_turns:
+            shown["fit"] = self.fit  # what the turns were left out to fit, for the footer's notice
         return shown
 
 
@@ -151,6 +156,9 @@ class Chatbot:
     ``tools``: functions (or Tools) the model may call with every question; ``@bot.tool`` adds one.
     ``max_tool_rounds`` (default 8) caps the rounds of calls one answer may take; ``approve`` is
     asked before each call of a ``confirm=True`` tool (see ``tool_loop``).
+
+    ``max_cost_per_question`` (USD, default None: off): a question whose worst case (its prompt and
+    the longest answer allowed, see ``estimate``) could cost more is refused before anything is sent.
     """
 
     def __init__(self, model: str = "gpt-4o-mini", *, system: str | None = None,
@@ -162,7 +170,8 @@ class Chatbot:
                  max_retries: int | None = None, timeout: float | None = None,
                  first_byte_timeout: float | None = None, cache: ResponseCache | None = None,
                  tools: Any = None, max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
-                 approve: Approver | None = None, vision: bool | None = None, **params: Any) -> None:
+                 approve: Approver | None = None, vision: bool | None = None,
+                 max_cost_per_question: float | None = None, **params: Any) -> None:
         check_params({**params, "max_tokens": max_tokens})
         check_whole("max_tool_rounds", max_tool_rounds, 1)
         for name, value in (("max_history", max_history), ("prompt_token_limit", prompt_token_limit),
@@ -181,6 +190,7 @@ class Chatbot:
         if max_tokens is not None:
             self.params["max_tokens"] = max_tokens
         self.cache = cache
+        self.max_cost_per_question = max_cost_per_question
         self.tools = Toolbox.of(tools)  # offered with every question (ask(tools=...) adds more)
         # Tools made from the functions ask(tools=...) was given, so asking again does not describe them again.
         self._made_tools: weakref.WeakKeyDictionary[Any, Described] = weakref.WeakKeyDictionary()
@@ -226,6 +236,19 @@ class Chatbot:
     @property
     def max_tokens(self) -> int | None:
         return self.params.get("max_tokens")
+
+    @property
+    def max_cost_per_question(self) -> float | None:
+        """USD a question may cost at worst (prompt and longest answer); None: no limit."""
+        return self._max_cost
+
+    @max_cost_per_question.setter
+    def max_cost_per_question(self, usd: float | None) -> None:
+        if usd is not None and (isinstance(usd, bool) or not isinstance(usd, (int, float)) or not usd > 0
+                                or usd == float("inf")):
+            raise errors.ConfigurationError(
+                f"max_cost_per_question must be a number of dollars > 0 (or None for no limit), got {usd!r}")
+        self._max_cost = usd
 
     @property
     def history(self) -> list[Message]:
@@ -358,13 +381,15 @@ class Chatbot:
                     system if system is True else None)
                 window = conversation.window(question_message, budget, history=history, system=system_message,
                                              fixes=fixes, reserved=reserved)
+            trimmed = _user_turns(conversation.messages) - _user_turns(window[:-1]) if history else 0
         if info.reasoning and "max_tokens" in params:
             params["max_completion_tokens"] = params.pop("max_tokens")
         tools_tokens = reserved if counted else conversation.counter.bound_tools(params.get("tools") or ())
         request = PreparedRequest(model, info, window, window[-1], params,
                                   conversation.prompt_tokens(window) + tools_tokens, budget, history,
                                   counter=conversation.counter, counted=counted, tools=tools or None,
-                                  route=route)
+                                  route=route, trimmed_turns=trimmed,
+                                  fit=fit_target(info, budget, self.prompt_token_limit))
         request.messages = [message.to_api() for message in window]
         return request
 
@@ -419,7 +444,8 @@ class Chatbot:
             check_whole("max_tool_rounds", rounds, 1)
             try:
                 request = run_stoppable(
-                    lambda: self.prepare(question, images=images, history=history, tools=toolbox, **overrides),
+                    lambda: self._guard(self.prepare(question, images=images, history=history, tools=toolbox,
+                                                     **overrides)),
                     token, name="llmchat-prepare")
             except (Stopped, KeyboardInterrupt):
                 token.stop()
@@ -430,6 +456,36 @@ class Chatbot:
             return self._deliver(request, sink, token, loop)
         finally:
             self._asks.discard(token)
+
+    def estimate(self, question: str, *, images: Sequence[Any] = (), history: bool = True, tools: Any = None,
+                 **overrides: Any) -> QuestionEstimate:
+        """What ``ask`` with the same arguments would send and may cost, with nothing sent: the exact
+        prompt tokens, the turns of the history sent and left out to fit, and the cost from an empty
+        answer to the longest allowed (``max_tokens``, else the model's output limit). See ``estimate``."""
+        given = Toolbox.of(tools, made=self._made_tools) if tools is not None else None
+        toolbox = self.tools.merged(given) if given is not None else self.tools
+        request = self.prepare(question, images=images, history=history, tools=toolbox, **overrides)
+        request.count_now()
+        return self._estimate_of(request)
+
+    def _estimate_of(self, request: PreparedRequest) -> QuestionEstimate:
+        params = request.params
+        return question_estimate(model=request.model, info=request.info, window=request.window,
+                                 prompt_tokens=request.prompt_tokens, trimmed_turns=request.trimmed_turns,
+                                 budget=request.budget, fit=request.fit,
+                                 max_tokens=params.get("max_tokens", params.get("max_completion_tokens")),
+                                 limit=self.max_cost_per_question)
+
+    def _guard(self, request: PreparedRequest) -> PreparedRequest:
+        """The cost guard: refuse (CostLimitError) a request whose worst case is over the limit. A prompt
+        bounded by its bytes that looks over is counted exactly before it is refused."""
+        if self.max_cost_per_question is not None:
+            estimate = self._estimate_of(request)
+            if estimate.over_limit and not request.counted:
+                request.count_now()
+                estimate = self._estimate_of(request)
+            check_cost(estimate)
+        return request
 
     def _stopped_before_sending(self, model: str, sink: ReplySink) -> Reply:
         """The Reply of an answer stopped while its request was being prepared: nothing was sent."""
@@ -579,6 +635,7 @@ class Chatbot:
                 f"tokens, over the budget of {request.budget:,}: lower the tools' max_result_chars, or ask for less "
                 "at a time", needed=request.prompt_tokens + turn.tokens, budget=request.budget)
         freed = sum(message.tokens for message in request.window) - sum(message.tokens for message in window)
+        request.trimmed_turns += _user_turns(request.window) - _user_turns(window)
         request.window = window
         request.messages = [message.to_api() for message in window]
         request.prompt_tokens -= freed
@@ -592,7 +649,9 @@ class Chatbot:
                      finish_reason=result.finish_reason, usage=turn.usage, cost=turn.cost,
                      time_to_first_token=turn.first_text, total_time=time.perf_counter() - started,
                      logprobs=logprobs, error=error, from_cache=from_cache, refusal=result.refusal,
-                     request=request.shown(), calls=list(turn.calls), rounds=max(turn.rounds, 1))
+                     request=request.shown(), calls=list(turn.calls), rounds=max(turn.rounds, 1),
+                     trimmed_turns=request.trimmed_turns, system_fingerprint=result.system_fingerprint,
+                     seed=request.params.get("seed"))
 
     def _notify(self, reply: Reply) -> None:
         for listener in list(self.reply_listeners):
@@ -668,7 +727,8 @@ class _Replay:
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
         self.result = StreamResult(model=reply.model, finish_reason=reply.finish_reason, usage=reply.usage,
-                                   logprobs=reply.logprobs, refusal=reply.refusal)
+                                   logprobs=reply.logprobs, refusal=reply.refusal,
+                                   system_fingerprint=reply.system_fingerprint)
         for index, call in enumerate(reply.calls):  # the calls the cached round asked for
             self.result.add_call_delta(index, call.id, call.name, call.arguments)
         self._closed = False
@@ -705,6 +765,11 @@ def load_images(sources: Any, *, model: ModelInfo) -> list[ImageRef]:
     from .images import prepare_images  # Pillow is imported there only when pixels are decoded
 
     return prepare_images(sources, model=model)
+
+
+def _user_turns(messages: Iterable[Message]) -> int:
+    """The turns among ``messages``: each starts with a user message."""
+    return sum(1 for message in messages if message.role == "user")
 
 
 def _counts_differ(a: ModelInfo, b: ModelInfo) -> bool:

@@ -26,6 +26,7 @@ class StreamResult:
     logprobs: list[dict[str, Any]] | None = None
     retries: int = 0  # requests re-sent, by the SDK or by the drop-before-text loop
     refusal: str | None = None  # the model refused (Structured Outputs): its text, sent instead of content
+    system_fingerprint: str | None = None  # the backend configuration that answered (for reproducibility)
     # index -> [id, name, argument fragments], as the deltas of the tool calls arrive
     partial_calls: dict[int, list[Any]] = field(default_factory=dict, repr=False)
 
@@ -57,6 +58,9 @@ def absorb(chunk: Any, result: StreamResult) -> str | None:
     model = getattr(chunk, "model", None)
     if model:
         result.model = model
+    fingerprint = getattr(chunk, "system_fingerprint", None)
+    if isinstance(fingerprint, str) and fingerprint:
+        result.system_fingerprint = fingerprint
     choices = getattr(chunk, "choices", None)
     if not choices:
         return None
@@ -112,6 +116,12 @@ def _field(value: Any, name: str) -> Any:
 
 
 def _logprob_dict(item: Any) -> dict[str, Any]:
-    return {"token": item.token, "logprob": item.logprob,
-            "top_logprobs": [{"token": top.token, "logprob": top.logprob}
-                             for top in (item.top_logprobs or [])]}
+    """One token's entry; its UTF-8 ``bytes`` kept when sent, so a character split over tokens
+    (an emoji, CJK) can be shown whole (``notebook.logprobs_view``)."""
+    entry: dict[str, Any] = {"token": item.token, "logprob": item.logprob,
+                             "top_logprobs": [{"token": top.token, "logprob": top.logprob}
+                                              for top in (item.top_logprobs or [])]}
+    raw = getattr(item, "bytes", None)
+    if isinstance(raw, list):
+        entry["bytes"] = raw
+    return entry

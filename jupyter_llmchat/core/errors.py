@@ -30,6 +30,18 @@ class PromptTooLongError(ChatError):
         self.budget = budget
 
 
+class CostLimitError(ChatError):
+    """The question could cost more than ``max_cost_per_question`` (its prompt and the longest answer
+    allowed); raised before anything is sent. ``figures`` is the part of the message that names the
+    costs, so a caller (the magics) can say how to raise the limit in its own terms."""
+
+    def __init__(self, message: str, *, figures: str, cost: float, limit: float) -> None:
+        super().__init__(message)
+        self.figures = figures
+        self.cost = cost
+        self.limit = limit
+
+
 class ImageError(ChatError):
     """An image source cannot be used (missing file, not an image, too large, bad URL scheme)."""
 

@@ -130,6 +130,11 @@ class Reply:
     # or a JSON Schema), None when there is none; refusal: the model's refusal text (no answer).
     parsed: Any = None
     refusal: str | None = None
+    # Turns of the history left out of the prompt to fit the window (see ``Chatbot.prepare``); the
+    # endpoint's system_fingerprint and the seed sent, which say whether an answer can be reproduced.
+    trimmed_turns: int = 0
+    system_fingerprint: str | None = None
+    seed: int | None = None
 
     @property
     def notice(self) -> str | None:

@@ -31,7 +31,16 @@ def test_text_finish_reason_usage_and_logprobs_are_read():
     ]]
     assert texts == ["", "Hi", None, None]
     assert result == StreamResult(model="gpt-4o", finish_reason="stop", usage=Usage(12, 1, 4), logprobs=[
-        {"token": "Hi", "logprob": -0.1, "top_logprobs": [{"token": "Hi", "logprob": -0.1}]}])
+        {"token": "Hi", "logprob": -0.1, "top_logprobs": [{"token": "Hi", "logprob": -0.1}], "bytes": [72, 105]}])
+
+
+def test_the_system_fingerprint_is_read_and_a_token_without_bytes_has_none():
+    result = StreamResult()
+    absorb(chunk(system_fingerprint="fp_44709d6fcb", choices=[{"index": 0, "delta": {"content": "é"}, "logprobs": {
+        "content": [{"token": "é", "logprob": -0.5, "top_logprobs": []}]}}]), result)
+    absorb(chunk(system_fingerprint=None, choices=[]), result)  # a chunk without one keeps the last
+    assert result.system_fingerprint == "fp_44709d6fcb"
+    assert result.logprobs == [{"token": "é", "logprob": -0.5, "top_logprobs": []}]
 
 
 def test_chunks_that_leave_fields_out_are_read():
