@@ -1,4 +1,5 @@
-"""The one footer of an answer: its facts (model, tokens, time, cost) and its notice, for every view.
+"""The one footer of an answer: its facts (model, tokens, time, cost; then what lets one see into it:
+token probabilities, seed and system fingerprint, turns left out to fit) and its notice, for every view.
 
 The cell (live Markdown), ``-f code``/``--json`` and the chat panel's status line all build what
 they say about an answer here, with the wording of ``core.reply.status_notice`` and the cost
@@ -7,9 +8,11 @@ format of ``core.models.format_cost``, so an answer is reported the same way whe
 
 from __future__ import annotations
 
+from ..core.estimate import trimmed_notice
 from ..core.models import format_cost
 from ..core.reply import Reply
 from ..store.transcript import markdown_literal
+from .logprobs_view import stats_text
 
 __all__ = ["escape_markdown", "footer_facts", "footer_markdown", "status_line"]
 
@@ -19,21 +22,41 @@ def escape_markdown(text: str) -> str:
     return markdown_literal(text)
 
 
-def footer_facts(reply: Reply) -> list[str]:
-    """The footer's facts in order: model, tokens, time, cost (or "from cache")."""
-    facts = [reply.model]
+def footer_facts(reply: Reply, *, first_token: bool = False) -> list[str]:
+    """The footer's facts in order: model, tokens, time (with ``first_token``: the time to the first
+    token too), cost (or "from cache"); then, when there are any, the tokens' mean and lowest
+    probability, the seed sent, the system fingerprint, and the turns left out to fit."""
+    return [text for text, _ in _facts(reply, first_token)]
+
+
+def _facts(reply: Reply, first_token: bool) -> list[tuple[str, bool]]:
+    """(fact, shown as it is in Markdown): only our cost is; every other fact is escaped (the model
+    name and the fingerprint come from the endpoint)."""
+    facts = [(reply.model, False)]
     if reply.usage is not None:
         usage = reply.usage
-        facts.append(f"{usage.prompt_tokens:,} in · {usage.completion_tokens:,} out tokens")
+        facts.append((f"{usage.prompt_tokens:,} in · {usage.completion_tokens:,} out tokens", False))
     if reply.from_cache:
-        facts.append("from cache")
+        facts.append(("from cache", False))
     else:
         if reply.total_time:
-            facts.append(f"{reply.total_time:.1f} s")
+            facts.append((f"{reply.total_time:.1f} s", False))
+        if first_token and reply.time_to_first_token is not None:
+            facts.append((f"first token {reply.time_to_first_token:.2f} s", False))
         if reply.demo:  # the offline demo server wrote it: no model, no price
-            facts.append("demo, no cost")
+            facts.append(("demo, no cost", False))
         elif reply.cost is not None:
-            facts.append(format_cost(reply.cost))
+            facts.append((format_cost(reply.cost), True))
+    probabilities = stats_text(reply.logprobs)
+    if probabilities is not None:
+        facts.append((probabilities, False))
+    if reply.seed is not None:
+        facts.append((f"seed {reply.seed}", False))
+    fingerprint = reply.system_fingerprint
+    if fingerprint:
+        facts.append((fingerprint if fingerprint.startswith("fp_") else f"fingerprint {fingerprint}", False))
+    if reply.trimmed_turns:
+        facts.append((trimmed_notice(reply.trimmed_turns, (reply.request or {}).get("fit", "the window")), False))
     return facts
 
 
@@ -52,12 +75,12 @@ def footer_markdown(reply: Reply, *, facts: bool = True) -> tuple[str, str] | No
         markdown.append(f"**⚠ {escape_markdown(notice)}**")
         plain.append(f"[{notice}]")
     if facts:
-        parts = footer_facts(reply)
-        # the model name comes from the endpoint; the other facts are ours (one lone "$" at most,
-        # which neither JupyterLab's math extraction nor MathJax can pair: it shows as a dollar)
-        shown = [escape_markdown(parts[0]), *parts[1:]]
+        parts = _facts(reply, False)
+        # every fact is escaped but our cost: one lone "$", which neither JupyterLab's math
+        # extraction nor MathJax can pair (it shows as a dollar)
+        shown = [text if literal else escape_markdown(text) for text, literal in parts]
         markdown.append("<sub>" + " · ".join(shown) + "</sub>")
-        plain.append("[" + " · ".join(parts) + "]")
+        plain.append("[" + " · ".join(text for text, _ in parts) + "]")
     if not markdown:
         return None
     return "\n\n".join(markdown), "\n".join(plain)

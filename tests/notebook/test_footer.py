@@ -57,3 +57,25 @@ def test_escape_markdown_keeps_text_as_text() -> None:
     # dollars and a backslash before a letter: the page holds \$ and \\, which MathJax shows as $ and \
     assert escape_markdown("costs $5, plan $20 \\(x") == "costs \\\\$5, plan \\\\$20 \\\\\\\\&#40;x"
     assert escape_markdown("two\nlines") == "two lines"
+
+
+def test_the_facts_that_see_into_an_answer() -> None:
+    logprobs = [{"token": "a", "logprob": -0.1053605156578263, "top_logprobs": []},
+                {"token": "b", "logprob": -2.3025850929940455, "top_logprobs": []}]
+    reply = Reply("ab", "gpt-4o", usage=Usage(900, 2), cost=0.0023, total_time=1.25, time_to_first_token=0.3456,
+                  logprobs=logprobs, seed=42, system_fingerprint="fp_44709d6fcb", trimmed_turns=3,
+                  request={"fit": "the 8,192-token window"})
+    assert footer_facts(reply) == ["gpt-4o", "900 in · 2 out tokens", "1.2 s", "$0.0023",
+                                   "probability: mean 50.0%, lowest 10.0%", "seed 42", "fp_44709d6fcb",
+                                   "3 earlier turns left out to fit the 8,192-token window"]
+    assert footer_facts(reply, first_token=True)[2:4] == ["1.2 s", "first token 0.35 s"]
+    assert footer_markdown(reply) == (
+        "<sub>gpt-4o · 900 in · 2 out tokens · 1.2 s · $0.0023 · probability: mean 50.0%, lowest 10.0% · seed 42 · "
+        "fp\\_44709d6fcb · 3 earlier turns left out to fit the 8,192-token window</sub>",
+        "[gpt-4o · 900 in · 2 out tokens · 1.2 s · $0.0023 · probability: mean 50.0%, lowest 10.0% · seed 42 · "
+        "fp_44709d6fcb · 3 earlier turns left out to fit the 8,192-token window]")
+    # the fingerprint comes from the endpoint: escaped, and named when it is not OpenAI's fp_ form
+    other = Reply("x", "m", system_fingerprint="<b>$x$</b>", trimmed_turns=1, request={"fit": "prompt_token_limit=500"})
+    assert footer_facts(other) == ["m", "fingerprint <b>$x$</b>", "1 earlier turn left out to fit prompt_token_limit=500"]
+    assert footer_markdown(other)[0] == ("<sub>m · fingerprint \\<b\\>\\\\$x\\\\$\\</b\\> · 1 earlier turn left out "
+                                         "to fit prompt\\_token\\_limit=500</sub>")
