@@ -123,7 +123,9 @@ class LogprobsView:
 # -- pieces ----------------------------------------------------------------------------------------
 def _piece(text: str, entries: list[dict[str, Any]]) -> Piece:
     logprobs = [entry.get("logprob") for entry in entries]
-    total = sum(value for value in logprobs if _number(value)) if all(_number(v) for v in logprobs) else None
+    total: float | None = None  # the tokens' logprobs together: the probability of the piece
+    if all(_number(value) for value in logprobs):
+        total = float(sum(logprobs))
     first = entries[0]
     chosen = _text(first.get("token"))
     alternatives = [(_text(top.get("token")), _probability(top.get("logprob")))
