@@ -122,10 +122,8 @@ class LogprobsView:
 
 # -- pieces ----------------------------------------------------------------------------------------
 def _piece(text: str, entries: list[dict[str, Any]]) -> Piece:
-    logprobs = [entry.get("logprob") for entry in entries]
-    total: float | None = None  # the tokens' logprobs together: the probability of the piece
-    if all(_number(value) for value in logprobs):
-        total = float(sum(logprobs))
+    numbers = [float(entry["logprob"]) for entry in entries if _number(entry.get("logprob"))]
+    total = sum(numbers) if len(numbers) == len(entries) else None  # the piece's: its tokens' together
     first = entries[0]
     chosen = _text(first.get("token"))
     alternatives = [(_text(top.get("token")), _probability(top.get("logprob")))
