@@ -22,7 +22,7 @@ from .errors import CostLimitError
 from .messages import Message
 from .models import ModelInfo, format_cost
 
-__all__ = ["QuestionEstimate", "check_cost", "completion_bound", "fit_target", "question_estimate",
+__all__ = ["QuestionEstimate", "check_cost", "completion_bound", "fit_target", "question_estimate", "raised_limit",
            "trimmed_notice"]
 
 

@@ -56,6 +56,20 @@ def name_list(values: list[str], *, option: str, example: str) -> list[str]:
     return names
 
 
+def model_list(values: list[str] | None) -> list[str]:
+    """The models of ``-m`` (repeatable: several compare their answers side by side), in order;
+    an empty name or a model given twice is one UsageError line."""
+    models: list[str] = []
+    for value in values or ():
+        if not value.strip():
+            raise UsageError("--model needs a model name, e.g. -m gpt-4o")
+        if value in models:
+            raise UsageError(f"-m {value} is given twice: to compare models give different ones, e.g. "
+                             "-m gpt-4o -m gpt-4o-mini (nothing was sent)")
+        models.append(value)
+    return models
+
+
 class PlainHelpFormatter(MagicHelpFormatter):
     """magic_arguments' formatter without its reST: ``usage: %name ...``, arguments as argparse
     writes them (no ``<...>``), the description as written (dedented)."""

@@ -7,11 +7,14 @@ sent once), so a long answer costs IOPub bytes in proportion to its length.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from ..core.reply import status_notice
 from .freezing import Cut, FreezePolicy
-from .html import escape, markdown_to_html
+from .html import escape, markdown_to_html, sanitize_token_view
+from .logprobs_view import logprobs_html
 from .markdown_partial import close_open, close_open_counted
 
 
@@ -54,16 +57,24 @@ CSS = """<style>
 .llmchat-messages:empty::before { content: "Ask below: the conversation shows here."; color: #999;
   font-size: 12px; }
 .llmchat-error { color: #b00020; }
+.llmchat-logprobs { margin: 4px 0; }
+.llmchat-logprobs-summary { cursor: pointer; font-size: 12px; color: #666; }
+.llmchat-tokens { white-space: pre-wrap; word-break: break-word; line-height: 1.7; padding: 4px 0;
+  font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
 </style>"""
 
 
-def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None) -> str:
+def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None,
+                logprobs: list[dict[str, Any]] | None = None) -> str:
     """One finished chat bubble. User text is shown as typed; model text is untrusted Markdown,
-    rendered sanitized; a partial answer carries its notice (the wording every view uses)."""
+    rendered sanitized; a partial answer carries its notice (the wording every view uses). An
+    answer's ``logprobs`` add its token view under the text (folded: the text is above it)."""
     if role == "user":
         body = f'<div class="llmchat-text">{escape(text)}</div>'
     else:
         body = markdown_to_html(text)
+        if logprobs:
+            body += sanitize_token_view(logprobs_html(logprobs, open=False))
     notice = status_notice(status)
     return (f'<div class="llmchat-bubble llmchat-{role} llmchat-{status}">'
             f'<div class="llmchat-role">{escape(label or role)}</div>'

@@ -79,6 +79,29 @@ def sanitize(fragment: str) -> str:
     )
 
 
+# The token-probability view (logprobs_view.py) in a bubble: its own small allow-list. Its layout
+# comes from classes (bubbles.CSS); only a token's shade stays inline.
+TOKEN_VIEW_TAGS = {"div", "details", "summary", "span"}
+TOKEN_VIEW_ATTRIBUTES = {"div": {"class"}, "details": {"open"}, "summary": {"class"}, "span": {"style", "title"}}
+_SHADE_OK = re.compile(r"^background-color: rgba\(\d{1,3}, \d{1,3}, \d{1,3}, [01](\.\d{1,2})?\)$")
+_TOKEN_CLASS_OK = re.compile(r"^llmchat-[a-z-]{1,40}$")
+
+
+def _filter_token_attribute(tag: str, attribute: str, value: str) -> str | None:
+    if attribute == "style":
+        return value if _SHADE_OK.match(value) else None
+    if attribute == "class":
+        return value if _TOKEN_CLASS_OK.match(value) else None
+    return value
+
+
+def sanitize_token_view(fragment: str) -> str:
+    """The token view's HTML with only its own tags and attributes (a shade as the only style)."""
+    return nh3.clean(fragment, tags=TOKEN_VIEW_TAGS, attributes=TOKEN_VIEW_ATTRIBUTES,
+                     attribute_filter=_filter_token_attribute, url_schemes=set(), strip_comments=True,
+                     link_rel=None)
+
+
 def markdown_to_html(text: str) -> str:
     """Render untrusted Markdown to sanitized HTML (tables, fenced code, lists; raw HTML as text)."""
     return sanitize(_markdown().convert(text))

@@ -31,7 +31,7 @@ from ..core.errors import ChatError
 from ..core.reply import LiveSink
 from ..core.sessions import DEFAULT_SESSION
 from . import commands
-from .arguments import name_list, parse, plain_help, split_line
+from .arguments import model_list, name_list, parse, plain_help, split_line
 from .cell_watch import current_cell, owning_cell
 from .error_display import shown_in_one_line
 from .expansion import ExpansionError, expand
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from .panel import ChatPanel
 
 ERROR_QUESTION = "Why did this fail, and how do I fix it?"
+LOGPROBS_ALTERNATIVES = 5  # top_logprobs asked for by --logprobs: the alternatives shown on hover
+LONG_WINDOW = 200_000  # a model with a larger window gets the max_cost_per_question suggestion (once)
 THREAD_JOIN_TIMEOUT = 10.0  # seconds close() waits in all for our threads to end
 
 
@@ -96,8 +98,19 @@ class ChatMagics(Magics):
     cache = Bool(False, help="Replay identical requests from the store's response cache.").tag(config=True)
     preload = Bool(True, help="After %load_ext, import the SDK and load the token vocabulary in a "
                               "background thread, so the first %%chat does not wait for them.").tag(config=True)
+    max_cost_per_question = Float(None, allow_none=True,
+                                  help="USD a question may cost at worst (its prompt and the longest answer "
+                                       "allowed); one that could cost more is refused before sending. "
+                                       "None: no limit.").tag(config=True)
     models = Dict(help="Models added to the model table, name -> settings, e.g. {'ollama:qwen2.5:7b': "
                        "{'context_window': 32768, 'vision': False}} (see jupyter_llmchat.add_model).").tag(config=True)
+
+    @validate("max_cost_per_question")
+    def _check_max_cost(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not 0 < value < float("inf"):
+            raise TraitError(f"max_cost_per_question must be a number of dollars > 0 (or None), got {value!r}")
+        return value
 
     @validate("models")
     def _check_models(self, proposal: Any) -> Any:
@@ -132,6 +145,7 @@ class ChatMagics(Magics):
         self._store: Store | None = None
         self._store_setting: str | None = None  # the store setting self._store was opened for
         self._demo_noted = False
+        self._cost_noted = False  # the max_cost_per_question suggestion was shown
         self.panels: list[ChatPanel] = []  # opened by %chat panel: closed by close()
         self.preload_thread: threading.Thread | None = None
 
@@ -223,7 +237,8 @@ class ChatMagics(Magics):
         want = self._desired(name)
         bot = Chatbot(want["model"], system=want["system"], max_history=want["max_history"],
                       prompt_token_limit=want["prompt_token_limit"], context_window=want["context_window"],
-                      client=self.client(), **{k: want[k] for k in REQUEST_SETTINGS})
+                      max_cost_per_question=want["max_cost_per_question"], client=self.client(),
+                      **{k: want[k] for k in REQUEST_SETTINGS})
         self._applied[name] = want
         self._record(name, bot)
         return bot
@@ -314,7 +329,9 @@ class ChatMagics(Magics):
 
     # -- %%chat -----------------------------------------------------------------------------------
     @magic_arguments("%chat")  # the parser's name: its usage line reads "%%chat ..."
-    @argument("-m", "--model", help="Model for this question (default: the session's).")
+    @argument("-m", "--model", action="append", metavar="MODEL",
+              help="Model for this question (default: the session's). Several (-m gpt-4o -m gpt-4o-mini) answer "
+                   "side by side, each in its session SESSION/MODEL.")
     @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
     @argument("--max-tokens", type=int, help="Cap on this answer's tokens.")
     @argument("--top-p", type=float, help="Nucleus sampling, 0 to 1.")
@@ -346,6 +363,10 @@ class ChatMagics(Magics):
     @argument("--with", dest="attach", action="append", default=[], metavar="NAMES",
               help="Attach summaries of these variables to the question, e.g. --with df,model (no tools "
                    "needed).")
+    @argument("--dry-run", action="store_true",
+              help="Send nothing: show the exact prompt tokens, the turns left out to fit, and the cost range.")
+    @argument("--logprobs", action="store_true",
+              help="Show the answer's tokens shaded by their probability, the top alternatives on hover.")
     @cell_magic("chat")
     @owning_cell  # the finished answer may replace what it streamed when nothing else is in the cell
     def chat(self, line: str, cell: str) -> None:
@@ -365,10 +386,17 @@ class ChatMagics(Magics):
             raise UsageError(f"--json shows the answer as JSON; drop -f {args.format} or --json")
         schema = self._schema(args)
         overrides = self._cell_overrides(args)
+        models = self._compared(args)
         question = self._question(cell, raw=args.raw, error=args.error)
         question = self._attach(question, name_list(args.attach, option="--with", example="df,model"))
         tools = self._tools(name_list(args.tools, option="--tools", example="f,g"), notebook=args.notebook)
         images = self._images(args.image, args.session, overrides.get("model"))
+        if len(models) > 1:
+            self._compare(args, models, question, images, overrides)
+            return
+        if args.dry_run:
+            self._dry_run(args, question, images, tools, overrides)
+            return
         bot = self.session(args.session)  # made only now: bad input leaves no empty session behind
         for made in tools:
             bot.tools.add(made)
@@ -376,14 +404,20 @@ class ChatMagics(Magics):
             bot.reset()
         if args.json:
             overrides = _ask_for_json(question, overrides, bot.system)
+        if args.logprobs:
+            overrides.update(logprobs=True, top_logprobs=LOGPROBS_ALTERNATIVES)
         self._note_demo()
-        with self._sink("json" if args.json else fmt, schema=schema) as sink:  # leaving it stops its thread
+        self._note_cost_limit([overrides.get("model") or bot.model])
+        # With --logprobs the token view follows the answer: the answer must not be swapped into one output
+        with self._sink("json" if args.json else fmt, schema=schema, own_cell=not args.logprobs) as sink:
             try:
                 reply = bot.ask(question, images=images, sink=sink, history=not args.no_history, schema=schema,
                                 **overrides)
             except ChatError as error:
-                raise shown_in_one_line(error) from None
+                raise shown_in_one_line(_in_magic_terms(error)) from None
         self.shell.user_ns["_chat"] = reply.text if schema is None else reply.parsed
+        if args.logprobs and reply.logprobs:
+            self._show_logprobs(reply.logprobs)
 
     plain_help(chat)  # %%chat? shows "usage: %%chat ...", no reST
 
@@ -394,10 +428,9 @@ class ChatMagics(Magics):
             value = getattr(args, name)
             if value is not None:
                 overrides[name] = self.check(name, value, option)
-        if args.model is not None:
-            if not args.model.strip():
-                raise UsageError("--model needs a model name, e.g. -m gpt-4o")
-            overrides["model"] = args.model
+        models = model_list(args.model)
+        if len(models) == 1:
+            overrides["model"] = models[0]
         if args.system is not None:
             overrides["system"] = args.system
         if args.json:
@@ -496,7 +529,7 @@ class ChatMagics(Magics):
             raise UsageError(f"--schema {args.schema}: {error} (nothing was sent)") from None
         return value
 
-    def _sink(self, fmt: str, *, schema: Any = None) -> LiveSink:
+    def _sink(self, fmt: str, *, schema: Any = None, own_cell: bool = True) -> LiveSink:
         """Live Markdown in a notebook (plain text in a terminal), plain text with -f text, the
         formatted answer with -f code and --json, the parsed object with --schema."""
         if schema is not None:
@@ -512,8 +545,80 @@ class ChatMagics(Magics):
             from .code_cell import CodeCells
 
             code_cells = self.__dict__.setdefault("_code_cells", CodeCells())
-        return make_sink(kind=kind, footer=self.setting("footer")[0], cell=current_cell(),  # type: ignore[arg-type]
+        return make_sink(kind=kind, footer=self.setting("footer")[0],  # type: ignore[arg-type]
+                         cell=current_cell() if own_cell else None,
                          code_cells=code_cells)
+
+    # -- seeing into answers: --dry-run, comparing models, --logprobs, the cost limit ------------
+    def _compared(self, args: Any) -> list[str]:
+        """The models of ``-m``; with several, the options that show one answer are refused."""
+        models = model_list(args.model)
+        if len(models) > 1:
+            clashes = [option for option, given in (
+                ("--json", args.json), ("--schema", args.schema), ("--logprobs", args.logprobs),
+                (f"-f {args.format}", args.format in ("code", "text")), ("--tools", args.tools),
+                ("--notebook", args.notebook)) if given]
+            if clashes:
+                raise UsageError(f"{clashes[0]} shows one answer: ask one model at a time with it, or drop it to "
+                                 "compare models (nothing was sent)")
+        return models
+
+    def _compare(self, args: Any, models: list[str], question: str, images: list[Any],
+                 overrides: dict[str, Any]) -> None:
+        """``-m a -m b``: the answers side by side, each model in its session SESSION/MODEL (compare.py)."""
+        from .compare import ask_models
+
+        if not args.dry_run:
+            self._note_demo()
+            self._note_cost_limit(models)
+        self.shell.user_ns["_chat"] = ask_models(
+            self, models, question, session=args.session, new=args.new, history=not args.no_history,
+            dry_run=args.dry_run, footer=self.setting("footer")[0], images=images, **overrides)
+
+    def _dry_run(self, args: Any, question: str, images: list[Any], tools: list[Any],
+                 overrides: dict[str, Any]) -> None:
+        """``--dry-run``: what the question would send and cost, printed; nothing is sent or changed
+        (``--new`` is estimated without the history, ``--tools`` beside the session's tools)."""
+        if args.schema is not None:
+            raise UsageError("--dry-run prices a plain question: drop --schema (the tokens a schema adds are "
+                             "counted by the endpoint alone)")
+        bot = self.session(args.session)
+        if args.json:
+            overrides = _ask_for_json(question, overrides, bot.system)
+        try:
+            estimate = bot.estimate(question, images=images, history=not (args.no_history or args.new),
+                                    tools=tools or None, **overrides)
+        except ChatError as error:
+            raise shown_in_one_line(error) from None
+        print(estimate)
+        self.shell.user_ns["_chat"] = estimate
+
+    def _note_cost_limit(self, models: list[str]) -> None:
+        """Once per kernel: a model with a window over 200k tokens and no cost limit set gets the
+        suggestion to set one (a long conversation on a 1M-token model can cost dollars a question)."""
+        if self._cost_noted or self.setting("max_cost_per_question")[0] is not None:
+            return
+        from ..core.models import model_info
+
+        for model in models:
+            window = model_info(model, context_window=self.setting("context_window")[0]).context_window
+            if window > LONG_WINDOW:
+                self._cost_noted = True
+                print(f"Note: {model} has a {window:,}-token window, so a long conversation can cost dollars per "
+                      "question. To refuse questions that could cost more than a limit: "
+                      "%config ChatMagics.max_cost_per_question = 0.50")
+                return
+
+    def _show_logprobs(self, logprobs: list[dict[str, Any]]) -> None:
+        """The token view below the answer (in a notebook; a terminal has the footer's figures)."""
+        from .publish import in_notebook_kernel
+
+        if in_notebook_kernel():
+            from IPython.display import display
+
+            from .logprobs_view import logprobs_bundle
+
+            display(logprobs_bundle(logprobs), raw=True)
 
     def _note_demo(self) -> None:
         if self.demo_url and not self._demo_noted:
@@ -630,6 +735,19 @@ def _apply(bot: Chatbot, key: str, value: Any) -> None:
             conversation.messages = deque(conversation.messages, maxlen=value)
     else:  # prompt_token_limit, context_window
         setattr(bot, key, value)
+
+
+def _in_magic_terms(error: ChatError) -> ChatError:
+    """A refusal by the cost limit says how to raise it with %config (the core's says the attribute)."""
+    from ..core.errors import CostLimitError
+    from ..core.estimate import raised_limit
+
+    if not isinstance(error, CostLimitError):
+        return error
+    return CostLimitError(
+        f"{error.figures}: raise it with %config ChatMagics.max_cost_per_question = {raised_limit(error.cost):g}, "
+        "lower --max-tokens, or start afresh with --new (nothing was sent)",
+        figures=error.figures, cost=error.cost, limit=error.limit)
 
 
 JSON_INSTRUCTION = "Respond with one valid JSON object."

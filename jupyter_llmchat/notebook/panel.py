@@ -53,6 +53,7 @@ SHORTCUT_JS = """
 """
 
 MESSAGES_HEIGHT = "min(460px, 60vh)"  # the message area: bounded, scrolled on its own
+TOP_LOGPROBS = 5  # alternatives asked for per token when "token probabilities" is ticked
 
 
 class _PanelSink(LiveSink):
@@ -114,6 +115,8 @@ class ChatPanel:
         self._choosing = False  # set while the panel itself fills the model dropdown
         self.last_reply: Reply | None = None
         self.last_sink: _PanelSink | None = None
+        # id(answer message) -> (the message, its logprobs): answers asked with token probabilities
+        self._token_views: dict[int, tuple[Message, list[dict[str, Any]]]] = {}
         self.models_ready = threading.Event()  # set once refresh_models() has filled the dropdown
         self._build()
         self.refresh()
@@ -154,6 +157,9 @@ class ChatPanel:
                                                  layout=layout(width="180px"), tooltip="0: the session's default")
         self.system = widgets.Textarea(placeholder="System prompt (optional)", rows=2, continuous_update=False,
                                        layout=layout(width="auto"))
+        self.logprobs = widgets.Checkbox(value=False, description="token probabilities", indent=False,
+                                         layout=layout(width="auto"),
+                                         tooltip="show each answer's tokens shaded by their probability")
         self.status = widgets.HTML()
         self.status.add_class("llmchat-status")
 
@@ -168,7 +174,7 @@ class ChatPanel:
         self.widget = widgets.VBox([
             widgets.HTML(CSS), self.title, self.scroller, self.thumbnails, self.input,
             widgets.HBox([self.send_button, self.stop_button, self.new_button, self.upload], layout=wrap),
-            widgets.HBox([self.model, self.temperature, self.max_tokens], layout=wrap),
+            widgets.HBox([self.model, self.temperature, self.max_tokens, self.logprobs], layout=wrap),
             self.system, self.status,
         ])
         self.widget.add_class("llmchat-panel")
@@ -262,6 +268,7 @@ class ChatPanel:
     def _on_reply(self, reply: Reply) -> None:
         """Every finished answer of the session, the panel's own or a ``%%chat`` cell's."""
         self.last_reply = reply
+        self._keep_token_view(reply)
         self._set_status(status_line(reply), error=reply.status == "failed")
         if threading.current_thread() is not self._thread:
             self._sync()  # asked elsewhere (%%chat): show the new turn here too
@@ -275,6 +282,8 @@ class ChatPanel:
             options["temperature"] = self.temperature.value
         if self.max_tokens.value > 0:
             options["max_tokens"] = self.max_tokens.value
+        if self.logprobs.value:
+            options.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         return options
 
     def send(self, question: str | None = None) -> threading.Thread | None:
@@ -350,6 +359,7 @@ class ChatPanel:
             self.wait()
         self.bot.reset()
         self.last_reply = None
+        self._token_views.clear()
         self._sync()
         self._set_status("new chat")
 
@@ -386,8 +396,16 @@ class ChatPanel:
         if message.role == "user":
             images = [_image_bytes(ref) for ref in message.images]
             return self._user_bubble(message.text, [item for item in images if item is not None])
+        kept = self._token_views.get(id(message))
         return widgets.HTML(bubble_html("assistant", message.text, status=message.status,
-                                        label=message.model or "assistant"))
+                                        label=message.model or "assistant",
+                                        logprobs=kept[1] if kept is not None and kept[0] is message else None))
+
+    def _keep_token_view(self, reply: Reply) -> None:
+        """Remember the token probabilities of the answer just recorded, for its bubble."""
+        history = self.bot.history if reply.logprobs else []
+        if history and history[-1].role == "assistant" and history[-1].text == reply.text:
+            self._token_views[id(history[-1])] = (history[-1], reply.logprobs or [])
 
     def _user_bubble(self, text: str, images: Sequence[tuple[str, str, bytes]]) -> widgets.Widget:
         bubble = widgets.HTML(bubble_html("user", text, label="you"))

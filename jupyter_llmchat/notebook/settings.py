@@ -25,11 +25,13 @@ ENV_VARS = {
     "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
     "azure_deployment": "LLMCHAT_AZURE_DEPLOYMENT",
     "store": "JUPYTER_LLMCHAT_STORE", "cache": "LLMCHAT_CACHE",
+    "max_cost_per_question": "LLMCHAT_MAX_COST_PER_QUESTION",
 }
 REQUEST_SETTINGS = ("temperature", "top_p", "max_tokens", "seed")
 CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "azure_endpoint", "api_version",
                    "azure_deployment")
-SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt_token_limit", "context_window")
+SESSION_SETTINGS = ("model", "system", *REQUEST_SETTINGS, "max_history", "prompt_token_limit", "context_window",
+                    "max_cost_per_question")
 
 
 class HiddenKey(str):

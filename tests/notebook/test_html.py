@@ -92,3 +92,16 @@ def test_partial_stream_renders_as_code() -> None:
 
 def test_escape() -> None:
     assert escape('<b a="1">&') == "&lt;b a=&quot;1&quot;&gt;&amp;"
+
+
+def test_the_token_view_keeps_only_its_own_tags_attributes_and_shades() -> None:
+    from jupyter_llmchat.notebook.html import sanitize_token_view
+
+    hostile = ('<div class="llmchat-tokens" onclick="x"><span style="background-color: rgba(255, 127, 14, 0.5)" '
+               'title="a &quot;b&quot;">t</span><span style="background: url(javascript:x)">u</span>'
+               '<span class="evil">v</span><img src=x onerror=y><a href="javascript:x">w</a>'
+               '<details open><summary class="llmchat-logprobs-summary" style="color: red">s</summary></details></div>')
+    assert sanitize_token_view(hostile) == (
+        '<div class="llmchat-tokens"><span style="background-color: rgba(255, 127, 14, 0.5)" '
+        'title="a &quot;b&quot;">t</span><span>u</span><span>v</span>w'
+        '<details open=""><summary class="llmchat-logprobs-summary">s</summary></details></div>')

@@ -425,3 +425,34 @@ def test_panel_notebook_runs_in_a_real_kernel(loopback: LoopbackServer, monkeypa
     assert [request.body["messages"][-1]["content"] for request in chats] == [
         "Asked in a cell", "Asked in the panel"]
     assert "/v1/models" in [request.path for request in loopback.requests]  # the dropdown asked
+
+
+def test_token_probabilities_show_under_the_answer_display_safe(loopback: LoopbackServer) -> None:
+    from jupyter_llmchat.notebook.html import sanitize_token_view
+    from jupyter_llmchat.notebook.logprobs_view import logprobs_html
+
+    panel = make_panel(loopback)
+    panel.logprobs.value = True
+    assert panel.overrides() == {"logprobs": True, "top_logprobs": 5}
+    loopback.queue(reply=PAYLOAD)
+    panel.send("Say something dangerous")
+    panel.wait()
+    sent = loopback.requests[-1].body
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 5)
+    reply = panel.last_reply
+    assert reply is not None and reply.logprobs
+    answer_bubble = panel.messages.children[-1]
+    assert answer_bubble.value == bubble_html("assistant", PAYLOAD, label="gpt-4o-mini", logprobs=reply.logprobs)
+    view = sanitize_token_view(logprobs_html(reply.logprobs, open=False))
+    assert answer_bubble.value.endswith(f"{view}</div></div>")
+    assert "<img" not in answer_bubble.value and "<script" not in answer_bubble.value  # tokens stay text
+    assert '<div class="llmchat-tokens"><span style="background-color: rgba(255, 127, 14, ' in view
+    assert "probability: mean" in panel.status.value  # the footer's figures in the status line
+    panel.logprobs.value = False
+    loopback.queue(reply="plain")
+    panel.send("And without?")
+    panel.wait()
+    assert panel.messages.children[-1].value == bubble_html("assistant", "plain", label="gpt-4o-mini")
+    assert panel.messages.children[1].value == answer_bubble.value  # the first answer keeps its view
+    panel.new_chat()
+    assert panel._token_views == {}
