@@ -821,3 +821,82 @@ def test_notebook_tools_function_tools_and_with_summaries(loopback, tmp_path: Pa
     assert run.stdout(c["approved"]).splitlines()[0] == "asked to run: 'total = n * 2\\nprint(total)\\ntotal'"
     assert run.stdout(c["approved"]).splitlines()[-1] == "[('run_python', 'ok')] 84"
     assert bodies[5]["messages"][-1]["content"] == "printed:\n84\n\nvalue:\n84"
+
+
+# -- seeing into answers: the trimming notice, seed and fingerprint, --dry-run, the cost limit, --logprobs, -m a -m b
+def test_seeing_into_answers_in_a_real_kernel(loopback, tmp_path: Path) -> None:
+    import html
+    import re
+
+    from support.xss_corpus import dangers
+
+    from jupyter_llmchat.core.estimate import raised_limit
+    from jupyter_llmchat.core.models import format_cost, model_info
+    from jupyter_llmchat.notebook.safe_markdown import safe_markdown
+
+    payload = 'Careful: <img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> 🎉'
+    for _ in range(4):
+        loopback.queue(tokens=120)
+    loopback.queue(reply=payload)
+    loopback.queue(reply="Side by side.", times=2)
+    c = Cells()
+    c.add("load", f"""
+        %load_ext jupyter_llmchat
+        %config ChatMagics.base_url = "{loopback.base_url}"
+        %config ChatMagics.prompt_token_limit = 300
+        """)
+    for index in range(3):
+        c.add(f"ask{index}", f"%%chat --seed 7\nQuestion {index}")
+    c.add("trimmed", "%%chat\nWhich turns do you see?")
+    c.add("unlimit", "%config ChatMagics.prompt_token_limit = None")
+    c.add("dry", "%%chat --dry-run --max-tokens 50\nHow much would this cost?")
+    c.add("limit", "%config ChatMagics.max_cost_per_question = 0.000001")
+    c.add("pricey", "%%chat\nToo pricey?", raises=True)
+    c.add("nolimit", "%config ChatMagics.max_cost_per_question = None")
+    c.add("logprobs", "%%chat --logprobs --no-history\nSay something dangerous")
+    c.add("compare", "%%chat -m gpt-4.1 -m gpt-4o --no-history\nCompare these")
+    c.add("chat_var", "print(sorted(_chat.items()))")
+    run = run_cells(c.sources, raises=c.raises, cwd=tmp_path)
+    bodies = chat_bodies(loopback)
+    assert len(bodies) == 7  # 4 questions, the --logprobs one and the two compared: no dry run, no refused question
+
+    def footer(index: int) -> str:
+        return [shown for shown in run.displays(index) if "<sub>" in shown][-1].rsplit("<sub>", 1)[1]
+
+    assert footer(c["ask0"]).endswith(" · seed 7 · fp\\_loopback</sub>")
+    trimmed = re.search(r" · fp\\_loopback · (\d+) earlier turns? left out to fit prompt\\_token\\_limit=300</sub>$",
+                        footer(c["trimmed"]))
+    assert trimmed is not None, footer(c["trimmed"])
+    sent_turns = sum(1 for message in bodies[3]["messages"][:-1] if message["role"] == "user")
+    assert int(trimmed.group(1)) == 3 - sent_turns > 0
+    dry = run.stdout(c["dry"]).splitlines()
+    assert dry[0] == "gpt-4o-mini (nothing was sent)" and dry[2] == "answer: 0 to 50 tokens (max_tokens)"
+    assert re.fullmatch(r"prompt: \d+ tokens \(4 earlier turns and the question\)", dry[1]), dry
+    prompt = int(dry[1].split()[1])
+    info = model_info("gpt-4o-mini")
+    assert dry[3] == f"cost: {format_cost(info.cost(prompt, 0))} to {format_cost(info.cost(prompt, 50))}"
+    refused = run.error_line(c["pricey"])
+    worst = info.cost(int(refused.split("(")[1].split()[0].replace(",", "")), 16_384)
+    assert refused == (
+        f"CostLimitError: this question could cost up to {format_cost(worst)} on gpt-4o-mini "
+        f"({refused.split('(')[1].split()[0]} prompt tokens and an answer of up to 16,384 tokens), over "
+        f"max_cost_per_question=$0.0000010: raise it with %config ChatMagics.max_cost_per_question = "
+        f"{raised_limit(worst):g}, lower --max-tokens, or start afresh with --new (nothing was sent)")
+    # --logprobs: the answer as always, then the token view: our HTML, every token escaped
+    assert (bodies[4]["logprobs"], bodies[4]["top_logprobs"]) == (True, 5)
+    markdown = run.displays(c["logprobs"])
+    assert markdown[0] == safe_markdown(payload)
+    views = run.displays(c["logprobs"], "text/html")
+    assert len(views) == 1 and dangers(views[0]) == []
+    assert "<img" not in views[0] and "<script" not in views[0]
+    spans = re.findall(r"<span [^>]*>([^<]*)</span>", views[0])
+    assert html.unescape("".join(spans)) == payload and "🎉" in spans  # every token text; a split character whole
+    plain = run.displays(c["logprobs"], "text/plain")[-1]
+    assert re.fullmatch(r"\[token probability: mean \d+\.\d%, lowest \d+\.\d%\]", plain)
+    assert f" · {plain[7:-1]} · fp\\_loopback</sub>" in footer(c["logprobs"])  # the same figures in the footer
+    # -m a -m b: the suggestion once (gpt-4.1's window), then one output of two columns
+    assert run.stdout(c["compare"]).startswith("Note: gpt-4.1 has a 1,047,576-token window, so a long conversation")
+    grid = run.displays(c["compare"], "text/html")
+    assert len(grid) == 1 and grid[0].count('class="llmchat-column"') == 2 and dangers(grid[0]) == []
+    assert grid[0].count("<p>Side by side.</p>") == 2 and " · first token " in grid[0]
+    assert run.stdout(c["chat_var"]) == "[('gpt-4.1', 'Side by side.'), ('gpt-4o', 'Side by side.')]\n"
