@@ -46,7 +46,7 @@ JOIN_SLICE = 0.05  # seconds between checks while waiting for the answers (a Ctr
 GRID_STYLE = ("display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 10px; "
               "align-items: start;")
 COLUMN_STYLE = ("border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 6px; padding: 4px 10px; "
-                "min-width: 0; overflow-x: auto;")
+                "min-width: 0; overflow-x: auto; overflow-wrap: anywhere;")
 LABEL_STYLE = "font-size: 12px; font-weight: 600; color: var(--jp-ui-font-color1, #333); margin: 2px 0 4px;"
 NOTE_STYLE = "font-size: 11px; color: var(--jp-ui-font-color2, #666); margin: 4px 0 2px;"
 WARN_STYLE = "font-size: 12px; font-style: italic; color: #b35c00; margin: 4px 0 2px;"
