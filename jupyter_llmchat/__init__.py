@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .core.chatbot import Chatbot
     from .core.images import ImageSource
     from .core.models import add_model
+    from .notebook.logprobs_view import LogprobsView
     from .notebook.panel import ChatPanel
     from .store.store import Store
 
@@ -29,6 +30,7 @@ __all__ = [
     "ChatPanel",
     "Chatbot",
     "ImageSource",
+    "LogprobsView",
     "NullSink",
     "PrintSink",
     "Reply",
@@ -43,7 +45,7 @@ __all__ = [
 
 
 _LAZY = {"Chatbot": "core.chatbot", "ChatPanel": "notebook.panel", "ImageSource": "core.images",
-         "Store": "store.store", "add_model": "core.models"}
+         "LogprobsView": "notebook.logprobs_view", "Store": "store.store", "add_model": "core.models"}
 
 
 def __getattr__(name: str) -> Any:

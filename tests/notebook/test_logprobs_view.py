@@ -133,6 +133,9 @@ def test_the_bundle_and_the_display_object():
     bundle = logprobs_bundle(reply.logprobs)
     assert bundle["text/plain"] == "[token probability: mean 57.5%, lowest 25.0%]"
     assert html.unescape(bundle["text/html"]).count("<span") == 2
+    import jupyter_llmchat
+
+    assert jupyter_llmchat.LogprobsView is LogprobsView  # the package root offers it (loaded on first use)
     view = LogprobsView(reply)
     assert view._repr_mimebundle_() == bundle
     assert repr(view) == "<LogprobsView of 2 tokens: probability: mean 57.5%, lowest 25.0%>"
