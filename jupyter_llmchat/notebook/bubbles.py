@@ -65,14 +65,15 @@ CSS = """<style>
 
 
 def bubble_html(role: str, text: str, *, status: str = "complete", label: str | None = None,
-                logprobs: list[dict[str, Any]] | None = None) -> str:
+                logprobs: list[dict[str, Any]] | None = None, calls: str = "") -> str:
     """One finished chat bubble. User text is shown as typed; model text is untrusted Markdown,
     rendered sanitized; a partial answer carries its notice (the wording every view uses). An
-    answer's ``logprobs`` add its token view under the text (folded: the text is above it)."""
+    answer's ``logprobs`` add its token view under the text (folded: the text is above it);
+    ``calls`` (``tool_calls.turn_html``: the tool calls it made, display-safe) go above the text."""
     if role == "user":
         body = f'<div class="llmchat-text">{escape(text)}</div>'
     else:
-        body = markdown_to_html(text)
+        body = calls + markdown_to_html(text)
         if logprobs:
             body += sanitize_token_view(logprobs_html(logprobs, open=False))
     notice = status_notice(status)
@@ -137,6 +138,18 @@ class StreamingBubble:
         if notice:
             self.widget.children = (*self.widget.children,
                                     widgets.HTML(f'<div class="llmchat-notice">{escape(notice)}</div>'))
+
+    def add_block(self, text: str, block: widgets.Widget, *, after: widgets.Widget | None = None) -> None:
+        """Show ``block`` (tool calls, or Approve / Deny) right after ``after``, else after the
+        answer so far (``text``): that text stays above it as it is, what follows streams below."""
+        if after is None and text[self.live_start:].strip():
+            self._freeze(text, Cut(len(text)))  # the live widget keeps the text so far, exactly
+        children = list(self.widget.children)
+        at = children.index(after) + 1 if after is not None else children.index(self.live)
+        self.widget.children = (*children[:at], block, *children[at:])
+
+    def remove_block(self, block: widgets.Widget) -> None:
+        self.widget.children = tuple(child for child in self.widget.children if child is not block)
 
     def _freeze(self, text: str, cut: Cut) -> None:
         """The live widget keeps the answer up to ``cut`` (it only gains text it never showed);

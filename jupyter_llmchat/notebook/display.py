@@ -35,15 +35,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from ..core.repaint import DEFAULT_INTERVAL
-from ..core.reply import LiveSink, PrintSink, Reply
+from ..core.reply import LiveSink, PrintSink, Reply, ToolCall
 from .footer import escape_markdown, footer_markdown
 from .freezing import Cut, FreezePolicy
 from .markdown_blocks import scan
 from .markdown_partial import close_open_counted
 from .publish import Bundle, DisplayPublisher, IPythonPublisher, in_notebook_kernel, updates_shown
 from .safe_markdown import safe_bundle
+from .tool_calls import answer_with_calls, calls_bundle
 
 if TYPE_CHECKING:
+    from ..core.tool_loop import Approval
     from .cell_watch import CellWatch
     from .code_cell import CodeCells
 
@@ -67,6 +69,16 @@ class _Piece:
     open_end: bool = False
 
 
+@dataclass
+class _CallGroup:
+    """Tool calls shown together in output slot ``slot``: those asked for with no answer text between
+    them. ``at``: where in the answer they came (the text before it shows above them)."""
+
+    slot: int
+    at: int
+    calls: list[ToolCall]
+
+
 class MarkdownDisplaySink(LiveSink):
     """A ``ReplySink`` that renders the streaming answer as live Markdown in a notebook cell.
 
@@ -77,6 +89,10 @@ class MarkdownDisplaySink(LiveSink):
     allows the final swap. ``trace`` (for benchmarks) records ``(time, chars shown)`` after each
     repaint. Safe against a KeyboardInterrupt inside ``write``: ``finish`` rebuilds the final
     state from ``reply`` and what each output may show.
+
+    Tool calls (the tool loop's events) show as collapsible blocks (``tool_calls``) in an output of
+    their own where they came: the answer's text so far stays above them, what follows streams
+    below; ``approve_tool`` asks under them (``approval``). The final swap keeps them in place.
     """
 
     def __init__(
@@ -116,6 +132,8 @@ class MarkdownDisplaySink(LiveSink):
         self._shown_end = 0  # the end (offset in the answer) of the text the live slot shows
         self._waiting = False  # no answer text shown yet (the placeholder, if any, is on screen)
         self._updates: bool | None = None  # updates reach the screen (None: not asked yet)
+        self._model = ""
+        self._groups: list[_CallGroup] = []  # the tool calls shown, in order
 
     @property
     def frozen_pieces(self) -> list[tuple[int, int]]:
@@ -124,6 +142,7 @@ class MarkdownDisplaySink(LiveSink):
 
     # -- LiveSink ------------------------------------------------------------------------------
     def _show_start(self, model: str) -> None:
+        self._model = model
         if self._live is None and self._live_updates():
             slot = self._new_slot(f"*{escape_markdown(model)} · answering…*")
             self._live = _Piece(slot, 0)
@@ -174,11 +193,15 @@ class MarkdownDisplaySink(LiveSink):
         footer = footer_markdown(reply, facts=self.footer)
         footer_data: Bundle | None = None if footer is None else {"text/markdown": footer[0], "text/plain": footer[1]}
         live = self._live
+        groups = self._groups
+        for group in groups if self._live_updates() else ():
+            self._show_calls(group)  # as they ended (an interrupted send may have left one unsure)
         if not self._live_updates() or live is None or all(shown is None for shown in self._shown):
-            if data:  # nothing of ours is on screen: new outputs only
-                self._send(self._new_slot(), data)
+            if data or groups:  # nothing of ours is on screen: new outputs only
+                self._send(self._new_slot(), self._composed(data, None), trusted=bool(groups))
         elif self._frozen and self._owns_cell():
-            self._swap(_with_footer(data, footer))  # the pieces become one output in one step
+            # the pieces (and the calls between them) become one output in one step
+            self._swap(self._composed(data, footer), trusted=bool(groups))
             footer_data = None
         elif self._frozen:
             self._finish_pieces(answer, live)
@@ -187,7 +210,7 @@ class MarkdownDisplaySink(LiveSink):
         elif footer_data is not None:
             self._send(live.slot, footer_data)  # no text: the notice takes the placeholder's place
             footer_data = None
-        elif self._owns_cell():
+        elif self._owns_cell() and not groups:
             self._clear(wait=True)  # no text, nothing to say: the error the magic raises replaces it
         else:
             self._send(live.slot, _failure_line(reply))
@@ -196,11 +219,99 @@ class MarkdownDisplaySink(LiveSink):
         if footer_data is not None:
             self._send(self._new_slot(), footer_data)
 
+    # -- tool calls (the tool loop's events, in the asking thread) ------------------------------
+    def tool_started(self, call: ToolCall) -> None:
+        """A call the model asked for: its block joins the calls shown where the answer is now."""
+        with self._repainter.lock:
+            if self._finished:
+                return
+            self._collect()
+            group = self._groups[-1] if self._groups else None
+            if group is None or group.at != len(self._text):
+                group = self._start_group()
+            group.calls.append(call)
+            self._show_calls(group)
+
+    def tool_finished(self, call: ToolCall) -> None:
+        with self._repainter.lock:
+            group = self._group_of(call)
+            if group is not None and not self._finished:
+                self._show_calls(group)
+
+    def round_started(self, number: int) -> None:
+        """The next request is on its way: its placeholder shows below the calls."""
+        with self._repainter.lock:
+            live = self._live
+            if live is not None and not self._finished and self._live_updates() and self._shown[live.slot] is None:
+                self._show(live.slot, f"*{escape_markdown(self._model)} · answering…*")
+                self._waiting = True
+
+    def approve_tool(self, approval: Approval) -> bool:
+        """Ask the user under the call: Approve / Deny buttons, or ``input()`` (see ``approval``)."""
+        from .approval import approve_in_cell
+
+        with self._repainter.lock:
+            group = self._group_of(approval.call)
+            waiting = calls_bundle(group.calls if group is not None else [approval.call], waiting=approval.call)
+        if group is None or not self._live_updates():
+            return approve_in_cell(approval, waiting, None)
+
+        def replace(bundle: dict[str, Any] | None) -> None:
+            with self._repainter.lock:
+                if bundle is None:
+                    self._show_calls(group)
+                else:
+                    self._send(group.slot, bundle, trusted=True)  # our blocks, or the widget of the buttons
+
+        return approve_in_cell(approval, waiting, replace)
+
+    def _start_group(self) -> _CallGroup:
+        """A new output for calls, after the answer's text so far: the live piece ends there (exact;
+        if it shows nothing yet, the calls take its output) and the text goes on in a new one."""
+        at = len(self._text)
+        live = self._live
+        if not self._live_updates():  # nothing is updated here: the calls show at the end
+            group = _CallGroup(-1, at, [])
+        elif live is None or not self._text[live.start:].strip():
+            slot = live.slot if live is not None else self._new_slot()
+            group = _CallGroup(slot, at, [])
+            self._live = _Piece(self._new_slot(), at)
+        else:
+            piece = _Piece(live.slot, live.start, at, live.prefix)
+            self._frozen.append(piece)
+            self._show(piece.slot, self._piece_markdown(piece)[0])
+            group = _CallGroup(self._new_slot(), at, [])
+            self._live = _Piece(self._new_slot(), at)
+        self._shown_end = at
+        self._waiting = True  # the next text shows at once
+        self._groups.append(group)
+        return group
+
+    def _group_of(self, call: ToolCall) -> _CallGroup | None:
+        return next((group for group in self._groups if any(c is call for c in group.calls)), None)
+
+    def _show_calls(self, group: _CallGroup) -> None:
+        if group.slot < 0:
+            return
+        bundle = calls_bundle(group.calls)
+        if self._shown[group.slot] != bundle["text/html"]:
+            self._send(group.slot, bundle, trusted=True)  # our own HTML, every string in it escaped
+
+    def _composed(self, data: Bundle, footer: tuple[str, str] | None) -> Bundle:
+        """The answer's bundle with the calls where they came (``tool_calls.calls_markdown``) and the
+        footer at the end; its text/plain stays the exact answer. Without calls: ``_with_footer``."""
+        if not self._groups:
+            return _with_footer(data, footer)
+        groups = [(group.at, group.calls) for group in self._groups]
+        composed = {"text/markdown": answer_with_calls(data.get("text/markdown", ""), groups,
+                                                       footer[0] if footer is not None else None)}
+        return composed | ({"text/plain": data["text/plain"]} if "text/plain" in data else {})
+
     # -- the end -------------------------------------------------------------------------------
     def _owns_cell(self) -> bool:
         return self._cell is not None and self._cell.only_ours()
 
-    def _swap(self, data: Bundle) -> None:
+    def _swap(self, data: Bundle, *, trusted: bool = False) -> None:
         """Replace every output of the cell with one holding ``data``: the front end clears when
         the new output arrives and shows it in the same step. It is the cell's last change:
         Notebook 7 decides whether to box a long output on every change, measuring it before its
@@ -208,7 +319,7 @@ class MarkdownDisplaySink(LiveSink):
         self._clear(wait=True)
         self._shown = [None] * len(self._shown)  # gone; their display ids are not used again
         if data:
-            self._send(self._new_slot(), data)
+            self._send(self._new_slot(), data, trusted=trusted)
 
     def _finish_pieces(self, answer: str, live: _Piece) -> None:
         """The frozen pieces stay (each a whole stretch of the answer); the live one gets the exact tail."""
@@ -235,13 +346,15 @@ class MarkdownDisplaySink(LiveSink):
             self._publisher = IPythonPublisher()
         return self._publisher
 
-    def _send(self, slot: int, data: Bundle) -> None:
+    def _send(self, slot: int, data: Bundle, *, trusted: bool = False) -> None:
+        """Show ``data`` in output ``slot``: display-safe (``trusted``: made so already, our own
+        call blocks with the answer's text through ``safe_markdown``)."""
         created = self._shown[slot] is not None
         self._shown[slot] = _UNSURE  # until the message is out: an interrupt leaves it to be resent
         self.policy.sent()
         with self._ours():
-            self._get_publisher().show(self._slots[slot], safe_bundle(data), update=created)  # display-safe
-        self._shown[slot] = data.get("text/markdown", "")
+            self._get_publisher().show(self._slots[slot], data if trusted else safe_bundle(data), update=created)
+        self._shown[slot] = data.get("text/markdown") or data.get("text/html") or data.get("text/plain", "")
 
     def _new_slot(self, markdown: str | None = None) -> int:
         """A new output after the existing ones; created by its first ``_show``."""

@@ -24,11 +24,14 @@ from ..core.sessions import DEFAULT_SESSION
 from .bubbles import CSS, StreamingBubble, bubble_html
 from .footer import status_line
 from .html import escape
+from .tool_calls import CallsView, tool_turns, turn_html
 
 if TYPE_CHECKING:
     from ..core.chatbot import Chatbot
     from ..core.messages import ImageRef, Message
+    from ..core.reply import ToolCall
     from ..core.sessions import Sessions
+    from ..core.tool_loop import Approval
 
 # Shift+Enter in the panel's input clicks its Send button (ipywidgets has no key events). It is
 # registered on window in the capture phase so it sees the key before anything in the page.
@@ -57,7 +60,8 @@ TOP_LOGPROBS = 5  # alternatives asked for per token when "token probabilities" 
 
 
 class _PanelSink(LiveSink):
-    """Streams one answer into its bubble on the repaint policy of every view."""
+    """Streams one answer into its bubble on the repaint policy of every view; its tool calls show
+    as blocks where they came (``tool_calls``), a confirm=True call's Approve / Deny under them."""
 
     def __init__(self, bubble: StreamingBubble, interval: float, on_start: Callable[[], None]) -> None:
         super().__init__(interval=interval)
@@ -66,6 +70,8 @@ class _PanelSink(LiveSink):
         self.started = False
         self.writes = 0
         self.paints = 0
+        self._calls: list[CallsView] = []  # each group of calls, in order
+        self._calls_at = -1  # where in the answer the last group came
 
     def _show_start(self, model: str) -> None:
         self.started = True
@@ -82,7 +88,48 @@ class _PanelSink(LiveSink):
             self._repainter.nothing_shown()
 
     def _show_final(self, reply: Reply) -> None:
-        self.bubble.finish(self._text, reply.status if reply.text else "complete")
+        self.bubble.finish(self._text, reply.status if reply.text or reply.calls else "complete")
+
+    # -- tool calls: their blocks in the bubble where they came, Approve / Deny under them -------
+    def tool_started(self, call: ToolCall) -> None:
+        with self._repainter.lock:
+            self._collect()
+            view = self._calls[-1] if self._calls else None
+            if view is None or self._calls_at != len(self._text):
+                view = CallsView()
+                self._calls.append(view)
+                self._calls_at = len(self._text)
+                self.bubble.add_block(self._text, view.widget)
+            view.calls.append(call)
+            view.show()
+
+    def tool_finished(self, call: ToolCall) -> None:
+        with self._repainter.lock:
+            for view in self._calls:
+                if any(shown is call for shown in view.calls):
+                    view.show()
+
+    def approve_tool(self, approval: Approval) -> bool:
+        """Approve / Deny under the call; the panel's Stop ends the wait (see ``approval``)."""
+        from .approval import ApprovalButtons
+
+        view = next((v for v in self._calls if any(c is approval.call for c in v.calls)), None)
+        buttons = ApprovalButtons(approval)
+        with self._repainter.lock:
+            if view is not None:
+                view.show(waiting=approval.call)
+            self.bubble.add_block(self._text, buttons.widget, after=view.widget if view is not None else None)
+        try:
+            approved = buttons.wait()
+            if not approval.stopped:
+                approval.call.approved = approved  # the block says so before the call runs
+            return approved
+        finally:
+            with self._repainter.lock:
+                self.bubble.remove_block(buttons.widget)
+                if view is not None:
+                    view.show()
+            buttons.close()
 
 
 class ChatPanel:
@@ -117,6 +164,10 @@ class ChatPanel:
         self.last_sink: _PanelSink | None = None
         # id(answer message) -> (the message, its logprobs): answers asked with token probabilities
         self._token_views: dict[int, tuple[Message, list[dict[str, Any]]]] = {}
+        # The calls answers made, by id (with their outcome and time, which the history does not
+        # keep), and how a turn that ended with calls and no answer ended: id(last message) -> status
+        self._known_calls: dict[str, ToolCall] = {}
+        self._call_endings: dict[int, tuple[Message, str]] = {}
         self.models_ready = threading.Event()  # set once refresh_models() has filled the dropdown
         self._build()
         self.refresh()
@@ -269,6 +320,7 @@ class ChatPanel:
         """Every finished answer of the session, the panel's own or a ``%%chat`` cell's."""
         self.last_reply = reply
         self._keep_token_view(reply)
+        self._keep_calls(reply)
         self._set_status(status_line(reply), error=reply.status == "failed")
         if threading.current_thread() is not self._thread:
             self._sync()  # asked elsewhere (%%chat): show the new turn here too
@@ -360,6 +412,8 @@ class ChatPanel:
         self.bot.reset()
         self.last_reply = None
         self._token_views.clear()
+        self._known_calls.clear()
+        self._call_endings.clear()
         self._sync()
         self._set_status("new chat")
 
@@ -379,12 +433,10 @@ class ChatPanel:
         with self._lock:
             drawn, self._bubbles = self._bubbles, {}
             children = []
-            for message in self.bot.history:
-                if message.role == "system":
-                    continue
+            for message, calls in tool_turns(self.bot.history):  # tool calls drawn with their answer
                 entry = drawn.get(id(message))
                 if entry is None or entry[0] is not message:
-                    entry = (message, self._message_bubble(message))
+                    entry = (message, self._message_bubble(message, calls))
                 self._bubbles[id(message)] = entry
                 children.append(entry[1])
             old = [w for w in self.messages.children if all(w is not c for c in children)]
@@ -392,14 +444,32 @@ class ChatPanel:
             for widget in old:
                 _close_tree(widget)  # the streaming bubble and pending user bubble, now redrawn
 
-    def _message_bubble(self, message: Message) -> widgets.Widget:
+    def _message_bubble(self, message: Message, calls: Sequence[Message] = ()) -> widgets.Widget:
         if message.role == "user":
             images = [_image_bytes(ref) for ref in message.images]
             return self._user_bubble(message.text, [item for item in images if item is not None])
+        drawn_calls = turn_html(calls, self._known_calls) if calls else ""
+        if message.role == "tool":  # calls no answer followed: how the turn ended, if the panel saw it
+            ending = self._call_endings.get(id(message))
+            status = ending[1] if ending is not None and ending[0] is message else "complete"
+            model = next((m.model for m in calls if m.model), None)
+            return widgets.HTML(bubble_html("assistant", "", status=status, label=model or "assistant",
+                                            calls=drawn_calls))
         kept = self._token_views.get(id(message))
         return widgets.HTML(bubble_html("assistant", message.text, status=message.status,
                                         label=message.model or "assistant",
-                                        logprobs=kept[1] if kept is not None and kept[0] is message else None))
+                                        logprobs=kept[1] if kept is not None and kept[0] is message else None,
+                                        calls=drawn_calls))
+
+    def _keep_calls(self, reply: Reply) -> None:
+        """Remember the calls of the answer just recorded (their outcome and time), and how it ended
+        when no answer followed them (stopped, max_tool_rounds: the bubble says so)."""
+        if not reply.calls:
+            return
+        self._known_calls.update((call.id, call) for call in reply.calls)
+        history = self.bot.history
+        if history and history[-1].role == "tool":
+            self._call_endings[id(history[-1])] = (history[-1], reply.status)
 
     def _keep_token_view(self, reply: Reply) -> None:
         """Remember the token probabilities of the answer just recorded, for its bubble."""
