@@ -53,7 +53,7 @@ def _facts(reply: Reply, first_token: bool) -> list[tuple[str, bool]]:
     if reply.seed is not None:
         facts.append((f"seed {reply.seed}", False))
     fingerprint = reply.system_fingerprint
-    if fingerprint:
+    if fingerprint and not reply.demo:  # the offline demo server is no model: its fingerprint says nothing
         facts.append((fingerprint if fingerprint.startswith("fp_") else f"fingerprint {fingerprint}", False))
     if reply.trimmed_turns:
         facts.append((trimmed_notice(reply.trimmed_turns, (reply.request or {}).get("fit", "the window")), False))

@@ -74,6 +74,8 @@ def test_the_facts_that_see_into_an_answer() -> None:
         "fp\\_44709d6fcb · 3 earlier turns left out to fit the 8,192-token window</sub>",
         "[gpt-4o · 900 in · 2 out tokens · 1.2 s · $0.0023 · probability: mean 50.0%, lowest 10.0% · seed 42 · "
         "fp_44709d6fcb · 3 earlier turns left out to fit the 8,192-token window]")
+    demo = Reply("x", "m", demo=True, cost=0.0, system_fingerprint="fp_loopback", seed=3)
+    assert footer_facts(demo) == ["m", "demo, no cost", "seed 3"]  # the offline demo server's fingerprint: no model's
     # the fingerprint comes from the endpoint: escaped, and named when it is not OpenAI's fp_ form
     other = Reply("x", "m", system_fingerprint="<b>$x$</b>", trimmed_turns=1, request={"fit": "prompt_token_limit=500"})
     assert footer_facts(other) == ["m", "fingerprint <b>$x$</b>", "1 earlier turn left out to fit prompt_token_limit=500"]
