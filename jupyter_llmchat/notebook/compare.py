@@ -200,16 +200,18 @@ def compare(bots: Sequence[Chatbot], question: str, *, labels: Sequence[str] | N
     """
     view = CompareView(labels or [bot.model for bot in bots], footer=footer, interval=interval,
                        publisher=publisher)
-    threads = [_thread(partial(_answer, bot, column, question, ask)) for bot, column in zip(bots, view.columns)]
+    done = [threading.Event() for _ in bots]
+    threads = [_thread(partial(_answer, bot, column, question, ask, ended))
+               for bot, column, ended in zip(bots, view.columns, done)]
     view.start()
     try:
         for thread in threads:
             thread.start()
-        _wait(threads)
+        _wait(done)
     except KeyboardInterrupt:
         for bot in bots:
             bot.stop()  # every answer ends within a moment, its partial text kept and marked
-        _wait(threads)
+        _wait(done)
     finally:
         view.finish()
     return view.columns
@@ -227,7 +229,7 @@ def _thread(work: Callable[[], None]) -> threading.Thread:
     return threading.Thread(target=context.run, args=(work,), name="llmchat-compare", daemon=True)
 
 
-def _answer(bot: Chatbot, column: Column, question: str, ask: dict[str, Any]) -> None:
+def _answer(bot: Chatbot, column: Column, question: str, ask: dict[str, Any], ended: threading.Event) -> None:
     try:
         bot.ask(question, sink=column, **ask)
     except ChatError as error:
@@ -235,13 +237,16 @@ def _answer(bot: Chatbot, column: Column, question: str, ask: dict[str, Any]) ->
     except Exception as bug:  # a bug shows in its column; the other answers go on
         column.error = one_line(f"{type(bug).__name__}: {bug}")
     finally:
+        ended.set()
         column.view.changed()
 
 
-def _wait(threads: Sequence[threading.Thread]) -> None:
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(JOIN_SLICE)
+def _wait(done: Sequence[threading.Event]) -> None:
+    """Wait for every answer. Events, not ``Thread.join``: a join that a Ctrl-C interrupts can leave
+    its thread taken for ended while it still runs (CPython before 3.13), and the answer unshown."""
+    for ended in done:
+        while not ended.wait(JOIN_SLICE):
+            pass
 
 
 # -- the magics' side: a session per model ------------------------------------------------------------
