@@ -171,6 +171,11 @@ def test_the_tools_notebook_runs_offline_top_to_bottom(tmp_path) -> None:
     assert ("- `list_variables` returned: name type shape/len/value readings numpy.ndarray (2, 3) weather "
             "pandas.DataFrame (4, 3)\n") in looked
     assert "- `inspect_variable` returned: weather: pandas.DataFrame, shape (4, 3) dtypes: city " in looked
+    calls = run.displays(cell("%%chat --notebook"), "text/plain")[0].splitlines()  # the blocks above the answer
+    assert [line.split(" · ")[0] for line in calls] == [
+        "\U0001f527 list_variables({})", '\U0001f527 inspect_variable({"name": "weather"})']
+    assert run.displays(cell("%%chat\nUse run_python"), "text/plain")[0].startswith(
+        '\U0001f527 run_python({"code": "print(weather.temp.mean())"}) · not run: nobody could approve it → ')
     listed = run.displays(cell("%chat tools"))[0].splitlines()
     assert [line.split(" | ")[0] for line in listed[2:]] == [
         "| list\\_variables", "| inspect\\_variable", "| read\\_cell", "| run\\_python"]
