@@ -9,7 +9,8 @@ from jupyter_llmchat.notebook.settings import CLIENT_SETTINGS, ENV_VARS, REQUEST
 
 def test_every_setting_is_a_configurable_trait_with_one_variable() -> None:
     configurable = set(ChatMagics.class_trait_names(config=True))
-    assert configurable - set(ENV_VARS) == {"preload"}  # read once at %load_ext: no variable
+    # preload is read once at %load_ext; models is a table of entries set with %config: no variable
+    assert configurable - set(ENV_VARS) == {"preload", "models"}
     assert set(ENV_VARS) <= configurable
     assert len(set(ENV_VARS.values())) == len(ENV_VARS)
     assert set(CLIENT_SETTINGS) | set(SESSION_SETTINGS) <= set(ENV_VARS)
