@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as etree
+from collections.abc import Callable
 
 import markdown  # type: ignore[import-untyped]
 import nh3
@@ -57,12 +58,18 @@ def _markdown() -> markdown.Markdown:
     return md
 
 
-def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-    if attribute == "class":
-        return value if _CLASS_OK.match(value) else None
-    if attribute == "style":
-        return value if _STYLE_OK.match(value) else None
-    return value
+def _value_filter(allowed: dict[str, re.Pattern[str]]) -> Callable[[str, str, str], str | None]:
+    """An nh3 ``attribute_filter``: an attribute named in ``allowed`` keeps its value only where its
+    pattern matches the value (else it is dropped); any other allow-listed attribute keeps its value."""
+
+    def keep(tag: str, attribute: str, value: str) -> str | None:
+        pattern = allowed.get(attribute)
+        return value if pattern is None or pattern.match(value) else None
+
+    return keep
+
+
+_filter_attribute = _value_filter({"class": _CLASS_OK, "style": _STYLE_OK})
 
 
 def sanitize(fragment: str) -> str:
@@ -87,12 +94,7 @@ _SHADE_OK = re.compile(r"^background-color: rgba\(\d{1,3}, \d{1,3}, \d{1,3}, [01
 _TOKEN_CLASS_OK = re.compile(r"^llmchat-[a-z-]{1,40}$")
 
 
-def _filter_token_attribute(tag: str, attribute: str, value: str) -> str | None:
-    if attribute == "style":
-        return value if _SHADE_OK.match(value) else None
-    if attribute == "class":
-        return value if _TOKEN_CLASS_OK.match(value) else None
-    return value
+_filter_token_attribute = _value_filter({"style": _SHADE_OK, "class": _TOKEN_CLASS_OK})
 
 
 def sanitize_token_view(fragment: str) -> str:
