@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-__all__ = ["CellWatch", "current_cell", "owning_cell"]
+__all__ = ["CellWatch", "current_cell", "owning_cell", "running_request"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _WATCH: ContextVar[CellWatch | None] = ContextVar("jupyter_llmchat_cell_watch", default=None)
@@ -112,14 +112,20 @@ class CellWatch:
         return msg  # only watched: always sent on
 
 
-def _cell_starts_with_magic(shell: Any) -> bool:
-    """Whether the cell being run starts with a cell magic (so the magic owns all its outputs)."""
+def running_request(shell: Any) -> dict[str, Any]:
+    """The execute request of the cell being run (its code, and the cell id a front end sends in
+    its metadata); ``{}`` outside a kernel or when the kernel cannot say."""
     kernel = getattr(shell, "kernel", None)
     try:
         parent = kernel.get_parent() if kernel is not None else {}
     except Exception:
-        return False
-    code = ((parent or {}).get("content") or {}).get("code")
+        return {}
+    return parent or {}
+
+
+def _cell_starts_with_magic(shell: Any) -> bool:
+    """Whether the cell being run starts with a cell magic (so the magic owns all its outputs)."""
+    code = (running_request(shell).get("content") or {}).get("code")
     return isinstance(code, str) and code.lstrip().startswith("%%")
 
 

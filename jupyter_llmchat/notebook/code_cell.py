@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .cell_watch import running_request
+
 __all__ = ["CodeCells", "replace_script"]
 
 # Runs with ``element`` = its output's node (JupyterLab's javascript renderer). The editor's view
@@ -70,12 +72,7 @@ class CodeCells:
 
 def _running_cell_id(shell: Any) -> str | None:
     """The id of the notebook cell being run, as JupyterLab and Notebook 7 send it (None elsewhere)."""
-    kernel = getattr(shell, "kernel", None)
-    try:
-        parent = kernel.get_parent() if kernel is not None else {}
-    except Exception:
-        return None
-    cell_id = ((parent or {}).get("metadata") or {}).get("cellId")
+    cell_id = (running_request(shell).get("metadata") or {}).get("cellId")
     return cell_id if isinstance(cell_id, str) and cell_id else None
 
 

@@ -8,7 +8,7 @@ import json
 
 from support.kernel_notebook import run_cells
 
-from jupyter_llmchat.notebook.cell_watch import CellWatch, current_cell
+from jupyter_llmchat.notebook.cell_watch import CellWatch, current_cell, running_request
 
 SETUP = '''
 import sys, warnings
@@ -51,3 +51,26 @@ def test_outside_a_kernel_nothing_is_watched() -> None:
     watch = CellWatch()
     assert watch.start() is False and watch.only_ours() is False and current_cell() is None
     watch.stop()  # harmless
+
+
+class _Kernel:
+    def __init__(self, parent: object) -> None:
+        self.parent = parent
+
+    def get_parent(self) -> object:
+        if isinstance(self.parent, Exception):
+            raise self.parent
+        return self.parent
+
+
+class _Shell:
+    def __init__(self, kernel: object) -> None:
+        self.kernel = kernel
+
+
+def test_the_running_request_is_the_kernels_parent_message_or_empty() -> None:
+    request = {"content": {"code": "%%chat\nhi"}, "metadata": {"cellId": "c-1"}}
+    assert running_request(_Shell(_Kernel(request))) == request
+    assert running_request(_Shell(_Kernel(None))) == {}  # no request being run
+    assert running_request(_Shell(_Kernel(RuntimeError("no session")))) == {}  # the kernel cannot say
+    assert running_request(_Shell(None)) == {} and running_request(object()) == {}  # not a kernel's shell
