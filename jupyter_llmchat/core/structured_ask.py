@@ -60,21 +60,26 @@ def ask_structured(bot: Asker, question: str, schema: Any, *, images: Sequence[A
     rounds = Rounds(sink if sink is not None else default_sink())
     replies: list[Reply] = []
     final: Reply | None = None
-    try:
-        replies.append(bot.ask(question, images=images, sink=rounds, history=history, **asked))
+
+    def ask_checked(text: str, with_images: Sequence[Any]) -> StructuredAnswerError | None:
+        """One round: ask and parse; the validation error when the answer does not match (any
+        other failure raises)."""
+        replies.append(bot.ask(text, images=with_images, sink=rounds, history=history, **asked))
         try:
             check_answer(replies[-1], spec)
         except StructuredAnswerError as invalid:
             if invalid.reason != "invalid":
                 raise
+            return invalid
+        return None
+
+    try:
+        invalid = ask_checked(question, images)
+        if invalid is not None:
             rounds.note(f"the answer did not match {spec.name} ({invalid}); asking once more")
             repair, repair_images = _repair_question(question, replies[-1].text, str(invalid), images, history)
-            replies.append(bot.ask(repair, images=repair_images, sink=rounds, history=history, **asked))
-            try:
-                check_answer(replies[-1], spec)
-            except StructuredAnswerError as again:
-                if again.reason != "invalid":
-                    raise
+            again = ask_checked(repair, repair_images)
+            if again is not None:
                 excerpt = one_line(again.text, EXCERPT)
                 raise StructuredAnswerError(
                     one_line(f"{again} (after one repair round; the raw answer is in .text: {excerpt!r})", 400),
