@@ -21,7 +21,7 @@ import queue
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from . import errors
@@ -50,24 +50,23 @@ class RunOptions:
     backoff: float = BACKOFF
 
 
+@dataclass(eq=False, repr=False)  # a runner is one run: compared by identity, not shown field by field
 class MapRunner:
     """Asks ``rows`` (see the module docstring); ``await run()``, from the AsyncChat's loop."""
 
-    def __init__(self, chat: AsyncChat, rows: list[RowRequest], keys: list[str], outbox: queue.SimpleQueue[RowResult],
-                 *, describe: Describe, info: ModelInfo, parse: Parse | None = None,
-                 options: RunOptions = RunOptions()) -> None:
-        self.chat = chat
-        self.info = info  # the model's prices and encoding (all rows ask the same model)
-        self.rows = rows
-        self.keys = keys
-        self.outbox = outbox
-        self.describe = describe
-        self.parse = parse
-        self.options = options
-        self.limit: AdaptiveLimit | None = None
-        self.fatal: errors.ChatError | None = None  # why the run ended before every row was asked
-        self._workers: list[asyncio.Task[None]] = []
-        self._stopped = False
+    chat: AsyncChat
+    rows: list[RowRequest]
+    keys: list[str]  # the request key of each row, in the same order
+    outbox: queue.SimpleQueue[RowResult]
+    _: KW_ONLY
+    describe: Describe
+    info: ModelInfo  # the model's prices and encoding (all rows ask the same model)
+    parse: Parse | None = None
+    options: RunOptions = RunOptions()
+    limit: AdaptiveLimit | None = field(default=None, init=False)  # made by run(), in the loop
+    fatal: errors.ChatError | None = field(default=None, init=False)  # why the run ended before every row was asked
+    _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _stopped: bool = field(default=False, init=False)
 
     async def run(self) -> None:
         """Ask every row; returns when all are finished, stopped, or a fatal failure ended the run."""

@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import errors
@@ -376,21 +376,20 @@ def _run_batch(bot: MapBot, plan: MapPlan, requests: list[RowRequest], recorder:
 
 
 # -- recording ----------------------------------------------------------------------------------------
+@dataclass(eq=False, repr=False)
 class _Recorder:
     """Places each finished row at its positions and keeps it: the bot's reply listeners hear of
     it (the ledger), the row store keeps it (a batch per ``SAVE_EVERY`` seconds, one transaction),
     and so does the response cache."""
 
-    def __init__(self, bot: MapBot, plan: MapPlan, store: RowStore | None, where: dict[str, list[int]],
-                 results: list[RowResult | None], notify: Notify | None) -> None:
-        self.bot = bot
-        self.plan = plan
-        self.store = store
-        self.where = where
-        self.results = results
-        self.notify = notify
-        self._unsaved: list[tuple[RowRequest, RowResult]] = []
-        self._saved_at = time.monotonic()
+    bot: MapBot
+    plan: MapPlan
+    store: RowStore | None
+    where: dict[str, list[int]]  # a row's request key -> its positions in ``results``
+    results: list[RowResult | None]
+    notify: Notify | None
+    _unsaved: list[tuple[RowRequest, RowResult]] = field(default_factory=list, init=False)
+    _saved_at: float = field(default_factory=time.monotonic, init=False)
 
     def take(self, finished: list[RowResult], *, bar: RowProgress | None, notify: bool = True) -> None:
         if not finished:
