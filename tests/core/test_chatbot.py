@@ -403,17 +403,21 @@ def test_keyboard_interrupt_keeps_a_marked_partial_answer_and_ends_quietly(loopb
 
 
 def test_stop_from_another_thread_ends_the_stream(loopback):
-    loopback.queue(tokens=2000, rate=100)
+    loopback.queue(tokens=2000, rate=100)  # 20 s of answer
     bot = make_bot(loopback)
     sink = RecordingSink()
-    timer = threading.Timer(0.5, bot.stop)
-    timer.start()
-    started = time.perf_counter()
-    reply = bot.ask("slow", sink=sink)
-    timer.join()
-    assert reply.status == "interrupted" and len(reply.text) > 0
-    assert time.perf_counter() - started < 10  # would take ~20 s if the stream were not closed
-    assert bot.history[-1].status == "interrupted"
+    thread, outcome = ask_in_thread(bot, "slow", sink=sink)
+    wait_for(lambda: sink.deltas)  # streaming
+    bot.stop()
+    thread.join(30)
+    [reply] = outcome
+    assert reply.status == "interrupted" and reply.text and reply.text == "".join(sink.deltas)
+    assert sink.finished == [reply] and bot.history[-1].status == "interrupted"
+    # The stream was closed, not read to its end: the server saw the client hang up mid-answer
+    # (a stream left open would have run on to "complete").
+    wait_for(lambda: chat_logs(loopback)[-1].outcome == "client_closed")
+    assert [r.outcome for r in chat_logs(loopback)] == ["client_closed"]
+    assert reply.usage is not None and reply.usage.completion_tokens < 2000
 
 
 def test_stop_before_the_first_token_leaves_history_as_it_was(loopback):
