@@ -35,12 +35,10 @@ from email.parser import BytesParser
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs
 
-from ..core.models import model_info
-from ..core.tokens import count_prompt_tokens
 from .completions import completion_body, plan_reply
 from .prompt_cache import PromptCache
 from .script import Script
-from .validation import RequestError, context_length_error, fault_error, validate_request
+from .validation import RequestError, fault_error, prompt_tokens_in_window, script_for, validate_request
 
 # Simulated seconds each stage takes (real batches take minutes to hours; ``speedup`` shortens them).
 VALIDATING_SECONDS = 10.0
@@ -497,11 +495,8 @@ def _answer(settings: ServerSettings, line: dict[str, Any]) -> Answer:
     try:
         validate_request(body, settings.models, strict=settings.strict)
         model = body["model"]
-        prompt_tokens = count_prompt_tokens(body["messages"], model)
-        window = model_info(model).context_window
-        if prompt_tokens > window:
-            raise context_length_error(window, prompt_tokens)
-        script = _script(settings, body)
+        prompt_tokens = prompt_tokens_in_window(body["messages"], model)
+        script = script_for(body, settings.pop)  # the line's own "loopback" script, as for a chat request
         error = fault_error(script, body)
         if error is not None:
             raise error
@@ -511,16 +506,6 @@ def _answer(settings: ServerSettings, line: dict[str, Any]) -> Answer:
         return Answer(line["custom_id"], 200, json.loads(completion_body(plan)))
     except RequestError as error:
         return Answer(line["custom_id"], error.status, json.loads(error.body()))
-
-
-def _script(settings: ServerSettings, body: dict[str, Any]) -> Script:
-    """The line's own "loopback" script if it has one, else the next queued one (as for a chat request)."""
-    if "loopback" in body:
-        try:
-            return Script.from_mapping(body["loopback"])
-        except (TypeError, ValueError) as error:
-            raise RequestError(400, f"Invalid 'loopback' field: {error}", param="loopback") from None
-    return settings.pop()
 
 
 def _usage(bodies: list[dict[str, Any] | None]) -> dict[str, Any]:

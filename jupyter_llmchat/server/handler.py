@@ -21,8 +21,6 @@ from socketserver import TCPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.models import model_info
-from ..core.tokens import count_prompt_tokens
 from .completions import (
     DONE_EVENT,
     ERROR_EVENT,
@@ -42,8 +40,9 @@ from .state import LoggedRequest, ServerState
 from .tools import check_tool_use
 from .validation import (
     RequestError,
-    context_length_error,
     fault_error,
+    prompt_tokens_in_window,
+    script_for,
     server_error,
     unauthorized,
     validate_request,
@@ -211,24 +210,13 @@ class Handler(BaseHTTPRequestHandler):
             prompt_tokens = local_check_prompt(state.local, local, body["messages"],
                                                body.get("max_tokens") or body.get("max_completion_tokens"))
         else:
-            prompt_tokens = count_prompt_tokens(body["messages"], model, body.get("tools"))
-            window = model_info(model).context_window
-            if prompt_tokens > window:
-                raise context_length_error(window, prompt_tokens)
-        script = self._script(body)
-        if script.fault:
-            entry.outcome = f"fault:{script.fault}"
+            prompt_tokens = prompt_tokens_in_window(body["messages"], model, body.get("tools"))
+        script = script_for(body, state.pop)
         delay = script.delay
         if delay is None:
             delay = 1.0 if script.fault == "slow_first_byte" else state.latency
-        ended = self._wait_before_answering(delay) if delay else None
-        if ended is not None:
-            entry.outcome = ended
-            self.close_connection = True
+        if not self._ready_to_answer(entry, body, script, delay):
             return
-        error = fault_error(script, body)
-        if error is not None:
-            raise error
         cached = state.cache.cached_tokens(model, body["messages"], prompt_tokens)
         plan = plan_reply(body, script, prompt_tokens=prompt_tokens, cached_tokens=cached,
                           default_tokens=state.default_tokens)
@@ -260,28 +248,27 @@ class Handler(BaseHTTPRequestHandler):
         if deployment and isinstance(body, dict) and not body.get("model"):
             body = {**body, "model": deployment}
         answer = embeddings_body(body, self.server.state.models)  # an invalid request leaves the queue as is
-        script = self._script(body)
-        if script.fault:
-            entry.outcome = f"fault:{script.fault}"
-        ended = self._wait_before_answering(script.delay) if script.delay else None
-        if ended is not None:
-            entry.outcome = ended
-            self.close_connection = True
+        script = script_for(body, self.server.state.pop)
+        if not self._ready_to_answer(entry, body, script, script.delay):
             return
-        error = fault_error(script, body)
-        if error is not None:
-            raise error
         entry.outcome = entry.outcome or "complete"
         self._send_json(200, answer)
 
-    def _script(self, body: Any) -> Script:
-        """The request's own "loopback" field if present (queue untouched), else the next queued one."""
-        if isinstance(body, dict) and "loopback" in body:
-            try:
-                return Script.from_mapping(body["loopback"])
-            except (TypeError, ValueError) as error:
-                raise RequestError(400, f"Invalid 'loopback' field: {error}", param="loopback") from None
-        return self.server.state.pop()
+    def _ready_to_answer(self, entry: LoggedRequest, body: Any, script: Script, delay: float | None) -> bool:
+        """Apply the script before an answer: wait ``delay`` seconds (none when 0 or None), then
+        raise its status fault as the error response. False when the client hung up or the server
+        is stopping meanwhile: nothing is answered and the connection closes (the entry says why)."""
+        if script.fault:
+            entry.outcome = f"fault:{script.fault}"
+        ended = self._wait_before_answering(delay) if delay else None
+        if ended is not None:
+            entry.outcome = ended
+            self.close_connection = True
+            return False
+        error = fault_error(script, body)
+        if error is not None:
+            raise error
+        return True
 
     def _wait_before_answering(self, seconds: float) -> str | None:
         """Wait ``seconds`` before the headers, as a slow server does, but notice at once a client

@@ -1,8 +1,9 @@
 """Reject what the OpenAI API rejects, with its status codes and wording, and build fault errors.
 
 ``RequestError`` is an error response; ``validate_request`` checks a chat completion body
-(model served, messages, content parts, image URLs, parameter ranges); ``fault_error`` turns a
-scripted status fault into the response OpenAI would send.
+(model served, messages, content parts, image URLs, parameter ranges) and
+``prompt_tokens_in_window`` its length; ``script_for`` reads a request's own "loopback" script;
+``fault_error`` turns a scripted status fault into the response OpenAI would send.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..core.models import model_info
+from ..core.tokens import count_prompt_tokens
 from .script import Script
 from .structured import strict_problem
 
@@ -67,6 +69,28 @@ def fault_error(script: Script, body: Any) -> RequestError | None:
         messages = body.get("messages") if isinstance(body, dict) else None
         return images_unsupported(_first_image(messages) if isinstance(messages, list) else (0, 0))
     return None
+
+
+def script_for(body: Any, queued: Callable[[], Script]) -> Script:
+    """The request's own "loopback" script if its body has one (the queue untouched), else
+    ``queued()``, the next queued one: how a chat request and a batch line alike find theirs."""
+    if isinstance(body, dict) and "loopback" in body:
+        try:
+            return Script.from_mapping(body["loopback"])
+        except (TypeError, ValueError) as error:
+            raise RequestError(400, f"Invalid 'loopback' field: {error}", param="loopback") from None
+    return queued()
+
+
+def prompt_tokens_in_window(messages: Sequence[dict[str, Any]], model: str,
+                            tools: Sequence[dict[str, Any]] | None = None) -> int:
+    """The prompt's tokens (``messages`` and ``tools``) as ``model`` bills them; a prompt longer
+    than its context window is rejected as OpenAI rejects it."""
+    prompt_tokens = count_prompt_tokens(messages, model, tools)
+    window = model_info(model).context_window
+    if prompt_tokens > window:
+        raise context_length_error(window, prompt_tokens)
+    return prompt_tokens
 
 
 def _litellm_context(model: str, window: int) -> RequestError:

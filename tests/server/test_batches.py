@@ -133,6 +133,27 @@ def test_a_line_the_endpoint_rejects_is_in_the_error_file_and_the_others_are_ans
     assert errors["unknown-model"]["response"]["body"]["error"]["message"] == "Missing required parameter: 'messages'."
 
 
+def test_a_line_too_long_or_with_a_bad_script_gets_the_error_a_chat_request_gets(server: LoopbackServer) -> None:
+    """A batch line and a chat request share the context-window check and the "loopback" field's reading."""
+    client = sdk(server)
+    lines = [request_line("long", " hello" * 9000, model="gpt-4"),
+             request_line("bad-script", "Hi?", model="gpt-4", loopback={"fault": "no_such_fault"})]
+    batch = submit(client, lines)
+    server.batches.clock.advance(LATER)
+    batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed" and batch.output_file_id is None
+    errors = {line["custom_id"]: line["response"] for line in file_lines(client, batch.error_file_id)}
+    for line in lines:
+        body = dict(line["body"])
+        script = body.pop("loopback", None)
+        with pytest.raises(openai.BadRequestError) as direct:
+            client.chat.completions.create(**body, extra_body={"loopback": script} if script else None)
+        response = errors[line["custom_id"]]
+        assert (response["status_code"], response["body"]) == (400, {"error": direct.value.body})
+    assert errors["long"]["body"]["error"]["code"] == "context_length_exceeded"
+    assert errors["bad-script"]["body"]["error"]["param"] == "loopback"
+
+
 def test_an_input_that_breaks_the_rules_fails_the_batch_with_each_lines_error(server: LoopbackServer) -> None:
     client = sdk(server)
     content = b"\n".join([
