@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from ..core.reply import Reply, ToolCall, Usage
+from .cache_table import CacheTable
 from .errors import StoreError
 
 if TYPE_CHECKING:
@@ -39,11 +40,13 @@ def deterministic(request: dict[str, Any]) -> bool:
     return isinstance(temperature, (int, float)) and temperature == 0
 
 
-class ResponseCache:
+class ResponseCache(CacheTable):
     """Implements ``chatbot.ResponseCache`` on the ``cache`` table of a store's database."""
 
+    table = "cache"
+
     def __init__(self, database: Database, *, cache_random: bool = False) -> None:
-        self.database = database
+        super().__init__(database)
         self.cache_random = cache_random
 
     def cacheable(self, request: dict[str, Any]) -> bool:
@@ -82,14 +85,6 @@ class ResponseCache:
                             json.dumps(data, ensure_ascii=False), time.time()))
         except StoreError as error:
             self.database.warn_once("save the answer in the response cache", error)
-
-    def clear(self) -> int:
-        """Forget every cached answer; returns how many."""
-        with self.database.transaction() as db:
-            return db.execute("DELETE FROM cache").rowcount
-
-    def __len__(self) -> int:
-        return int(self.database.query("SELECT COUNT(*) AS n FROM cache")[0]["n"])
 
     def __repr__(self) -> str:
         return f"ResponseCache({self.database.path!r}, cache_random={self.cache_random})"

@@ -13,12 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .cache_table import CacheTable
 from .errors import StoreError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from .database import Database
 
 LOOKUP_CHUNK = 500  # keys per SELECT (SQLite's limit on parameters is far above)
 
@@ -28,11 +27,10 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-class EmbeddingStore:
+class EmbeddingStore(CacheTable):
     """Vectors in a store's database (thread-safe through the database's lock)."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    table = "embeddings"
 
     def get_many(self, model: str, dimensions: int | None, texts: Sequence[str]) -> dict[str, np.ndarray]:
         import numpy as np
@@ -63,14 +61,6 @@ class EmbeddingStore:
                                "VALUES (?, ?, ?, ?, ?)", rows)
         except StoreError as error:
             self.database.warn_once("save vectors in the embedding cache", error)
-
-    def clear(self) -> int:
-        """Forget every vector; returns how many."""
-        with self.database.transaction() as db:
-            return db.execute("DELETE FROM embeddings").rowcount
-
-    def __len__(self) -> int:
-        return int(self.database.query("SELECT COUNT(*) AS n FROM embeddings")[0]["n"])
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.database.path!r})"
