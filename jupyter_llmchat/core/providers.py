@@ -316,9 +316,11 @@ def endpoint_rows(names: list[str]) -> list[ModelRow]:
     return rows
 
 
-def provider_model_names(home: ChatClient) -> list[str]:
-    """Names of every configured provider's models, as -m takes them (for the panel's model menu)."""
-    return [row.name for row in available_models(home)[0]]
+def provider_model_names(home: ChatClient) -> tuple[list[str], list[str]]:
+    """Names of every configured provider's models, as -m takes them (the panel's model menu), and
+    the notes on providers that did not answer: ``available_models``, names only."""
+    rows, notes = available_models(home)
+    return [row.name for row in rows], notes
 
 
 def _row(name: str, label: str) -> ModelRow:

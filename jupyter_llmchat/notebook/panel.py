@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
@@ -57,6 +57,7 @@ SHORTCUT_JS = """
 
 MESSAGES_HEIGHT = "min(460px, 60vh)"  # the message area: bounded, scrolled on its own
 TOP_LOGPROBS = 5  # alternatives asked for per token when "token probabilities" is ticked
+T = TypeVar("T")
 
 
 class _PanelSink(LiveSink):
@@ -169,6 +170,7 @@ class ChatPanel:
         self._known_calls: dict[str, ToolCall] = {}
         self._call_endings: dict[int, tuple[Message, str]] = {}
         self.models_ready = threading.Event()  # set once refresh_models() has filled the dropdown
+        self._status_shown = 0  # how many times the status line was written (a later write wins)
         self._build()
         self.refresh()
         if fetch_models:
@@ -281,20 +283,31 @@ class ChatPanel:
             self._updating = False
 
     def refresh_models(self) -> list[str]:
-        """Offer the endpoint's models (GET /models); configured names when it does not answer."""
-        bot = self.bot
+        """Offer the endpoint's models (GET /models), then those of every configured provider by the
+        name ``-m`` takes ("groq:llama-3.3-70b-versatile", "ollama:qwen2.5:7b"): what ``%chat models``
+        lists (a hosted provider with its key set, a local server that answers). Configured names
+        stay offered. What did not answer is said in the status line, a line each. The panel runs
+        this in a thread of its own, so a slow server never holds up the panel or the kernel."""
+        from ..core.providers import provider_model_names
+
+        lines: list[tuple[str, bool]] = []  # (what did not answer and why, whether it is an error)
+        shown = self._status_shown
         try:
-            names = bot.client.list_models()
-        except ChatError as error:  # a bad key, an unreachable endpoint: say so, offer what is configured
-            names = []
-            unlisted = getattr(error, "status", None) in (404, 405, 501)  # a server with no model list: a fact
-            self._set_status(f"could not list the models: {error}", error=not unlisted)
-        except Exception as error:
-            names = []
-            self._set_status(f"could not list the models: {type(error).__name__}: {error}".splitlines()[0],
-                             error=True)
-        self._set_model_options(names or self.configured_models, self.model.value or bot.model)
-        self.models_ready.set()
+            bot = self.bot
+            endpoint = _listed(bot.client.list_models, "could not list the models", lines) or []
+            self._set_model_options(endpoint, bot.model)  # now: local servers may take seconds to answer
+            listed = _listed(lambda: provider_model_names(bot.client), "could not list the providers' models",
+                             lines)
+            names, notes = listed if listed else ([], [])
+            lines += [(note, False) for note in notes]  # a local server that is not running: a fact
+            self._set_model_options([*endpoint, *names], self.bot.model)
+            # Why a list is missing stays in the menu's tooltip; the status line says it too unless a
+            # question was asked or answered meanwhile (its status is the one to see).
+            self.model.tooltip = "\n".join(" ".join(text.split()) for text, _ in lines) or None
+            if lines and self._status_shown == shown:
+                self._set_status_lines(lines)
+        finally:
+            self.models_ready.set()
         return list(self.model.options)
 
     def _set_model_options(self, names: Sequence[str], current: str) -> None:
@@ -308,9 +321,15 @@ class ChatPanel:
                 self._choosing = False
 
     def _on_model(self, change: dict[str, Any]) -> None:
-        """Picking a model sets the session's model, as ``%chat model NAME -s SESSION`` would."""
-        if not self._choosing and change["new"]:
-            self.bot.model = change["new"]
+        """Picking a model sets the session's model, as ``%chat model NAME -s SESSION`` would: a
+        prefixed name ("groq:...") sends the next question to its provider, as ``-m groq:...`` does."""
+        with self._lock:  # a choice made while the list is refilled (in its thread) is taken after it
+            chosen = change["new"]
+            if self._choosing or not chosen:
+                return
+            self.bot.model = chosen
+            if self.model.value != chosen and chosen in self.model.options:  # the refill showed the old one
+                self._set_model_options(self.model.options, chosen)
 
     def _on_system(self, change: dict[str, Any]) -> None:
         if not self._updating:
@@ -498,7 +517,27 @@ class ChatPanel:
 
     def _set_status(self, text: str, *, error: bool = False) -> None:
         css = "llmchat-error" if error else "llmchat-info"
+        self._status_shown += 1
         self.status.value = f'<span class="{css}">{escape(text)}</span>'
+
+    def _set_status_lines(self, lines: Sequence[tuple[str, bool]]) -> None:
+        """Several facts at once, a line each (their text made one line: no traceback, no layout)."""
+        self._status_shown += 1
+        self.status.value = "<br>".join(
+            f'<span class="{"llmchat-error" if error else "llmchat-info"}">{escape(" ".join(text.split()))}</span>'
+            for text, error in lines)
+
+
+def _listed(ask: Callable[[], T], failure: str, lines: list[tuple[str, bool]]) -> T | None:
+    """What ``ask`` answers, or None with a line saying why it did not (an endpoint without a model
+    list, 404/405/501, is a fact, not an error)."""
+    try:
+        return ask()
+    except ChatError as error:
+        lines.append((f"{failure}: {error}", getattr(error, "status", None) not in (404, 405, 501)))
+    except Exception as error:  # whatever went wrong, a line in the status, never a traceback
+        lines.append((f"{failure}: {type(error).__name__}: {error}", True))
+    return None
 
 
 def _close_tree(widget: widgets.Widget) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from PIL import Image
 
 from jupyter_llmchat import Chatbot
+from jupyter_llmchat.core.client import discovery
+from jupyter_llmchat.core.models import PROVIDER_RECORDS
 from jupyter_llmchat.core.reply import NullSink, status_notice
 from jupyter_llmchat.core.sessions import Sessions
 from jupyter_llmchat.notebook.bubbles import bubble_html
@@ -20,9 +23,34 @@ from jupyter_llmchat.notebook.footer import status_line
 from jupyter_llmchat.notebook.html import escape, markdown_to_html
 from jupyter_llmchat.notebook.panel import ChatPanel, show_panel
 from jupyter_llmchat.server import LoopbackServer
+from jupyter_llmchat.server.local_servers import LocalModel
 
 TABLE_AND_CODE = "Here:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n"
 PAYLOAD = '<img src=x onerror="window.__pwned=1"> and <script>window.__pwned=2</script>'
+
+
+def closed_port() -> int:
+    """A port of this machine where nothing listens (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def no_providers(monkeypatch: pytest.MonkeyPatch) -> int:
+    """No provider of this machine shows in the model menu: no key is set and every local server's
+    address is a port where nothing listens (returned; kernels started here inherit it). A test sets
+    what it uses."""
+    for record in PROVIDER_RECORDS.values():
+        monkeypatch.delenv(record["base_url_env"], raising=False)
+        for variable in record.get("key_env", ()):
+            monkeypatch.delenv(variable, raising=False)
+    port = closed_port()
+    for name, record in PROVIDER_RECORDS.items():
+        if record.get("local"):
+            address = f"127.0.0.1:{port}" if name == "ollama" else f"http://127.0.0.1:{port}/v1"
+            monkeypatch.setenv(record["base_url_env"], address)
+    return port
 
 
 def make_panel(server: LoopbackServer, **options: object) -> ChatPanel:
@@ -456,3 +484,171 @@ def test_token_probabilities_show_under_the_answer_display_safe(loopback: Loopba
     assert panel.messages.children[1].value == answer_bubble.value  # the first answer keeps its view
     panel.new_chat()
     assert panel._token_views == {}
+
+
+# -- the model menu: every configured provider's models -------------------------------------------
+def info_line(text: str) -> str:
+    return f'<span class="llmchat-info">{escape(text)}</span>'
+
+
+def refused(label: str, port: int) -> str:
+    return f"{label} at http://127.0.0.1:{port} did not answer ([Errno 111] Connection refused)"
+
+
+def test_model_menu_offers_every_configured_providers_models(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch,
+                                                             no_providers: int) -> None:
+    """The endpoint's models, then each provider's by the name -m takes: a hosted provider whose key
+    is set (its table's models; Anthropic, Groq, ... have no key here and are not offered), a local
+    server that answers (what it serves). Those that did not answer say so, a line each."""
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "deepseek-key")
+    models = [LocalModel("qwen2.5:7b", n_ctx=8192), LocalModel("gemma3:4b", n_ctx=8192, template="gemma")]
+    with LoopbackServer(imitate="ollama", local_models=models, models=[]) as ollama:
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{ollama.port}")
+        panel = make_panel(loopback, models=["my-local-model"])
+        names = panel.refresh_models()
+        asked = [(r.method, r.path) for r in ollama.requests]
+    assert names == [*sorted(loopback.models), "deepseek:deepseek-chat", "deepseek:deepseek-reasoner",
+                     "ollama:gemma3:4b", "ollama:qwen2.5:7b", "my-local-model"]
+    assert tuple(panel.model.options) == tuple(names) and panel.model.value == "gpt-4o-mini"
+    assert asked == [("GET", "/api/tags")]  # listing asks no model's details
+    assert panel.status.value == "<br>".join(info_line(refused(label, no_providers))
+                                             for label in ("LM Studio", "llama.cpp", "vLLM"))
+    assert panel.model.tooltip == "\n".join(refused(label, no_providers) for label in ("LM Studio", "llama.cpp", "vLLM"))
+    assert [r.path for r in loopback.requests] == ["/v1/models"]
+
+
+def test_choosing_a_providers_model_sends_the_next_question_there(loopback: LoopbackServer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Picking "deepseek:deepseek-chat" sends to DeepSeek's base URL (its variable) with its key, the
+    model name without the prefix, the conversation so far: as Chatbot("deepseek:...") or -m would.
+    Picking a local server's model goes to that server; a plain name goes back to the endpoint."""
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "deepseek-key")
+    local = [LocalModel("qwen2.5:7b", n_ctx=8192)]
+    with (LoopbackServer(api_key="deepseek-key", models=["deepseek-chat"]) as deepseek,
+          LoopbackServer(imitate="ollama", local_models=local, models=[]) as ollama):
+        monkeypatch.setenv("LLMCHAT_DEEPSEEK_BASE_URL", deepseek.base_url)
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{ollama.port}")
+        panel = make_panel(loopback)
+        panel.refresh_models()
+        loopback.queue(reply="from the endpoint")
+        panel.send("first")
+        panel.wait()
+
+        panel.model.value = "deepseek:deepseek-chat"  # the user's pick
+        assert panel.bot.model == "deepseek:deepseek-chat"
+        deepseek.queue(reply="from deepseek")
+        panel.send("second")
+        panel.wait()
+        panel.model.value = "ollama:qwen2.5:7b"
+        ollama.queue(reply="from ollama")
+        panel.send("third")
+        panel.wait()
+        panel.model.value = "gpt-4o-mini"
+        loopback.queue(reply="back home")
+        panel.send("fourth")
+        panel.wait()
+        sent_deepseek = [(r.path, r.status, r.body["model"], [m["content"] for m in r.body["messages"]])
+                         for r in deepseek.requests]
+        sent_ollama = [(r.path, r.body.get("model")) for r in ollama.requests if r.path == "/v1/chat/completions"]
+    assert sent_deepseek == [("/v1/chat/completions", 200, "deepseek-chat", ["first", "from the endpoint", "second"])]
+    assert sent_ollama == [("/v1/chat/completions", "qwen2.5:7b")]
+    chats = [r.body["model"] for r in loopback.requests if r.path == "/v1/chat/completions"]
+    assert chats == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert [m.text for m in panel.bot.history] == ["first", "from the endpoint", "second", "from deepseek", "third",
+                                                   "from ollama", "fourth", "back home"]
+    assert panel.status.value.startswith('<span class="llmchat-info">gpt-4o-mini · ')
+
+
+def test_providers_without_a_key_are_not_offered(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in %chat models: a hosted provider is offered once its key variable is set, not before."""
+    panel = make_panel(loopback)
+    assert panel.refresh_models() == sorted(loopback.models)
+    monkeypatch.setenv("GROQ_API_KEY", "groq-key")
+    offered = panel.refresh_models()
+    assert [name for name in offered if ":" in name] == [
+        "groq:llama-3.1-8b-instant", "groq:llama-3.3-70b-versatile", "groq:meta-llama/llama-4-scout-17b-16e-instruct",
+        "groq:meta-llama/llama-4-maverick-17b-128e-instruct", "groq:openai/gpt-oss-120b", "groq:openai/gpt-oss-20b",
+        "groq:qwen/qwen3-32b", "groq:moonshotai/kimi-k2-instruct-0905"]
+
+
+def test_a_failed_endpoint_lists_nothing_and_says_why_in_a_line(monkeypatch: pytest.MonkeyPatch,
+                                                                no_providers: int) -> None:
+    """The endpoint down (an error), LM Studio's address a server that does not speak its API, the
+    others not running: each lists nothing and says why in one line; Ollama's models are offered."""
+    with LoopbackServer() as gone:
+        gone_url = gone.base_url
+    with (LoopbackServer(imitate="ollama", local_models=[LocalModel("qwen2.5:7b", n_ctx=8192)], models=[]) as ollama,
+          LoopbackServer() as not_lm_studio):
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{ollama.port}")
+        monkeypatch.setenv("LLMCHAT_LMSTUDIO_BASE_URL", not_lm_studio.base_url)
+        bot = Chatbot("gpt-4o-mini", base_url=gone_url, max_retries=0)  # nothing listens there now
+        panel = ChatPanel(bot, models=["gpt-4o"], fetch_models=False)
+        assert panel.refresh_models() == ["ollama:qwen2.5:7b", "gpt-4o", "gpt-4o-mini"]
+        lm_studio = f"LM Studio at {not_lm_studio.root_url} did not answer (/api/v0/models answered 404)"
+    lines = panel.status.value.split("<br>")
+    assert lines[1:] == [info_line(lm_studio), info_line(refused("llama.cpp", no_providers)),
+                         info_line(refused("vLLM", no_providers))]
+    assert lines[0].startswith('<span class="llmchat-error">could not list the models: ')
+    assert gone_url in lines[0] and "\n" not in panel.status.value and "Traceback" not in panel.status.value
+    assert panel.model.tooltip.split("\n")[1:] == [lm_studio, refused("llama.cpp", no_providers),
+                                                   refused("vLLM", no_providers)]
+
+
+def test_model_names_from_servers_stay_text(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A served model's name is shown as it is, in the dropdown (plain text, never HTML), and sent as it is."""
+    with LoopbackServer(imitate="ollama", local_models=[LocalModel(PAYLOAD, n_ctx=8192)], models=[]) as ollama:
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{ollama.port}")
+        panel = make_panel(loopback)
+        panel.refresh_models()
+        assert type(panel.model).__name__ == "Dropdown"  # its options are text: ipywidgets never renders them
+        assert panel.model.options[-1] == f"ollama:{PAYLOAD}"
+        assert panel.model._options_labels[-1] == f"ollama:{PAYLOAD}"
+        panel.model.value = f"ollama:{PAYLOAD}"
+        ollama.queue(reply="hi")
+        panel.send("hello")
+        panel.wait()
+        sent = [r.body["model"] for r in ollama.requests if r.path == "/v1/chat/completions"]
+    assert sent == [PAYLOAD]
+
+
+def test_fetch_models_false_asks_no_one(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "deepseek-key")
+    with LoopbackServer(imitate="ollama", local_models=[LocalModel("qwen2.5:7b", n_ctx=8192)], models=[]) as ollama:
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{ollama.port}")
+        panel = make_panel(loopback, models=["gpt-4o"])
+        assert panel.models_ready.is_set()
+        assert (tuple(panel.model.options), loopback.requests, ollama.requests) == (("gpt-4o", "gpt-4o-mini"), [], [])
+
+
+def test_a_silent_local_server_does_not_hold_up_the_panel(loopback: LoopbackServer, monkeypatch: pytest.MonkeyPatch,
+                                                          no_providers: int) -> None:
+    """The list is filled in a thread: the endpoint's models are offered and questions answered while
+    a local server keeps the listing waiting; once it hangs up, the menu and the status say so."""
+    monkeypatch.setattr(discovery, "PROBE_TIMEOUT", 600.0)  # the wait ends when the test hangs up
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        silent.settimeout(30)
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
+        panel = ChatPanel(Chatbot("gpt-4o-mini", base_url=loopback.base_url))
+        connection, _ = silent.accept()  # the listing asks Ollama ...
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            assert request.startswith(b"GET /api/tags HTTP/1.1\r\n")  # ... and gets no answer for now
+            assert not panel.models_ready.is_set()
+            assert tuple(panel.model.options) == tuple(sorted(loopback.models))  # the endpoint's are offered
+            loopback.queue(reply="meanwhile")
+            panel.send("still here?")
+            panel.wait()
+            assert panel.bot.history[-1].text == "meanwhile"
+    assert panel.models_ready.wait(60)  # hung up: the listing ends
+    assert tuple(panel.model.options) == tuple(sorted(loopback.models))
+    hung_up = f"Ollama at http://127.0.0.1:{port} did not answer (Server disconnected without sending a response.)"
+    assert panel.model.tooltip == "\n".join([hung_up, *(refused(label, no_providers)
+                                                        for label in ("LM Studio", "llama.cpp", "vLLM"))])
+    # the answer's status line stays: it came after the listing began
+    assert panel.last_reply is not None
+    assert panel.status.value == f'<span class="llmchat-info">{escape(status_line(panel.last_reply))}</span>'
