@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 
 __all__ = ["BlockScan", "Boundaries", "FencedBlock", "fenced_blocks", "find_boundaries", "scan"]
 
+# Block starts, matched where a line's content begins (after its container prefixes and indentation).
+# Leaf blocks (_leaf_start): a heading, a code fence (the info string in group 2), a rule, a setext underline.
 _ATX = re.compile(r"#{1,6}(?:[ \t]|$)")
 _FENCE = re.compile(r"(`{3,}|~{3,})(.*)$")
 _THEMATIC = re.compile(r"(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
 _SETEXT = re.compile(r"(?:=+|-+)[ \t]*$")
+# List items (_item_start): a bullet, or a number of at most 9 digits and its delimiter.
 _BULLET = re.compile(r"([-+*])(?=[ \t]|$)")
 _ORDERED = re.compile(r"(\d{1,9})([.)])(?=[ \t]|$)")
 _DEFINITION = re.compile(r"\[(?:[^\]\\]|\\.)+\]:")  # a link reference definition starts so

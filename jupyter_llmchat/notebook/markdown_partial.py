@@ -18,13 +18,6 @@ __all__ = ["close_open", "close_open_counted", "sentence_cut"]
 # A half-typed last line that is only a block marker so far ("-", "1.", "##", "``", "|", "---"):
 # shown now, it would flash a setext heading, an empty list item, a stray backtick or a rule.
 _HALF_MARKER = re.compile(r"^ {0,3}(?:[-=_*+#>`~|]+|\d{1,9}[.)]?)[ \t]*$")
-_TABLE_START = re.compile(r"^ {0,3}\|")
-_HALF_DELIMITER = re.compile(r"^ {0,3}[|:\- \t]*$")
-_DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
-_BACKTICKS = re.compile(r"`+")
-_TICKS_OR_STARS = re.compile(r"`+|\*\*")
-_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1(?!`)")
-_WORD_UNDERSCORE = re.compile(r"(?<=[A-Za-z0-9])_(?=[A-Za-z0-9])")
 # a sentence end followed by the start of the next sentence
 _SENTENCE_END = re.compile(r"[.!?;:][\"')\]]?[ \t]+(?=[A-Z0-9(\"'*`\[_])")
 
@@ -86,6 +79,13 @@ def sentence_cut(text: str) -> int:
         if _inline_closed(text[paragraph:m.end()]):
             return m.end()
     return 0
+
+
+# -- inline markup left open at the end of the last paragraph -----------------------------------
+_BACKTICKS = re.compile(r"`+")  # a code span opens and closes with a run of the same length
+_TICKS_OR_STARS = re.compile(r"`+|\*\*")  # a ``**``, or a backtick run (a code span it opens is skipped)
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1(?!`)")  # a closed code span: what it holds is not markup
+_WORD_UNDERSCORE = re.compile(r"(?<=[A-Za-z0-9])_(?=[A-Za-z0-9])")  # snake_case: never emphasis
 
 
 def _inline_closed(head: str) -> bool:
@@ -156,13 +156,21 @@ def _hold_from(block: str, at: int) -> tuple[str, int]:
     return shown, len(block) - len(shown)
 
 
+# -- a table whose delimiter row has not arrived (GFM) ---------------------------------------------
+_TABLE_START = re.compile(r"^ {0,3}\|")  # a header row we complete: only one that starts with a pipe
+_HALF_DELIMITER = re.compile(r"^ {0,3}[|:\- \t]*$")  # a delimiter row still being typed (or whole)
+# a whole delimiter row: a table only when it has as many cells as the header row
+_DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_CELL_BORDER = re.compile(r"(?<!\\)\|")  # a pipe between cells (an escaped one is text)
+
+
 def _table_cells(line: str) -> int:
     row = line.strip()
     if row.startswith("|"):
         row = row[1:]
     if row.endswith("|") and not row.endswith("\\|"):
         row = row[:-1]
-    return max(1, len(re.split(r"(?<!\\)\|", row)))
+    return max(1, len(_CELL_BORDER.split(row)))
 
 
 def _complete_table(lines: list[str]) -> list[str] | None:
