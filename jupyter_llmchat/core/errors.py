@@ -48,7 +48,7 @@ class ImageError(ChatError):
 
 class StructuredAnswerError(ChatError):
     """An answer asked for with ``schema=`` that yields no valid object: not JSON or not matching
-    the schema (``reason`` "invalid", after the repair round), cut at max_tokens ("truncated") or
+    the schema (``reason`` "invalid", after the repair round), cut at a token limit ("truncated") or
     stopped by the content filter ("filtered"). ``text`` is the raw answer, never half-parsed;
     ``reply`` the Reply it came in, when there was one."""
 

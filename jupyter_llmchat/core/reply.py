@@ -5,12 +5,14 @@ when given no sink)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO, runtime_checkable
 
+from .models import format_cost
 from .repaint import DEFAULT_INTERVAL, Repainter
 
 # complete: finish_reason "stop"; truncated: "length"; filtered: "content_filter";
@@ -19,9 +21,10 @@ from .repaint import DEFAULT_INTERVAL, Repainter
 Status = Literal["complete", "truncated", "filtered", "interrupted", "failed", "tool_calls"]
 ReplyStatus = Status
 # What every view (cell footer, panel bubble and status line, plain text) says of an answer that is
-# not a clean, complete one: one wording for all of them.
+# not a clean, complete one: one wording for all of them. "truncated" here is what is true whatever
+# the request was; ``truncated_notice`` says which limit it was when the request is known.
 STATUS_NOTICES: dict[str, str] = {
-    "truncated": "answer truncated: it reached max_tokens (finish_reason=length)",
+    "truncated": "answer truncated: it reached an output token limit (finish_reason=length)",
     "filtered": "answer stopped by the provider's content filter (finish_reason=content_filter)",
     "interrupted": "answer interrupted: partial text kept",
     "failed": "request failed",
@@ -31,8 +34,42 @@ STATUS_NOTICES: dict[str, str] = {
 STATUS_BY_FINISH: dict[str | None, Status] = {"length": "truncated", "content_filter": "filtered"}
 
 
-def status_notice(status: str, error: str | None = None) -> str | None:
-    """The line every view shows for an answer with ``status`` (None for a complete one)."""
+# "truncated" when the request is known: the cap it set, or the limit it met without one (a model's
+# own output limit, or a server's: its default cap, or its context window filling up).
+TRUNCATED_AT_MAX_TOKENS = "answer truncated: it reached max_tokens={max_tokens:,} (finish_reason=length)"
+TRUNCATED_BEFORE_MAX_TOKENS = ("answer truncated: it reached the model's or the server's output limit before "
+                               "max_tokens={max_tokens:,} (finish_reason=length)")
+TRUNCATED_WITHOUT_MAX_TOKENS = ("answer truncated: it reached the model's or the server's output limit; "
+                                "max_tokens was not set (finish_reason=length)")
+
+
+def sent_max_tokens(params: Mapping[str, Any]) -> int | None:
+    """The answer cap a request's ``params`` set (``max_completion_tokens`` for reasoning models),
+    None when it set none."""
+    value = params.get("max_tokens", params.get("max_completion_tokens"))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def truncated_notice(max_tokens: int | None, answered: int | None = None) -> str:
+    """The notice of an answer cut at finish_reason=length by a request that set ``max_tokens``
+    (None: set none). ``answered``, the answer's tokens when known: fewer than ``max_tokens`` means
+    another limit cut it first."""
+    if max_tokens is None:
+        return TRUNCATED_WITHOUT_MAX_TOKENS
+    if answered is not None and answered < max_tokens:
+        return TRUNCATED_BEFORE_MAX_TOKENS.format(max_tokens=max_tokens)
+    return TRUNCATED_AT_MAX_TOKENS.format(max_tokens=max_tokens)
+
+
+def status_notice(status: str, error: str | None = None, *, params: Mapping[str, Any] | None = None,
+                  answered: int | None = None) -> str | None:
+    """The line every view shows for an answer with ``status`` (None for a complete one).
+
+    ``params``: the parameters the request sent, when known, so a truncated answer says which limit
+    it reached (``truncated_notice``, with ``answered`` its tokens if known); without them the
+    wording holds whatever the request was."""
+    if status == "truncated" and params is not None:
+        return truncated_notice(sent_max_tokens(params), answered)
     notice = STATUS_NOTICES.get(status)
     if notice is not None and status in ("failed", "tool_calls") and error:
         return f"{notice}: {error}"
@@ -105,6 +142,10 @@ class ToolCall:
         return value if isinstance(value, dict) else None
 
 
+REPR_TEXT = 60  # characters of the answer a Reply's repr shows
+_PLAIN_NAME = re.compile(r"[\w.:/@+-]{1,80}", re.ASCII)  # a model name the repr shows bare; others repr-escaped
+
+
 @dataclass
 class Reply:
     """The result of ``Chatbot.ask``: full text plus everything needed for a footer or a ledger."""
@@ -141,7 +182,32 @@ class Reply:
         """A short line to show the user when the answer is not a clean, complete one."""
         if self.refusal is not None and self.status == "complete":
             return f"the model refused to answer: {' '.join(self.refusal.split())}"
-        return status_notice(self.status, self.error)
+        params = self.request.get("params")
+        answered = None
+        if self.usage is not None and self.usage.source == "reported" and self.rounds == 1:
+            answered = self.usage.completion_tokens  # the endpoint's own count of the one request's answer
+        return status_notice(self.status, self.error, params=params if isinstance(params, Mapping) else None,
+                             answered=answered)
+
+    def __repr__(self) -> str:
+        """Short, for a notebook cell that ends with ``bot.ask(...)``: model, status, tokens, cost
+        and the start of the text, every piece from the endpoint repr-escaped (never the request,
+        so never anything of the key)."""
+        model = self.model if _PLAIN_NAME.fullmatch(self.model) else repr(self.model)
+        facts = [f"{model} {self.status}"]
+        if self.usage is not None:
+            facts.append(f"{self.usage.completion_tokens:,} tokens")
+        if self.from_cache:
+            facts.append("from cache")
+        elif self.cost is not None:
+            facts.append(format_cost(self.cost))
+        if self.calls:
+            facts.append(f"{len(self.calls)} tool call{'s' if len(self.calls) != 1 else ''}")
+        if self.parsed is not None:
+            facts.append(f"parsed {type(self.parsed).__name__}")
+        shown = self.text if self.refusal is None else self.refusal
+        text = repr(shown[:REPR_TEXT]) + ("…" if len(shown) > REPR_TEXT else "")  # the cut outside the quotes
+        return f"<Reply {', '.join(facts)}: {'refusal ' if self.refusal is not None else ''}{text}>"
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ The question goes out with the ``response_format`` of ``structured.response_form
 parsed into ``Reply.parsed``. One that does not validate gets one repair round: the validation
 error is sent back and the model answers again (both rounds are ordinary asks: recorded in the
 history when ``history`` is on, each in the ledger); if that answer fails too,
-``StructuredAnswerError`` says why and holds the raw text. An answer cut at max_tokens or stopped
+``StructuredAnswerError`` says why and holds the raw text. An answer cut at a token limit or stopped
 by the content filter is never parsed (``StructuredAnswerError`` with reason "truncated" or
 "filtered"); a refusal comes back as ``Reply.refusal`` with nothing parsed; a stopped answer as
 "interrupted", as any answer.
@@ -101,11 +101,7 @@ def check_answer(reply: Reply, schema: Any) -> None:
     an answer cut short, filtered or invalid raises StructuredAnswerError (with ``reply`` attached)."""
     if reply.refusal is not None or reply.status == "interrupted":
         return
-    if reply.status == "truncated":
-        raise StructuredAnswerError(
-            "the answer was cut at max_tokens (finish_reason=length) before it was complete, so nothing was "
-            "parsed: raise max_tokens", text=reply.text, reason="truncated", reply=reply)
-    if reply.status != "complete":
+    if reply.status != "complete":  # truncated: the notice names the limit (max_tokens, or another)
         raise StructuredAnswerError(f"nothing was parsed: {reply.notice or reply.status}", text=reply.text,
                                     reason=reply.status, reply=reply)
     try:

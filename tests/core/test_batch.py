@@ -110,7 +110,7 @@ def test_an_answer_cut_at_max_tokens_fails_its_row_as_the_concurrent_map_does(se
     cut = results[1]
     assert (results[0].status, cut.status) == ("done", "failed")
     assert cut.text == direct_answer(server, requests[1]).choices[0].message.content  # kept
-    assert cut.error == "answer truncated: it reached max_tokens (finish_reason=length): raise max_tokens"
+    assert cut.error == "answer truncated: it reached an output token limit (finish_reason=length): raise max_tokens"
     assert cut.usage is not None and cut.usage.completion_tokens == 5 and cut.cost is not None  # paid for
     assert sorted((reply.status, reply.finish_reason) for reply in told) == [("complete", "stop"),
                                                                              ("truncated", "length")]

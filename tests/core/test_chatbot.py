@@ -5,6 +5,7 @@ witness), text that cannot be encoded made encodable. Retries and error wording:
 
 from __future__ import annotations
 
+import io
 import random
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from support.recording import RecordingSink
 
 from jupyter_llmchat.core import errors
 from jupyter_llmchat.core.chatbot import Chatbot
-from jupyter_llmchat.core.reply import NullSink, Usage
+from jupyter_llmchat.core.reply import NullSink, PrintSink, Usage
 from jupyter_llmchat.core.tokens import TokenCounter, count_prompt_tokens
 from jupyter_llmchat.server import LoopbackServer
 
@@ -194,7 +195,7 @@ def test_logprobs_are_returned_per_token(loopback):
     assert chat_bodies(loopback)[-1]["top_logprobs"] == 2
 
 
-@pytest.mark.parametrize("finish,status,words", [("length", "truncated", "max_tokens"),
+@pytest.mark.parametrize("finish,status,words", [("length", "truncated", "output limit"),
                                                  ("content_filter", "filtered", "content filter")])
 def test_truncated_and_filtered_answers_are_told(loopback, finish, status, words):
     loopback.queue(reply="Partial answer", finish_reason=finish)
@@ -207,8 +208,27 @@ def test_truncated_and_filtered_answers_are_told(loopback, finish, status, words
 
 def test_length_from_max_tokens(loopback):
     loopback.queue(reply=" word" * 50)
-    reply = make_bot(loopback).ask("a", sink=NullSink(), max_tokens=10)
+    out = io.StringIO()
+    reply = make_bot(loopback).ask("a", sink=PrintSink(out), max_tokens=10)
     assert reply.status == "truncated" and reply.usage.completion_tokens == 10
+    assert reply.notice == "answer truncated: it reached max_tokens=10 (finish_reason=length)"
+    assert out.getvalue() == " word" * 10 + "\n[answer truncated: it reached max_tokens=10 (finish_reason=length)]\n"
+
+
+def test_length_without_max_tokens_names_the_models_or_servers_limit(loopback):
+    loopback.queue(reply="Partial answer", finish_reason="length")  # the server's own cap cut it
+    out = io.StringIO()
+    reply = make_bot(loopback).ask("a", sink=PrintSink(out))
+    assert "max_tokens" not in chat_bodies(loopback)[-1] and reply.status == "truncated"
+    notice = ("answer truncated: it reached the model's or the server's output limit; max_tokens was not set "
+              "(finish_reason=length)")
+    assert reply.notice == notice and out.getvalue() == f"Partial answer\n[{notice}]\n"
+    # max_tokens set, but the answer was cut short of it (the server's window filled first)
+    loopback.queue(reply="Partial answer", finish_reason="length")
+    reply = make_bot(loopback, model="o3-mini").ask("a", sink=NullSink(), max_tokens=100)
+    assert chat_bodies(loopback)[-1]["max_completion_tokens"] == 100 and reply.usage.completion_tokens < 100
+    assert reply.notice == ("answer truncated: it reached the model's or the server's output limit before "
+                            "max_tokens=100 (finish_reason=length)")
 
 
 def test_no_history_question_neither_reads_nor_writes(loopback):

@@ -149,7 +149,7 @@ def test_each_row_fails_alone_with_its_reason_and_an_invalid_answer_gets_one_rep
     errors = results.errors
     assert errors[0].startswith("the endpoint says the prompt exceeds the model's context window")
     assert errors[1] == "the model refused: I'm sorry, but I can't help with that request."
-    assert errors[2] == ("answer truncated: it reached max_tokens (finish_reason=length): raise max_tokens")
+    assert errors[2] == ("answer truncated: it reached an output token limit (finish_reason=length): raise max_tokens")
     assert errors[4] == ("the answer does not match Ticket: label: Field required (after one repair round; the raw "
                          "answer is the row's text)")
     assert results.rows[4].text == '{"votes": 0, "urgent": false}'  # the schema's first property left out

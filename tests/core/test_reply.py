@@ -7,7 +7,18 @@ import threading
 
 import pytest
 
-from jupyter_llmchat.core.reply import LiveSink, NullSink, PrintSink, Reply, ReplySink, Usage
+from jupyter_llmchat.core.reply import (
+    STATUS_NOTICES,
+    LiveSink,
+    NullSink,
+    PrintSink,
+    Reply,
+    ReplySink,
+    ToolCall,
+    Usage,
+    status_notice,
+    truncated_notice,
+)
 
 
 class FakeClock:
@@ -33,13 +44,63 @@ class CountingStream(io.StringIO):
 
 def test_notices_name_what_happened() -> None:
     assert Reply("x", "m").notice is None
-    assert Reply("x", "m", status="truncated").notice == "answer truncated: it reached max_tokens (finish_reason=length)"
+    assert Reply("x", "m", status="truncated").notice == (  # the request unknown: true whatever it was
+        "answer truncated: it reached an output token limit (finish_reason=length)")
     assert Reply("x", "m", status="filtered").notice == (
         "answer stopped by the provider's content filter (finish_reason=content_filter)")
     assert Reply("x", "m", status="interrupted").notice == "answer interrupted: partial text kept"
     assert Reply("", "m", status="failed", error="boom").notice == "request failed: boom"
     assert Reply("", "m", status="tool_calls", error="no tools were given").notice == (
         "answer ended with tool calls that were not run (finish_reason=tool_calls): no tools were given")
+
+
+def test_a_truncated_answer_names_the_limit_it_reached() -> None:
+    def cut(params: dict, usage: Usage | None = None, rounds: int = 1) -> str | None:
+        return Reply("x", "m", status="truncated", finish_reason="length", usage=usage, rounds=rounds,
+                     request={"model": "m", "params": params}).notice
+
+    assert cut({"max_tokens": 1500}) == "answer truncated: it reached max_tokens=1,500 (finish_reason=length)"
+    assert cut({"max_completion_tokens": 200}) == "answer truncated: it reached max_tokens=200 (finish_reason=length)"
+    assert cut({"temperature": 0.2}) == cut({}) == (
+        "answer truncated: it reached the model's or the server's output limit; max_tokens was not set "
+        "(finish_reason=length)")
+    # max_tokens was set but the endpoint counted fewer answer tokens: another limit cut it first.
+    assert cut({"max_tokens": 500}, Usage(10, 120)) == (
+        "answer truncated: it reached the model's or the server's output limit before max_tokens=500 "
+        "(finish_reason=length)")
+    assert cut({"max_tokens": 500}, Usage(10, 500)) == cut({"max_tokens": 500})
+    # our own count, or a count summed over tool rounds, says nothing of the last request's cut
+    assert cut({"max_tokens": 500}, Usage(10, 120, source="counted")) == cut({"max_tokens": 500})
+    assert cut({"max_tokens": 500}, Usage(10, 120), rounds=2) == cut({"max_tokens": 500})
+    assert status_notice("truncated") == STATUS_NOTICES["truncated"]
+    assert status_notice("truncated", params={"max_tokens": 7}) == truncated_notice(7)
+    assert status_notice("filtered", params={}) == STATUS_NOTICES["filtered"]  # only "truncated" depends on it
+
+
+def test_the_repr_is_one_short_line_of_text() -> None:
+    reply = Reply("The answer is **42**.", "gpt-4o-mini", finish_reason="stop", usage=Usage(12, 42), cost=0.000123,
+                  request={"model": "gpt-4o-mini", "params": {"temperature": 0}})
+    assert repr(reply) == "<Reply gpt-4o-mini complete, 42 tokens, $0.00012: 'The answer is **42**.'>"
+    assert str(reply) == repr(reply)
+    long = Reply("line one\nline 'two' \x1b[31m" + "x" * 100, "m", status="truncated")
+    assert repr(long) == '<Reply m truncated: "line one\\nline \'two\' \\x1b[31m' + "x" * 35 + '"…>'  # 60 characters
+    # A model name from the endpoint is escaped unless it is a plain name.
+    assert repr(Reply("", "evil\n<b>model</b>", status="interrupted")) == (
+        "<Reply 'evil\\n<b>model</b>' interrupted: ''>")
+    assert repr(Reply("hi", "llama3.1:8b-instruct", from_cache=True, cost=0.0)) == (
+        "<Reply llama3.1:8b-instruct complete, from cache: 'hi'>")
+    calls = [ToolCall("c1", "f", "{}", outcome="ok"), ToolCall("c2", "g", "{}", outcome="ok")]
+    assert repr(Reply("done", "m", calls=calls, rounds=2, parsed={"a": 1})) == (
+        "<Reply m complete, 2 tool calls, parsed dict: 'done'>")
+    assert repr(Reply("", "m", refusal="I can't help with that.")) == (
+        "<Reply m complete: refusal \"I can't help with that.\">")
+
+
+def test_the_repr_never_shows_the_request_or_a_key() -> None:
+    key = "sk-test-DO-NOT-LEAK-4f9a2c"
+    reply = Reply("ok", "m", request={"model": "m", "params": {"extra_headers": {"Authorization": f"Bearer {key}"}}},
+                  logprobs=[{"token": "ok", "logprob": 0.0, "top_logprobs": []}], system_fingerprint="fp_1")
+    assert repr(reply) == "<Reply m complete: 'ok'>" and key not in str(reply)
 
 
 def test_usage_total() -> None:

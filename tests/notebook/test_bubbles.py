@@ -27,7 +27,7 @@ def test_bubble_html_exact() -> None:
         '<div class="llmchat-role">m</div><div class="llmchat-body"><p>*partial</p></div>'
         '<div class="llmchat-notice">answer interrupted: partial text kept</div></div>')
     assert bubble_html("assistant", "cut", status="truncated", label="m").endswith(
-        '<div class="llmchat-notice">answer truncated: it reached max_tokens (finish_reason=length)</div></div>')
+        '<div class="llmchat-notice">answer truncated: it reached an output token limit (finish_reason=length)</div></div>')
 
 
 def test_streaming_bubble_freezes_finished_blocks_and_resends_only_the_tail() -> None:

@@ -319,7 +319,7 @@ def test_code_fence_is_closed_while_it_streams() -> None:
     ("status", "extra", "notice"),
     [
         ("interrupted", {}, "**⚠ answer interrupted: partial text kept**"),
-        ("truncated", {"finish_reason": "length"}, "**⚠ answer truncated: it reached max\\_tokens (finish\\_reason=length)**"),
+        ("truncated", {"finish_reason": "length"}, "**⚠ answer truncated: it reached an output token limit (finish\\_reason=length)**"),
         ("failed", {"error": "connection lost"}, "**⚠ request failed: connection lost**"),
     ],
 )

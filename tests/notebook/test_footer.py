@@ -38,8 +38,8 @@ def test_partial_answers_carry_the_one_notice_wording() -> None:
         "**⚠ answer interrupted: partial text kept**", "[answer interrupted: partial text kept]")
     truncated = Reply("part", "m", status="truncated")
     assert footer_markdown(truncated, facts=False) == (
-        "**⚠ answer truncated: it reached max\\_tokens (finish\\_reason=length)**",
-        "[answer truncated: it reached max_tokens (finish_reason=length)]")
+        "**⚠ answer truncated: it reached an output token limit (finish\\_reason=length)**",
+        "[answer truncated: it reached an output token limit (finish_reason=length)]")
     assert footer_markdown(Reply("", "m", status="failed", error="boom")) is None  # the error is raised
 
 

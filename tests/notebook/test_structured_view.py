@@ -105,7 +105,7 @@ def test_an_answer_without_an_object_is_shown_as_received() -> None:
     reply = Reply(text='{"title": "Al', model="gpt-4o-mini", status="truncated", finish_reason="length")
     answer, footer = finished(reply).outputs.values()
     assert answer == {"text/plain": '{"title": "Al', "text/markdown": '{"title": "Al'}
-    assert footer["text/plain"].startswith("[answer truncated: it reached max_tokens (finish_reason=length)]")
+    assert footer["text/plain"].startswith("[answer truncated: it reached an output token limit (finish_reason=length)]")
 
 
 # -- in a real kernel --------------------------------------------------------------------------------
