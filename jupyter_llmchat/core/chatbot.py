@@ -415,19 +415,32 @@ class Chatbot:
     def ask(self, question: str, *, images: Sequence[Any] = (), sink: ReplySink | None = None,
             history: bool = True, tools: Any = None, approve: Approver | None = None, observer: Any = None,
             max_tool_rounds: int | None = None, schema: Any = None, **overrides: Any) -> Reply:
-        """Ask ``question``; stream the answer to ``sink`` (default: print it) and return the Reply.
+        """Ask ``question``; stream the answer to ``sink`` and return the Reply.
 
-        With ``history=False`` the question neither reads nor writes the conversation. Once
-        ``sink.start`` is called, ``sink.finish`` follows exactly once, whatever happens.
-        ``stop()`` or KeyboardInterrupt end it at any moment: the Reply says "interrupted".
+        Without a ``sink`` (``default_sink``): in a Jupyter notebook kernel, live Markdown in the
+        cell, as ``%%chat`` shows it; anywhere else plain text on stdout (``PrintSink``: flushed on
+        the repaint policy, a partial answer's notice on a line of its own). ``overrides``: the
+        ``model``, the ``system`` message (a string, or False for none) and API parameters
+        (``temperature``, ``max_tokens``, ...) for this question only, checked before anything is sent.
 
-        ``tools``: functions (or Tools) the model may call for this question, besides the bot's.
-        ``approve`` asks consent for ``confirm=True`` tools (default: the sink's ``approve_tool``,
-        the bot's ``approve``, else a terminal prompt); ``observer`` is told of each call (as is the
-        sink, if it has the methods); ``max_tool_rounds`` overrides the bot's. See ``tool_loop``.
+        With ``history=False`` the question is sent without the earlier turns and is not added to
+        them (the system message still applies). Once ``sink.start`` is called, ``sink.finish``
+        follows exactly once, whatever happens. ``stop()`` or KeyboardInterrupt end it at any moment
+        without raising: the Reply says "interrupted". A failed request raises its ChatError once
+        the sink is finished. An answer that ended early (stopped or failed) keeps the text that had
+        arrived in the history, marked; one with no text yet leaves the history as it was. A cached
+        answer (``cache=``) is replayed through the sink the same way, with nothing sent.
+
+        ``tools``: functions (or Tools, or a named set such as "notebook") the model may call for
+        this question, besides the bot's. ``approve`` asks consent for ``confirm=True`` tools
+        (default: the sink's or the observer's ``approve_tool``, the bot's ``approve``, else a
+        terminal prompt, which declines where there is no terminal); ``observer`` is told of each
+        call (as is the sink, if it has the methods); ``max_tool_rounds`` overrides the bot's. See
+        ``tool_loop``.
 
         ``schema`` (a pydantic model, dataclass, TypedDict or JSON Schema dict): the answer comes
-        back validated in ``Reply.parsed``, with one repair round. See ``structured_ask``.
+        back validated in ``Reply.parsed``, after one repair round if needed; an answer that yields
+        no valid object raises StructuredAnswerError. See ``structured_ask``.
         """
         if schema is not None:
             from .structured_ask import ask_structured  # pydantic and jsonschema load only when used

@@ -231,6 +231,26 @@ def test_length_without_max_tokens_names_the_models_or_servers_limit(loopback):
                             "max_tokens=100 (finish_reason=length)")
 
 
+def test_ask_without_a_sink_prints_plain_text_outside_a_notebook(loopback, capsys):
+    loopback.queue(reply="Hello there", finish_reason="length")
+    reply = make_bot(loopback).ask("hi")
+    assert capsys.readouterr().out == f"Hello there\n[{reply.notice}]\n" and reply.status == "truncated"
+
+
+def test_overrides_apply_to_one_question_and_system_false_sends_none(loopback):
+    bot = make_bot(loopback, system="Be brief.")
+    bot.ask("a", sink=NullSink(), system=False, temperature=0.5, model="gpt-4o-mini")
+    assert [m["role"] for m in chat_bodies(loopback)[-1]["messages"]] == ["user"]
+    assert (chat_bodies(loopback)[-1]["model"], chat_bodies(loopback)[-1]["temperature"]) == ("gpt-4o-mini", 0.5)
+    bot.ask("b", sink=NullSink(), history=False)  # no earlier turns, but the system message applies
+    assert chat_bodies(loopback)[-1]["messages"] == [{"role": "system", "content": "Be brief."},
+                                                     {"role": "user", "content": "b"}]
+    assert chat_bodies(loopback)[-1]["model"] == "gpt-4o" and "temperature" not in chat_bodies(loopback)[-1]
+    with pytest.raises(errors.ConfigurationError, match=r"^unknown parameter temprature; known: temperature"):
+        bot.ask("c", sink=NullSink(), temprature=1)
+    assert len(chat_bodies(loopback)) == 2  # checked before anything was sent
+
+
 def test_no_history_question_neither_reads_nor_writes(loopback):
     bot = make_bot(loopback)
     bot.ask("remember me", sink=NullSink())
