@@ -279,9 +279,11 @@ class ModelRow:
     price: str  # "$2.50 / $10.00" per 1M tokens in / out, or "" when unknown
 
 
-def available_models(home: ChatClient) -> tuple[list[ModelRow], list[str]]:
+def available_models(home: ChatClient, *, quiet_defaults: bool = False) -> tuple[list[ModelRow], list[str]]:
     """Models of every configured provider: hosted ones with a key set (their table's models),
-    local servers that answer (what they serve). Also the notes on providers that did not answer.
+    local servers that answer (what they serve). Also the notes on providers that did not answer;
+    with ``quiet_defaults``, none for a local server nobody pointed us at (no address variable set)
+    that did not answer at its default address: it is simply not running, which is no news.
     OpenAI's and Azure's are left to the endpoint's own list (openai: goes where a plain name goes,
     and an Azure deployment's name is the user's)."""
     from .models import _TABLES  # the data file's tables, by provider
@@ -300,7 +302,8 @@ def available_models(home: ChatClient) -> tuple[list[ModelRow], list[str]]:
         try:
             served = discovery.served_models(routes.client_for(each, home), each.local)
         except errors.ChatError as error:
-            notes.append(str(error))
+            if not (quiet_defaults and each.base_url()[1] == "default"):
+                notes.append(str(error))
             continue
         for model in served:
             rows.append(ModelRow(f"{each.name}:{model.name}", each.label, model.window, model.vision, ""))
@@ -318,8 +321,9 @@ def endpoint_rows(names: list[str]) -> list[ModelRow]:
 
 def provider_model_names(home: ChatClient) -> tuple[list[str], list[str]]:
     """Names of every configured provider's models, as -m takes them (the panel's model menu), and
-    the notes on providers that did not answer: ``available_models``, names only."""
-    rows, notes = available_models(home)
+    the notes on providers that did not answer (a local server not running at its default address
+    is no news there): ``available_models``, names only."""
+    rows, notes = available_models(home, quiet_defaults=True)
     return [row.name for row in rows], notes
 
 

@@ -429,6 +429,22 @@ def test_available_models_lists_configured_providers_and_answering_servers(monke
     assert all(" did not answer (" in note for note in notes)
 
 
+def test_quiet_defaults_leave_out_local_servers_nobody_pointed_us_at(monkeypatch):
+    """The panel's menu asks with quiet_defaults: a local server at its default address that does
+    not answer is not running (no news); one whose address variable is set is reported."""
+    for name, record in PROVIDER_RECORDS.items():
+        if record.get("local"):  # each default address a port where nothing listens, not this machine's servers
+            default = f"http://127.0.0.1:{closed_port()}" + ("" if name == "ollama" else "/v1")
+            monkeypatch.setitem(record, "base_url", default)
+            monkeypatch.delenv(record["base_url_env"], raising=False)
+    monkeypatch.setenv("LLMCHAT_VLLM_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    home = build_client(provider("openai"), api_key="x", base_url="http://127.0.0.1:9/v1")
+    _, quiet = available_models(home, quiet_defaults=True)
+    _, every = available_models(home)
+    assert [note.split(" at ")[0] for note in quiet] == ["vLLM"]
+    assert sorted(note.split(" at ")[0] for note in every) == ["LM Studio", "Ollama", "llama.cpp", "vLLM"]
+
+
 def test_endpoint_rows_say_what_the_table_knows():
     rows = endpoint_rows(["gpt-4o-mini", "my-local-model"])
     assert [(r.name, r.window, r.vision, r.price) for r in rows] == [
