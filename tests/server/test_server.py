@@ -9,9 +9,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,66 +16,26 @@ from typing import Any
 
 import openai
 import pytest
-from openai import OpenAI
+from support.loopback_client import (
+    KEY,
+    QUESTION,
+    chat_logs,
+    cookbook_prompt_tokens,
+    encode,
+    raw_chat,
+    sdk,
+    stream,
+    streamed_text,
+    wait_for,
+)
 
-from jupyter_llmchat.core.models import model_info
 from jupyter_llmchat.core.tokens import get_encoding
 from jupyter_llmchat.server import DEFAULT_MODELS, DEMO_RATE, DISCLOSURE, LoopbackServer, start_demo_server
 
-KEY = "sk-test-loopback-secret-0123456789"
-QUESTION = [{"role": "user", "content": "Hi there"}]
 # 1x1 transparent PNG
 PNG = base64.b64encode(bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")).decode()
-
-
-def sdk(server: LoopbackServer, **kwargs: Any) -> OpenAI:
-    kwargs.setdefault("max_retries", 0)
-    return OpenAI(base_url=server.base_url, api_key=kwargs.pop("api_key", KEY), **kwargs)
-
-
-def encode(text: str, model: str = "gpt-4o-mini") -> list[int]:
-    return get_encoding(model_info(model).encoding).encode(text, disallowed_special=())
-
-
-def cookbook_prompt_tokens(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> int:
-    """3 per message + tokens of each value + 1 per name, + 3 priming the reply."""
-    total = 3
-    for message in messages:
-        total += 3
-        for key, value in message.items():
-            total += len(encode(value, model)) + (1 if key == "name" else 0)
-    return total
-
-
-def stream(client: OpenAI, messages: list[dict[str, Any]] = QUESTION, **kwargs: Any) -> list[Any]:
-    kwargs.setdefault("model", "gpt-4o-mini")
-    return list(client.chat.completions.create(messages=messages, stream=True,
-                                               stream_options={"include_usage": True}, **kwargs))
-
-
-def streamed_text(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-def chat_logs(server: LoopbackServer) -> list[Any]:
-    return [r for r in server.requests if r.path.endswith("/chat/completions")]
-
-
-def raw_chat(server: LoopbackServer, **body: Any) -> http.client.HTTPResponse:
-    """POST a chat completion with http.client: the response exactly as sent (read it before the next)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o-mini", "messages": QUESTION, **body}),
-                 {"Content-Type": "application/json"})
-    return conn.getresponse()
-
-
-def wait_for(condition: Any, timeout: float = 20.0) -> None:
-    """Poll ``condition`` until it holds (the server thread records outcomes as it goes)."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -779,41 +736,6 @@ def test_start_demo_server_is_one_lazy_singleton():
     assert text.startswith(DISCLOSURE)
 
 
-def test_module_entry_point_serves_until_ctrl_c(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "jupyter_llmchat.server", "--tokens", "20"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        banner = [process.stdout.readline() for _ in range(3)]
-        assert "not from a model" in banner[0]
-        base_url = banner[1].split("base URL: ")[1].strip()
-        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-        client = OpenAI(base_url=base_url, api_key=KEY, max_retries=0)
-        response = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
-        assert response.choices[0].message.content.startswith(DISCLOSURE)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def test_module_entry_point_reports_a_busy_port():
-    with LoopbackServer() as busy:
-        port = busy.port
-        result = subprocess.run([sys.executable, "-m", "jupyter_llmchat.server", "--port", str(port)],
-                                capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr.splitlines()[-1]
-
-
-def test_module_entry_point_rejects_bad_options():
-    result = subprocess.run([sys.executable, "-m", "jupyter_llmchat.server", "--rate", "-1"],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "--rate must be > 0 tokens/s" in result.stderr
-
-
 def test_latency_holds_every_answer_until_it_has_passed_and_a_script_delay_overrides_it(loopback):
     loopback.latency = 0.3  # the fixture puts it back
     client = sdk(loopback)
@@ -835,9 +757,3 @@ def test_latency_holds_every_answer_until_it_has_passed_and_a_script_delay_overr
     assert LoopbackServer(latency=2).latency == 2.0
 
 
-def test_cli_refuses_a_negative_latency(capsys):
-    from jupyter_llmchat.server.cli import main
-
-    with pytest.raises(SystemExit):
-        main(["--latency", "-1"])
-    assert "--latency must be >= 0 seconds, got -1.0" in capsys.readouterr().err
