@@ -558,18 +558,6 @@ def test_request_body_loopback_field_scripts_one_request_without_the_queue(loopb
 # scripting, log, control API, auth, binding, lifecycle
 
 
-def test_queue_rejects_bad_scripts_in_one_line(loopback):
-    with pytest.raises(ValueError, match="unknown fault 'meltdown'; choose one of: rate_limit"):
-        loopback.queue(fault="meltdown")
-    with pytest.raises(ValueError, match="not both"):
-        loopback.queue(reply="x", tokens=5)
-    with pytest.raises(ValueError, match="rate must be > 0"):
-        loopback.queue(rate=0)
-    with pytest.raises(ValueError, match="times must be"):
-        loopback.queue(times=0)
-    assert loopback.pending == 0
-
-
 def test_request_log_masks_the_key_and_keeps_the_body(loopback):
     loopback.queue(reply="ok")
     sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION, temperature=0.3, seed=7)
