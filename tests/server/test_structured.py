@@ -12,6 +12,7 @@ import jsonschema
 import openai
 import pytest
 from openai import OpenAI
+from support.loopback_client import stream, streamed_text
 
 from jupyter_llmchat.server import LoopbackServer
 from jupyter_llmchat.server.structured import REFUSAL, SOURCE, schema_in_prompt
@@ -134,3 +135,24 @@ def test_a_strict_schema_breaking_openais_rules_is_a_400(loopback, schema, messa
     # the same schema without strict is accepted, as OpenAI accepts it
     sdk(loopback).chat.completions.create(model="gpt-4o-mini", messages=QUESTION,
                                           response_format=schema_format(schema, strict=False))
+
+
+def test_json_mode_default_replies_parse(loopback):
+    client = sdk(loopback)
+    messages = [{"role": "user", "content": "Reply in JSON: what is 2+2?"}]
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
+                                           response_format={"type": "json_object"})
+    assert json.loads(reply.choices[0].message.content) == {
+        "source": "jupyter_llmchat offline demo server, not a model", "question": messages[0]["content"]}
+    schema = {"type": "object", "additionalProperties": False, "required": ["answer", "steps", "unit"],
+              "properties": {"answer": {"type": "integer"},
+                             "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+                             "unit": {"anyOf": [{"type": "string", "enum": ["none", "apples"]},
+                                                {"type": "null"}]}},
+              "$defs": {"step": {"type": "object", "additionalProperties": False, "required": ["text", "ok"],
+                                 "properties": {"text": {"type": "string"}, "ok": {"type": "boolean"}}}}}
+    chunks = stream(client, messages, response_format={
+        "type": "json_schema", "json_schema": {"name": "sum", "schema": schema, "strict": True}})
+    assert json.loads(streamed_text(chunks)) == {
+        "answer": 0, "steps": [{"text": "jupyter_llmchat offline demo server, not a model", "ok": False}],
+        "unit": "none"}
