@@ -6,16 +6,16 @@ the wait stopped without stopping the job; the batch price told to the ledger.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pydantic
 import pytest
 from openai import OpenAI
+from support.batch_rows import FAST, MODEL, batch_lines, client_for, rows
 
 from jupyter_llmchat.core import batch as batch_module
-from jupyter_llmchat.core.batch import BatchProgress, BatchRunner, PollPolicy, collect_job, run_batch
+from jupyter_llmchat.core.batch import BatchProgress, BatchRunner, collect_job, run_batch
 from jupyter_llmchat.core.batch_jobs import MemoryBatchJobs
 from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.core.client import ChatClient
@@ -24,38 +24,13 @@ from jupyter_llmchat.core.models import model_info
 from jupyter_llmchat.core.reply import Reply
 from jupyter_llmchat.core.rows import RowRequest
 from jupyter_llmchat.server import LoopbackServer
-from jupyter_llmchat.server.batches import DEFAULT_SPEEDUP, BatchScript
-
-FAST = PollPolicy(first=0.01, factor=1.0, most=0.01)
-MODEL = "gpt-4o-mini"
-
-
-@pytest.fixture
-def server(loopback: LoopbackServer) -> Iterator[LoopbackServer]:
-    loopback.batches.speedup = 1e6  # a batch is done by the time it is first looked at
-    yield loopback
-    loopback.batches.speedup = DEFAULT_SPEEDUP
-
-
-def rows(count: int, **params: Any) -> list[RowRequest]:
-    return [RowRequest(i, MODEL, [{"role": "user", "content": f"Classify item {i}"}], dict(params))
-            for i in range(count)]
-
-
-def client_for(server: LoopbackServer) -> ChatClient:
-    return ChatClient(base_url=server.base_url, max_retries=0)
+from jupyter_llmchat.server.batches import BatchScript
 
 
 def direct_answer(server: LoopbackServer, row: RowRequest) -> Any:
     """What /v1/chat/completions answers the same request (not a batch)."""
     sdk = OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
     return sdk.chat.completions.create(model=row.model, messages=row.messages, **row.params)  # type: ignore[arg-type]
-
-
-def batch_lines(server: LoopbackServer) -> list[list[str]]:
-    """The custom_ids of each batch the server was sent, in order."""
-    return [[line["custom_id"] for line in server.batches.input_lines(batch_id)]
-            for batch_id in server.batches.batch_ids()]
 
 
 def test_rows_go_out_as_one_batch_and_come_back_in_input_order_at_the_batch_price(server: LoopbackServer) -> None:
@@ -257,16 +232,6 @@ def test_an_unknown_job_is_one_line(server: LoopbackServer) -> None:
     with pytest.raises(BatchError) as caught:
         collect_job(client_for(server), MemoryBatchJobs(), "job_nope", progress=False)
     assert str(caught.value) == "no batch job 'job_nope' in the store (jobs: none yet); %chat batches lists them"
-
-
-def test_azure_batch_deployments_work_the_same_way(server: LoopbackServer) -> None:
-    client = ChatClient(azure_endpoint=server.root_url, api_key="azure-key", api_version="2024-10-21",
-                        azure_deployment=MODEL, max_retries=0)
-    _, results = run_batch(client, MemoryBatchJobs(), rows(2), poll=FAST)
-    (batch_id,) = server.batches.batch_ids()
-    assert [line["url"] for line in server.batches.input_lines(batch_id)] == ["/chat/completions"] * 2
-    assert {(r.method, r.path) for r in server.requests} >= {("POST", "/openai/files"), ("POST", "/openai/batches")}
-    assert [r.status for r in results] == ["done", "done"]
 
 
 def test_answers_are_parsed_with_a_schema_and_a_bad_one_fails_its_row(server: LoopbackServer) -> None:

@@ -1,8 +1,8 @@
 """Chatbot.embed through the real SDK against the loopback server: a list, a Series and a DataFrame
 column in input order; identical texts sent once; a second call sends nothing (the server log as
 witness); dimensions passed through and kept apart in the cache; batches within the limits; a
-failed batch losing nothing paid for; usage and cost to the ledger listeners; a 429 retried; bad
-input refused before anything is sent; the progress bar."""
+failed batch losing nothing paid for; usage and cost to the ledger listeners; bad input refused
+before anything is sent; the progress bar (a 429 retried: tests/core/client/test_embeddings.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from support.embedding_requests import MODEL, TEXTS, embedding_logs, expected, make_bot
 
 from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.core.embedding import MAX_REQUEST_TOKENS, MemoryEmbeddingCache, _batches
@@ -21,23 +22,7 @@ from jupyter_llmchat.core.errors import AuthenticationError, ConfigurationError
 from jupyter_llmchat.core.models import model_info
 from jupyter_llmchat.core.tokens import get_encoding
 from jupyter_llmchat.server import LoopbackServer
-from jupyter_llmchat.server.embeddings import embedding_vector
 from jupyter_llmchat.store import Store
-
-MODEL = "text-embedding-3-small"
-TEXTS = [f"review number {i}: {'good' if i % 3 else 'bad'}" for i in range(40)]
-
-
-def make_bot(loopback, **kwargs) -> Chatbot:
-    return Chatbot("gpt-4o-mini", base_url=loopback.base_url, api_key="sk-test", **kwargs)
-
-
-def embedding_logs(loopback) -> list:
-    return [r for r in loopback.requests if r.path.endswith("/embeddings")]
-
-
-def expected(texts, dimensions=None) -> np.ndarray:
-    return np.stack([embedding_vector(MODEL, text, dimensions) for text in texts])
 
 
 def test_a_list_comes_back_in_input_order_as_float32(loopback):
@@ -173,13 +158,6 @@ def test_an_interrupted_call_keeps_what_arrived_and_the_same_call_asks_only_the_
         assert np.array_equal(vectors, expected(TEXTS))
         asked_again = [text for r in embedding_logs(server)[2:] for text in r.body["input"]]
         assert sorted(asked_again) == sorted(set(TEXTS) - set(answered)) and len(answered) == 10
-
-
-def test_a_rate_limit_is_retried(loopback):
-    loopback.queue(fault="rate_limit", retry_after=0)
-    vectors = make_bot(loopback, max_retries=1).embed(TEXTS[:2], progress=False)
-    assert np.array_equal(vectors, expected(TEXTS[:2]))
-    assert [r.status for r in embedding_logs(loopback)] == [429, 200]
 
 
 @pytest.mark.parametrize(("items", "options", "message"), [
