@@ -99,9 +99,10 @@ def _asked_wait(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def explain(response: ErrorResponse, *, where: str, model: str | None, tried: str = "") -> errors.ChatError:
+def explain(response: ErrorResponse, *, where: str, model: str | None, tried: str = "",
+            path: str = "/chat/completions") -> errors.ChatError:
     """The one-line ChatError for ``response`` from the endpoint at ``where`` (``tried``: " after
-    2 retries" or "")."""
+    2 retries" or ""; ``path``: the route that was asked, named when nothing answers there)."""
     status, code, detail = response.status, response.code, response.message
     if status in (401, 403):
         return errors.AuthenticationError(
@@ -130,7 +131,7 @@ def explain(response: ErrorResponse, *, where: str, model: str | None, tried: st
             "(Chatbot.client.list_models() lists what it serves) or the Azure deployment", status=status, code=code)
     if status == 404:
         return errors.ModelNotFoundError(
-            f"nothing answers at {where}/chat/completions (404: {detail or 'not found'}): check base_url= "
+            f"nothing answers at {where}{path} (404: {detail or 'not found'}): check base_url= "
             "(OpenAI-compatible servers usually serve under /v1, e.g. http://localhost:11434/v1) or the "
             "Azure deployment", status=status, code=code)
     if status == 413:

@@ -74,7 +74,7 @@ class BatchClient:
         """Start a batch over an uploaded file (completion window 24 h, the only one there is)."""
         return _status(self._call(lambda sdk: sdk.batches.create(
             input_file_id=input_file_id, endpoint=self.endpoint, completion_window="24h", metadata=metadata),
-            doing="POST /batches"))
+            doing="POST /batches", missing_file=input_file_id))
 
     def retrieve(self, batch_id: str) -> BatchStatus:
         return _status(self._call(lambda sdk: sdk.batches.retrieve(batch_id), doing=f"GET /batches/{batch_id}",
@@ -90,8 +90,10 @@ class BatchClient:
         return bytes(self._call(lambda sdk: sdk.files.content(file_id).content, doing=f"GET /files/{file_id}/content",
                                 missing=f"no file {file_id!r} (files of a batch expire 30 days after it was made)"))
 
-    def _call(self, request: Callable[[Any], _T], *, doing: str, missing: str | None = None) -> _T:
-        """Run one SDK request (the SDK retries what it may); its failure as a one-line ChatError."""
+    def _call(self, request: Callable[[Any], _T], *, doing: str, missing: str | None = None,
+              missing_file: str | None = None) -> _T:
+        """Run one SDK request (the SDK retries what it may); its failure as a one-line ChatError.
+        ``missing_file``: a file id the request names; a 404 that names it is about the file, not the API."""
         import openai
 
         where = self.client.base_url
@@ -99,6 +101,8 @@ class BatchClient:
             return request(self.client.sdk)
         except openai.APIStatusError as error:
             said = self.client.scrub(errors.one_line(str(_message(error.body) or "not found")))
+            if missing_file is not None and error.status_code == 404 and missing_file in said:
+                missing = f"no file {missing_file!r}"
             if missing is not None and error.status_code == 404:  # the batch or file, not the API, is missing
                 raise errors.BatchError(f"{missing} at {where} (404: {said}): was it made with another endpoint "
                                         "or key?", status=404) from None

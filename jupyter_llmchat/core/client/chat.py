@@ -258,8 +258,9 @@ class ChatClient:
             stream_options={"include_usage": True}, **params)
 
     def map_error(self, error: Exception, *, model: str | None, retries: int = 0,
-                  stage: Stage = "sending") -> errors.ChatError:
-        """One ChatError, with a one-line message naming cause and fix, for an SDK or stream failure."""
+                  stage: Stage = "sending", path: str = "/chat/completions") -> errors.ChatError:
+        """One ChatError, with a one-line message naming cause and fix, for an SDK or stream failure
+        (``path``: the route asked, for the embeddings client's errors)."""
         import openai
 
         tried = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
@@ -272,7 +273,7 @@ class ChatClient:
         if isinstance(error, openai.APIStatusError):
             response = read_error(error.status_code, error.body, error.response.headers)
             return explain(replace(response, message=self.scrub(response.message)), where=where, model=model,
-                           tried=tried)
+                           tried=tried, path=path)
         if isinstance(error, openai.APIConnectionError) and stage == "before_text":
             return errors.StreamError(f"the stream from {where} dropped before any text{tried} "
                                       f"({self.scrub(_cause(error))}); ask again, or check the server")

@@ -73,7 +73,8 @@ class EmbeddingClient:
         except (openai.APIError, Abandoned) as error:
             if wire.is_cut:
                 raise errors.ChatError("the embeddings were stopped: this request was cut") from None
-            raise self.client.map_error(error, model=model, retries=_retries_taken(error)) from None
+            raise self.client.map_error(error, model=model, retries=_retries_taken(error),
+                                        path="/embeddings") from None
         finally:
             CURRENT_WIRE.reset(token)
             wire.release()

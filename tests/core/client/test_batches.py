@@ -253,11 +253,8 @@ def test_a_rejected_key_is_one_line_without_the_key() -> None:
         assert [(r.path, r.status) for r in server.requests] == [("/v1/files", 401), ("/v1/batches/batch_x", 401)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: create() passes no missing= to _call, so the 404 for an input file "
-                                        "that does not exist is read as 'has no Batch API', although POST /files "
-                                        "and POST /batches both exist at this endpoint")
 def test_creating_a_batch_over_a_missing_file_names_the_file(loopback: LoopbackServer) -> None:
     with pytest.raises(BatchError) as caught:
         batches_of(loopback).create("file-nope")
-    assert "has no Batch API" not in str(caught.value)
-    assert "file-nope" in str(caught.value).split("(")[0]  # named as what is missing, not only in the server's words
+    assert str(caught.value) == (f"no file 'file-nope' at {loopback.base_url} (404: No such File object: file-nope): "
+                                 "was it made with another endpoint or key?")
