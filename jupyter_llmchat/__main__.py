@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "server":
         from .server import main as server_main
 
-        return server_main(rest) or 0
+        return server_main(rest, prog="python -m jupyter_llmchat server") or 0
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return run_demo(args.notebook, args.output, online=args.online)

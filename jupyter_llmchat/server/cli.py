@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from .loopback import LoopbackServer
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m jupyter_llmchat.server") -> int:
+    """``prog``: how the command was typed, for the usage line (``python -m jupyter_llmchat server`` too)."""
     parser = argparse.ArgumentParser(
-        prog="python -m jupyter_llmchat.server",
+        prog=prog,
         description="OpenAI-compatible loopback server on 127.0.0.1. Replies are generated placeholder "
                     "Markdown from the jupyter_llmchat offline demo server, not from a model.")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")

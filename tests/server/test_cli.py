@@ -64,7 +64,7 @@ def test_cli_refuses_a_negative_latency(capsys):
 
 ROOT = Path(jupyter_llmchat.__file__).resolve().parent.parent  # the subprocess imports this checkout
 HELP = """\
-usage: python -m jupyter_llmchat.server [-h] [--port PORT] [--tokens TOKENS] [--rate RATE]
+usage: python -m jupyter_llmchat server [-h] [--port PORT] [--tokens TOKENS] [--rate RATE]
                                         [--latency LATENCY]
 
 OpenAI-compatible loopback server on 127.0.0.1. Replies are generated placeholder Markdown from

@@ -184,7 +184,6 @@ def test_request_log_masks_the_key_and_keeps_the_body(loopback):
     conn.close()
     headers = loopback.requests[-1].headers
     assert (headers["Authorization"], headers["X-Api-Key"], headers["Cookie"]) == ("Basic ***", "***", "***")
-    assert abs(entry.time - time.time()) < 60
 
 
 def _control(server: LoopbackServer, method: str, path: str, data: Any = None,
@@ -279,20 +278,16 @@ def test_azure_deployment_route_with_api_key_header():
 
 
 def test_latency_holds_every_answer_until_it_has_passed_and_a_script_delay_overrides_it(loopback):
-    loopback.latency = 0.3  # the fixture puts it back
-    client = sdk(loopback)
-    started = time.monotonic()
-    client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
-    assert time.monotonic() - started >= 0.3  # a lower bound: the server waited at least that long
+    """Checked by what the client and the log see, not by a clock: under a 30 s latency a scripted
+    delay of 0 is answered, and a client that gives up on an unscripted answer is logged as gone."""
+    loopback.latency = 30  # the fixture puts it back
     loopback.queue(reply="at once", delay=0)
-    assert client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0].message.content == "at once"
-    loopback.latency = 30  # a client that gives up while it waits is logged as gone, not answered
-    with pytest.raises(openai.APITimeoutError):
+    answer = sdk(loopback, timeout=20).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert answer.choices[0].message.content == "at once"
+    with pytest.raises(openai.APITimeoutError):  # held: the client gives up long before 30 s
         sdk(loopback, timeout=0.2).chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
-    deadline = time.monotonic() + 10
-    while loopback.requests[-1].outcome is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert [entry.outcome for entry in loopback.requests] == ["complete", "complete", "client_closed"]
+    wait_for(lambda: loopback.requests[-1].outcome is not None)
+    assert [entry.outcome for entry in loopback.requests] == ["complete", "client_closed"]
     for wrong in (-1, float("nan"), True, "1"):
         with pytest.raises(ValueError, match="latency must be a number of seconds >= 0"):
             loopback.latency = wrong
