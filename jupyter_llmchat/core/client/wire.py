@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import socket
 import threading
+import weakref
 from typing import Any, cast
 
 
@@ -114,7 +115,11 @@ class _CuttableBackend:
 
 def stoppable_http_client() -> Any:
     """The SDK's default httpx client, plus what stop needs: a request hook that refuses to send
-    for a closed answer, and connections that can be cut from another thread."""
+    for a closed answer, and connections that can be cut from another thread.
+
+    Like the client the SDK makes for itself when given none, it closes its kept-alive
+    connections when it is dropped unclosed (a Chatbot nobody closed): a client handed to the
+    SDK is never closed by it, and its open sockets would be left to the garbage collector."""
     import httpx2
     import openai
 
@@ -123,4 +128,7 @@ def stoppable_http_client() -> Any:
     backend = getattr(pool, "_network_backend", None)
     if backend is not None:
         pool._network_backend = _CuttableBackend(backend)  # type: ignore[union-attr]
-    return openai.DefaultHttpx2Client(transport=transport, event_hooks={"request": [check_wire]})
+    client = openai.DefaultHttpx2Client(transport=transport, event_hooks={"request": [check_wire]})
+    # The finalizer holds the transport, not the client, so the client can still be collected.
+    weakref.finalize(client, transport.close)
+    return client

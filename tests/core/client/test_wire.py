@@ -6,12 +6,17 @@ Real sockets (a connected pair), real threads; the streams wrap them the way htt
 from __future__ import annotations
 
 import contextvars
+import gc
 import socket
 import threading
+import warnings
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from jupyter_llmchat.core.client.chat import ChatClient
 from jupyter_llmchat.core.client.wire import CURRENT_WIRE, Abandoned, Wire, _CuttableBackend, check_wire
 
 
@@ -35,15 +40,22 @@ class SocketStream:
 
 
 class PairBackend:
-    """Hands out one end of a socket pair per connection; the other end plays the server."""
+    """Hands out one end of a socket pair per connection; the other end plays the server.
+    ``close`` closes both ends of every pair (the fixture does, after each test)."""
 
     def __init__(self) -> None:
         self.servers: list[socket.socket] = []
+        self.clients: list[socket.socket] = []
 
     def connect_tcp(self, *args: Any, **kwargs: Any) -> SocketStream:
         client, server = socket.socketpair()
         self.servers.append(server)
+        self.clients.append(client)
         return SocketStream(client)
+
+    def close(self) -> None:
+        for sock in self.clients + self.servers:
+            sock.close()
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> SocketStream:
         return self.connect_tcp()
@@ -52,14 +64,21 @@ class PairBackend:
         pass
 
 
+@pytest.fixture
+def backend() -> Iterator[PairBackend]:
+    pairs = PairBackend()
+    yield pairs
+    pairs.close()
+
+
 def in_context(wire: Wire | None, work: Any) -> Any:
     context = contextvars.copy_context()
     context.run(CURRENT_WIRE.set, wire)
     return context.run(work)
 
 
-def test_a_cut_wire_refuses_new_connections_and_sends() -> None:
-    wire, backend = Wire(), PairBackend()
+def test_a_cut_wire_refuses_new_connections_and_sends(backend: PairBackend) -> None:
+    wire = Wire()
     cuttable = _CuttableBackend(backend)
     stream = in_context(wire, lambda: cuttable.connect_tcp("127.0.0.1", 80))
     in_context(wire, lambda: stream.write(b"GET / HTTP/1.1\r\n\r\n"))
@@ -74,8 +93,8 @@ def test_a_cut_wire_refuses_new_connections_and_sends() -> None:
     assert len(backend.servers) == 1  # no second connection was opened
 
 
-def test_cut_unblocks_a_read_and_the_server_sees_the_hang_up() -> None:
-    wire, backend = Wire(), PairBackend()
+def test_cut_unblocks_a_read_and_the_server_sees_the_hang_up(backend: PairBackend) -> None:
+    wire = Wire()
     stream = in_context(wire, lambda: _CuttableBackend(backend).connect_tcp("127.0.0.1", 80))
     in_context(wire, lambda: stream.write(b"request"))
     got: list[bytes] = []
@@ -89,12 +108,26 @@ def test_cut_unblocks_a_read_and_the_server_sees_the_hang_up() -> None:
     assert server.recv(100) == b""  # the server sees the client hang up
 
 
-def test_outside_a_request_nothing_is_checked_and_release_keeps_the_connection() -> None:
+def test_outside_a_request_nothing_is_checked_and_release_keeps_the_connection(backend: PairBackend) -> None:
     check_wire()  # no wire in this context: a request of another client goes on
-    wire, backend = Wire(), PairBackend()
+    wire = Wire()
     stream = in_context(wire, lambda: _CuttableBackend(backend).connect_tcp("127.0.0.1", 80))
     in_context(wire, lambda: stream.write(b"one"))
     wire.release()  # the request finished: its connection goes back to the pool untouched
     wire.cut()
     backend.servers[0].sendall(b"still open")
     assert stream.read(100) == b"still open"
+
+
+def test_a_client_dropped_unclosed_closes_its_kept_alive_connections(loopback) -> None:
+    # The SDK closes only the HTTP client it makes itself; ours is handed to it, so it closes its
+    # pool when it is collected, as the SDK's does: no socket is left to the garbage collector.
+    client = ChatClient(base_url=loopback.base_url, api_key="sk-test")
+    assert client.list_models()  # a kept-alive connection now waits in the pool
+    dropped = weakref.ref(client.sdk._client)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        del client
+        gc.collect()
+    assert dropped() is None  # the client really was collected
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
