@@ -546,7 +546,9 @@ def test_stop_during_a_retry_wait_is_interrupted_and_sends_nothing_more(loopback
     [reply] = outcome
     assert (reply.status, reply.text, bot.history) == ("interrupted", "", [])  # not "complete" with no text
     join_helper_threads()
-    assert [r.outcome for r in chat_logs(loopback)] == ["fault:rate_limit"] and loopback.pending == 1
+    # One request, answered 429; the retry never went out. (Its outcome may read "client_closed": the
+    # 429 is logged when its headers go out, and the stop can cut the body being written.)
+    assert [r.status for r in chat_logs(loopback)] == [429] and loopback.pending == 1
 
 
 def test_one_stop_ends_every_answer_in_flight(loopback):
