@@ -73,6 +73,8 @@ def test_a_truncated_answer_names_the_limit_it_reached() -> None:
     assert cut({"max_tokens": 500}, Usage(10, 120, source="counted")) == cut({"max_tokens": 500})
     assert cut({"max_tokens": 500}, Usage(10, 120), rounds=2) == cut({"max_tokens": 500})
     assert status_notice("truncated") == STATUS_NOTICES["truncated"]
+    assert status_notice("interrupted") == "answer interrupted: partial text kept"
+    assert status_notice("interrupted", has_text=False) == "answer interrupted before any text"
     assert status_notice("truncated", params={"max_tokens": 7}) == truncated_notice(7)
     assert status_notice("filtered", params={}) == STATUS_NOTICES["filtered"]  # only "truncated" depends on it
 
@@ -205,3 +207,11 @@ def test_default_sink_is_plain_text_unless_a_hook_says_otherwise() -> None:
         assert isinstance(reply.default_sink(), PrintSink)
     finally:
         reply.set_default_sink_hook(saved)
+
+
+def test_a_cell_ending_in_a_reply_shows_its_repr_as_plain_text_only() -> None:
+    from IPython.core.formatters import DisplayFormatter  # what a kernel uses for a cell's last value
+
+    reply = Reply("<b>bold</b> $x$", "gpt-4o", usage=Usage(1, 2), cost=0.00002)
+    assert DisplayFormatter().format(reply) == ({"text/plain": "<Reply gpt-4o complete, 2 tokens, $0.000020: "
+                                                               "'<b>bold</b> $x$'>"}, {})
