@@ -27,6 +27,7 @@ STATUS_NOTICES: dict[str, str] = {
     "truncated": "answer truncated: it reached an output token limit (finish_reason=length)",
     "filtered": "answer stopped by the provider's content filter (finish_reason=content_filter)",
     "interrupted": "answer interrupted: partial text kept",
+    "interrupted_empty": "answer interrupted before any text",  # interrupted, when nothing had arrived
     "failed": "request failed",
     "tool_calls": "answer ended with tool calls that were not run (finish_reason=tool_calls)",
 }
@@ -62,12 +63,15 @@ def truncated_notice(max_tokens: int | None, answered: int | None = None) -> str
 
 
 def status_notice(status: str, error: str | None = None, *, params: Mapping[str, Any] | None = None,
-                  answered: int | None = None) -> str | None:
+                  answered: int | None = None, has_text: bool = True) -> str | None:
     """The line every view shows for an answer with ``status`` (None for a complete one).
 
     ``params``: the parameters the request sent, when known, so a truncated answer says which limit
     it reached (``truncated_notice``, with ``answered`` its tokens if known); without them the
-    wording holds whatever the request was."""
+    wording holds whatever the request was. ``has_text``: whether any answer text arrived (an
+    interrupted answer with none keeps no partial text, and says so)."""
+    if status == "interrupted" and not has_text:
+        return STATUS_NOTICES["interrupted_empty"]
     if status == "truncated" and params is not None:
         return truncated_notice(sent_max_tokens(params), answered)
     notice = STATUS_NOTICES.get(status)
@@ -187,7 +191,7 @@ class Reply:
         if self.usage is not None and self.usage.source == "reported" and self.rounds == 1:
             answered = self.usage.completion_tokens  # the endpoint's own count of the one request's answer
         return status_notice(self.status, self.error, params=params if isinstance(params, Mapping) else None,
-                             answered=answered)
+                             answered=answered, has_text=bool(self.text))
 
     def __repr__(self) -> str:
         """Short, for a notebook cell that ends with ``bot.ask(...)``: model, status, tokens, cost

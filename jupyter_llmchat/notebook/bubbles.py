@@ -76,7 +76,7 @@ def bubble_html(role: str, text: str, *, status: str = "complete", label: str | 
         body = calls + markdown_to_html(text)
         if logprobs:
             body += sanitize_token_view(logprobs_html(logprobs, open=False))
-    notice = status_notice(status)
+    notice = status_notice(status, has_text=bool(text))
     return (f'<div class="llmchat-bubble llmchat-{role} llmchat-{status}">'
             f'<div class="llmchat-role">{escape(label or role)}</div>'
             f'<div class="llmchat-body">{body}</div>'
@@ -134,7 +134,7 @@ class StreamingBubble:
         self._show(markdown_to_html(self.live_prefix + text[self.live_start:]))
         self.widget.remove_class("llmchat-streaming")
         self.widget.add_class(f"llmchat-{status}")
-        notice = status_notice(status)
+        notice = status_notice(status, has_text=bool(text))
         if notice:
             self.widget.children = (*self.widget.children,
                                     widgets.HTML(f'<div class="llmchat-notice">{escape(notice)}</div>'))

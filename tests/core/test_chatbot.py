@@ -516,7 +516,7 @@ def test_stop_while_images_are_prepared_sends_nothing(loopback):
     thread.join(30)
     [reply] = outcome
     assert not release.is_set()  # ask returned while the figure was still being drawn
-    assert (reply.status, reply.text, reply.notice) == ("interrupted", "", "answer interrupted: partial text kept")
+    assert (reply.status, reply.text, reply.notice) == ("interrupted", "", "answer interrupted before any text")
     assert sink.started == ["gpt-4o"] and sink.finished == [reply]
     release.set()
     join_helper_threads()

@@ -318,7 +318,7 @@ def test_stop_while_a_sync_tool_runs_returns_at_once_and_the_function_runs_on(lo
     thread.join(20)
     assert not thread.is_alive() and not finished.is_set()  # returned while the function still runs
     (reply,) = outcome
-    assert reply.status == "interrupted" and reply.notice == "answer interrupted: partial text kept"
+    assert reply.status == "interrupted" and reply.notice == "answer interrupted before any text"
     assert [(c.outcome, c.error) for c in reply.calls] == [
         ("stopped", "stopped by the user while it ran; the function runs on in the background, its result dropped"),
         ("skipped", "the user stopped the answer before this call ran")]

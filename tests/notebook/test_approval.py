@@ -106,7 +106,7 @@ def test_a_kernel_interrupt_while_the_buttons_wait_stops_the_answer(kernel: Live
         f'{WRENCH} run_python({{"code": "interrupted_ran = True"}}) · stopped → stopped by the user while it '
         "waited for the user's approval"]
     footer = [o for o in cell.outputs() if "text/markdown" in o]
-    assert footer[-1]["text/plain"].startswith("[answer interrupted: partial text kept]")
+    assert footer[-1]["text/plain"].startswith("[answer interrupted before any text]")
     assert len(loopback.requests) == requests  # nothing more was asked
     assert not [o for o in cell.outputs() if WIDGET_VIEW in o]
     assert kernel.run("print('interrupted_ran' in globals())").stdout() == "False\n"  # and the kernel goes on

@@ -352,8 +352,8 @@ def test_stopped_before_any_text_shows_the_notice_in_the_placeholders_place() ->
     sink, area, _ = new_sink()
     sink.start("m")
     sink.finish(Reply(text="", model="m", status="interrupted"))
-    assert area.outputs == [{"text/markdown": "**⚠ answer interrupted: partial text kept**\n\n<sub>m</sub>",
-                             "text/plain": "[answer interrupted: partial text kept]\n[m]"}]
+    assert area.outputs == [{"text/markdown": "**⚠ answer interrupted before any text**\n\n<sub>m</sub>",
+                             "text/plain": "[answer interrupted before any text]\n[m]"}]
 
 
 def test_finish_without_start_and_from_cache() -> None:

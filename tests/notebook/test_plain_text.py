@@ -76,7 +76,7 @@ def test_nothing_is_cleared_when_the_cell_holds_other_outputs_or_nothing_streame
     stream, clock = Stream(), FakeClock()
     sink = CellTextSink(Cell(alone=True), stream, trailing=False, publisher=stream, clock=clock)  # type: ignore[arg-type]
     sink.finish(Reply(text="", model="m", status="interrupted"))  # nothing streamed: nothing to replace
-    assert stream.messages == ["[answer interrupted: partial text kept]\n"]
+    assert stream.messages == ["[answer interrupted before any text]\n"]
 
 
 def test_its_writes_are_the_cells_own() -> None:

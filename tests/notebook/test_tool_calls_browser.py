@@ -201,7 +201,7 @@ def test_call_blocks_and_approval_in_a_cell_and_in_the_panel(app: str, server: L
             wait_done(notebook, 4)
             assert states(cell(notebook, 4).locator("details.llmchat-call")) == ["stopped"]
             expect(cell(notebook, 4).locator(".jp-OutputArea-output").last).to_contain_text(
-                "answer interrupted: partial text kept")
+                "answer interrupted before any text")
             assert len(server.requests) == asked + 1  # nothing was asked after the stop
 
             # -- the panel: approve one call, deny the other, then Stop while it waits ----------------------
