@@ -8,20 +8,13 @@ import itertools
 import threading
 
 import pytest
+from support.fake_clock import FakeClock
 
 from jupyter_llmchat.core.repaint import Repainter
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_repaints_at_most_once_per_interval() -> None:
-    clock, painted = FakeClock(), []
+    clock, painted = FakeClock(100.0), []
     repainter = Repainter(lambda: painted.append(clock.now), interval=0.1, trailing=False, clock=clock)
     for _ in range(100):  # 100 changes over one second
         repainter.changed()
@@ -31,7 +24,7 @@ def test_repaints_at_most_once_per_interval() -> None:
 
 
 def test_first_change_paints_at_once_and_nothing_pending_paints_nothing() -> None:
-    clock, painted = FakeClock(), []
+    clock, painted = FakeClock(100.0), []
     repainter = Repainter(lambda: painted.append(clock.now), interval=0.1, trailing=False, clock=clock)
     assert repainter.flush(force=True) is False  # nothing pending
     repainter.changed()
@@ -43,7 +36,7 @@ def test_first_change_paints_at_once_and_nothing_pending_paints_nothing() -> Non
 
 
 def test_stop_ends_painting() -> None:
-    clock, painted = FakeClock(), []
+    clock, painted = FakeClock(100.0), []
     repainter = Repainter(lambda: painted.append(1), interval=0.1, trailing=False, clock=clock)
     repainter.stop()
     repainter.changed()
@@ -95,7 +88,7 @@ def test_helper_thread_ends_when_a_never_stopped_repainter_is_dropped() -> None:
 def test_a_held_back_change_is_due_from_when_it_arrived(held: float | bool | None, third_paint: float) -> None:
     """paint() returning the arrival time of a part it held back makes the next repaint due one
     interval after that arrival (False: after the oldest pending change), not after the repaint."""
-    clock, painted = FakeClock(), []
+    clock, painted = FakeClock(100.0), []
 
     def paint() -> float | bool | None:
         painted.append(round(clock.now, 3))
@@ -121,7 +114,7 @@ def test_start_after_stop_starts_no_thread() -> None:
 def test_while_nothing_is_shown_every_change_paints_at_once() -> None:
     """paint() saying nothing_shown() (all it had was held back) makes the next change due at once:
     the first text is not delayed by the throttle; after it, repaints are one interval apart."""
-    clock, painted = FakeClock(), []
+    clock, painted = FakeClock(100.0), []
     repainter: Repainter
 
     def paint() -> None:

@@ -6,6 +6,7 @@ import io
 import threading
 
 import pytest
+from support.fake_clock import FakeClock
 
 from jupyter_llmchat.core.reply import (
     STATUS_NOTICES,
@@ -19,14 +20,6 @@ from jupyter_llmchat.core.reply import (
     status_notice,
     truncated_notice,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 10.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingStream(io.StringIO):
@@ -121,7 +114,7 @@ def test_print_sink_writes_plain_text_and_marks_partial_answers() -> None:
 
 
 def test_print_sink_flushes_on_the_repaint_policy_not_per_token() -> None:
-    out, clock = CountingStream(), FakeClock()
+    out, clock = CountingStream(), FakeClock(10.0)
     sink = PrintSink(out, interval=0.1, trailing=False, clock=clock)
     sink.start("m")
     for _ in range(1000):  # 1,000 tokens over 2 s: one flush per 0.1 s

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+from support.fake_clock import FakeClock
+
 from jupyter_llmchat.notebook.bubbles import StreamingBubble, bubble_html
 from jupyter_llmchat.notebook.freezing import FreezePolicy
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def bubble(**options: int) -> StreamingBubble:
-    return StreamingBubble("gpt-4o-mini", policy=FreezePolicy(clock=FakeClock(), **options))
+    return StreamingBubble("gpt-4o-mini", policy=FreezePolicy(clock=FakeClock(1.0), **options))
 
 
 def test_bubble_html_exact() -> None:
@@ -74,7 +68,7 @@ def test_no_text_moves_between_widgets_while_an_answer_streams() -> None:
     shown twice and none lost: a freeze only ever adds text nobody saw to the widget it closes."""
     import re
 
-    clock = FakeClock()
+    clock = FakeClock(1.0)
     streaming = StreamingBubble("m", policy=FreezePolicy(clock=clock, freeze_cost=300, soft_min=200, max_rate=1000))
     answer = "".join(f"## Part {i:02d}\n\nWords of part {i:02d} go here, a sentence or two long.\n\n"
                      f"- point {i:02d}.a\n- point {i:02d}.b\n\n```python\nvalue_{i:02d} = {i}\n```\n\n"

@@ -15,15 +15,16 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import openai
 import pytest
+from support.fake_clock import FakeClock
 from support.markdown_corpus import CORPUS
+from support.output_area import FakeCell, OutputArea
 
 from jupyter_llmchat.core.reply import PrintSink, Reply, Usage
 from jupyter_llmchat.notebook.display import MarkdownDisplaySink, make_sink
@@ -54,69 +55,6 @@ def sections(n: int) -> str:
             f"```python\ndef f_{i}(x):\n    return x + {i}\n```\n\n"
             f"| key {i} | value {i} |\n|---|---|\n| k{i} | v{i} |\n")
     return "\n".join(parts)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeCell:
-    """A cell the sink owns (what ``cell_watch.CellWatch`` says in a ``%%chat`` cell)."""
-
-    def __init__(self, *, alone: bool = True) -> None:
-        self.alone = alone
-        self.claimed: list[str] = []
-
-    def claim(self, prefix: str) -> None:
-        self.claimed.append(prefix)
-
-    def ours(self) -> Any:
-        return nullcontext()
-
-    def only_ours(self) -> bool:
-        return self.alone
-
-
-@dataclass
-class OutputArea:
-    """Applies display messages like a front end (``clear_output(wait=True)`` clears when the next
-    output arrives, in the same step); keeps every message and what is shown after each (frames)."""
-
-    outputs: list[dict[str, str]] = field(default_factory=list)
-    ids: dict[str, int] = field(default_factory=dict)
-    messages: list[tuple[str, dict[str, str], bool]] = field(default_factory=list)
-    frames: list[list[dict[str, str]]] = field(default_factory=list)
-    fail_on: int | None = None  # raise KeyboardInterrupt on this message (a Ctrl-C mid-send)
-    clear_next: bool = False
-
-    def show(self, display_id: str, data: dict[str, str], *, update: bool) -> None:
-        if self.fail_on is not None and len(self.messages) == self.fail_on:
-            self.fail_on = None
-            raise KeyboardInterrupt
-        self.messages.append((display_id, dict(data), update))
-        if not update:
-            if self.clear_next:
-                self.outputs, self.ids, self.clear_next = [], {}, False
-            self.ids[display_id] = len(self.outputs)
-            self.outputs.append(dict(data))
-        elif display_id in self.ids:
-            self.outputs[self.ids[display_id]] = dict(data)
-        self.frames.append([dict(o) for o in self.outputs])
-
-    def clear(self, *, wait: bool) -> None:
-        self.messages.append(("clear", {}, wait))
-        if wait:
-            self.clear_next = True
-        else:
-            self.outputs, self.ids = [], {}
-            self.frames.append([])
-
-    def visible(self) -> list[dict[str, str]]:
-        return [o for o in self.outputs if o]
 
 
 def check_frames(area: OutputArea | list[list[dict[str, str]]], answer: str) -> None:
@@ -151,7 +89,7 @@ def stream(sink: MarkdownDisplaySink, clock: FakeClock, text: str, *, seed: int 
 
 
 def new_sink(**options: Any) -> tuple[MarkdownDisplaySink, OutputArea, FakeClock]:
-    area, clock = OutputArea(), FakeClock()
+    area, clock = OutputArea(), FakeClock(1000.0)
     options.setdefault("trailing", False)
     return MarkdownDisplaySink(publisher=area, clock=clock, **options), area, clock
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.fake_clock import FakeClock
 
 from jupyter_llmchat.core.reply import Reply, Usage
 from jupyter_llmchat.notebook.formatted import FormattedSink, first_code_block, format_answer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class OutputArea:
@@ -84,7 +77,7 @@ def test_sink_outside_a_kernel_prints_the_result_and_footer(capsys: pytest.Captu
 
 def test_in_a_kernel_the_raw_text_streams_on_the_repaint_policy_then_the_result_replaces_it(
         capsys: pytest.CaptureFixture[str]) -> None:
-    area, clock = OutputArea(), FakeClock()
+    area, clock = OutputArea(), FakeClock(500.0)
     with FormattedSink("code", publisher=area, clock=clock, trailing=False, footer=True) as sink:
         sink.start("m")
         assert list(area.outputs.values()) == [{"text/plain": "…"}]

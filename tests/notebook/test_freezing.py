@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
+from support.fake_clock import FakeClock
+
 from jupyter_llmchat.notebook.freezing import Cut, FreezePolicy
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 ANSWER = "# Title\n\nFirst paragraph here.\n\nSecond one, still streaming"
 CODE = "Intro.\n\n```python\n" + "".join(f"value_{i} = {i} * {i}\n" for i in range(80))
@@ -19,7 +12,7 @@ PARAGRAPH = " ".join(f"Sentence {i} is here." for i in range(120))
 
 
 def policy(**options: int) -> tuple[FreezePolicy, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     return FreezePolicy(clock=clock, **options), clock
 
 
@@ -99,7 +92,7 @@ def test_flat_only_cuts_only_before_a_paragraph_heading_or_table() -> None:
     assert [flat_seam(line) for line in ("Para", "## H", "| a |", "**Bold** start", "1990 was a year")] == [True] * 5
     assert [flat_seam(line) for line in ("- item", "1. one", "> quote", "```py", "~~~", "<div>", "---",
                                          "    code")] == [False] * 8
-    rule = FreezePolicy(clock=FakeClock(), freeze_cost=10, flat_only=True)
+    rule = FreezePolicy(clock=FakeClock(50.0), freeze_cost=10, flat_only=True)
     rule.repainted(10)
     assert rule.cut(ANSWER, 0, "") == Cut(32)  # before "Second one": a paragraph
     listed = "Intro paragraph here.\n\n- first item of a list\n"

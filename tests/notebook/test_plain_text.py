@@ -7,16 +7,10 @@ import io
 from contextlib import nullcontext
 from typing import Any
 
+from support.fake_clock import FakeClock
+
 from jupyter_llmchat.core.reply import Reply
 from jupyter_llmchat.notebook.plain_text import CellTextSink
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 10.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Cell:
@@ -51,7 +45,7 @@ class Stream(io.StringIO):
 
 
 def run(text: str, cell: Cell, *, writes: int) -> Stream:
-    stream, clock = Stream(), FakeClock()
+    stream, clock = Stream(), FakeClock(10.0)
     sink = CellTextSink(cell, stream, interval=0.1, trailing=False, publisher=stream, clock=clock)  # type: ignore[arg-type]
     sink.start("m")
     size = max(1, len(text) // writes)
@@ -73,7 +67,7 @@ def test_nothing_is_cleared_when_the_cell_holds_other_outputs_or_nothing_streame
     assert "<clear wait=True>" not in crowded.messages and "".join(crowded.messages) == "one two three four five\n"
     single = run("short", Cell(alone=True), writes=1)  # the first paint sent "short", the end its newline
     assert single.messages == ["short", "<clear wait=True>", "short\n"]
-    stream, clock = Stream(), FakeClock()
+    stream, clock = Stream(), FakeClock(10.0)
     sink = CellTextSink(Cell(alone=True), stream, trailing=False, publisher=stream, clock=clock)  # type: ignore[arg-type]
     sink.finish(Reply(text="", model="m", status="interrupted"))  # nothing streamed: nothing to replace
     assert stream.messages == ["[answer interrupted before any text]\n"]

@@ -10,12 +10,11 @@ import html
 import json
 import threading
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from support.output_area import FakeCell, OutputArea
 from support.xss_corpus import PAYLOADS, dangers, render_like_jupyterlab
 
 from jupyter_llmchat import Chatbot
@@ -187,40 +186,6 @@ def test_an_answer_with_calls_keeps_their_order_and_each_stretch_display_safe() 
 
 
 # -- the cell -----------------------------------------------------------------------------------------
-@dataclass
-class Area:
-    """Applies display messages as a front end does; keeps what it showed after every message."""
-
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    ids: dict[str, int] = field(default_factory=dict)
-    frames: list[list[dict[str, Any]]] = field(default_factory=list)
-    clear_next: bool = False
-
-    def show(self, display_id: str, data: dict[str, Any], *, update: bool) -> None:
-        if not update:
-            if self.clear_next:
-                self.outputs, self.ids, self.clear_next = [], {}, False
-            self.ids[display_id] = len(self.outputs)
-            self.outputs.append(dict(data))
-        elif display_id in self.ids:
-            self.outputs[self.ids[display_id]] = dict(data)
-        self.frames.append([dict(o) for o in self.outputs])
-
-    def clear(self, *, wait: bool) -> None:
-        self.clear_next = True
-
-
-class OwnedCell:
-    def claim(self, prefix: str) -> None:
-        pass
-
-    def ours(self) -> Any:
-        return nullcontext()
-
-    def only_ours(self) -> bool:
-        return True
-
-
 def weather(city: str) -> str:
     """The weather in a city.
 
@@ -234,9 +199,9 @@ def make_bot(server: LoopbackServer, *tools: Any, **options: Any) -> Chatbot:
     return Chatbot("gpt-4o-mini", base_url=server.base_url, api_key="sk-test", tools=list(tools), **options)
 
 
-def ask_in_cell(bot: Chatbot, question: str, *, owned: bool = True, **options: Any) -> tuple[Reply, Area]:
-    area = Area()
-    with MarkdownDisplaySink(publisher=area, cell=OwnedCell() if owned else None) as sink:
+def ask_in_cell(bot: Chatbot, question: str, *, owned: bool = True, **options: Any) -> tuple[Reply, OutputArea]:
+    area = OutputArea()
+    with MarkdownDisplaySink(publisher=area, cell=FakeCell() if owned else None) as sink:
         reply = bot.ask(question, sink=sink, **options)
     return reply, area
 
@@ -299,8 +264,8 @@ def test_a_round_that_fails_after_the_calls_keeps_them(loopback: LoopbackServer)
     bot = make_bot(loopback, weather, max_retries=0)
     loopback.queue(tool_calls=[{"name": "weather", "arguments": {"city": "Oslo"}}])
     loopback.queue(fault="unauthorized")
-    area = Area()
-    with MarkdownDisplaySink(publisher=area, cell=OwnedCell()) as sink, pytest.raises(ChatError):
+    area = OutputArea()
+    with MarkdownDisplaySink(publisher=area, cell=FakeCell()) as sink, pytest.raises(ChatError):
         bot.ask("Weather?", sink=sink)
     calls, failure = area.outputs
     assert [b["summary"] for b in read_blocks(calls["text/html"]).blocks] == [
