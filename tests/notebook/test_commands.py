@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
+from support.chat_shell import chat_shell
 
 from jupyter_llmchat.notebook.arguments import usage_line
 from jupyter_llmchat.notebook.commands import COMMAND_LIST, COMMANDS, HELP, usage_table
-from jupyter_llmchat.notebook.magics import ChatMagics, current, load_ipython_extension, unload_ipython_extension
+from jupyter_llmchat.notebook.magics import ChatMagics, current, unload_ipython_extension
 from jupyter_llmchat.store.ledger import UsageRow
 
 
@@ -21,11 +21,7 @@ from jupyter_llmchat.store.ledger import UsageRow
 def shell(loopback, monkeypatch: pytest.MonkeyPatch):
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMCHAT_MODEL", "LLMCHAT_SYSTEM", "JUPYTER_LLMCHAT_STORE"):
         monkeypatch.delenv(name, raising=False)
-    shell = InteractiveShell.instance()
-    load_ipython_extension(shell)
-    shell.run_line_magic("config", f"ChatMagics.base_url = '{loopback.base_url}'")
-    shell.run_line_magic("config", "ChatMagics.footer = False")
-    shell.run_line_magic("config", "ChatMagics.store = ':memory:'")  # each test starts with an empty store
+    shell = chat_shell(loopback.base_url)
     yield shell
     unload_ipython_extension(shell)
     dict.pop(shell.config, "ChatMagics", None)  # the shell is shared: the next test's magics start afresh

@@ -13,13 +13,13 @@ from html.parser import HTMLParser
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
+from support.chat_shell import chat_shell
 from support.xss_corpus import dangers
 
 from jupyter_llmchat.core.chatbot import Chatbot
 from jupyter_llmchat.notebook.compare import CompareView, compare, session_name
 from jupyter_llmchat.notebook.html import markdown_to_html
-from jupyter_llmchat.notebook.magics import current, load_ipython_extension, unload_ipython_extension
+from jupyter_llmchat.notebook.magics import current, unload_ipython_extension
 
 PAYLOAD = 'Careful: <img src=x onerror="window.__pwned=1"> and [x](javascript:alert(1))'
 
@@ -161,11 +161,7 @@ def shell(loopback, monkeypatch: pytest.MonkeyPatch):
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LLMCHAT_MODEL", "LLMCHAT_SYSTEM", "JUPYTER_LLMCHAT_STORE",
                  "LLMCHAT_MAX_COST_PER_QUESTION"):
         monkeypatch.delenv(name, raising=False)
-    shell = InteractiveShell.instance()
-    load_ipython_extension(shell)
-    shell.run_line_magic("config", f"ChatMagics.base_url = '{loopback.base_url}'")
-    shell.run_line_magic("config", "ChatMagics.footer = False")
-    shell.run_line_magic("config", "ChatMagics.store = ':memory:'")
+    shell = chat_shell(loopback.base_url)
     yield shell
     unload_ipython_extension(shell)
     dict.pop(shell.config, "ChatMagics", None)

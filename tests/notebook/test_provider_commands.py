@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from support.chat_shell import chat_shell
 from support.kernel_notebook import run_cells
 from traitlets import TraitError
 
@@ -42,11 +43,7 @@ def shell(loopback, monkeypatch: pytest.MonkeyPatch):
     for name in ("LLMCHAT_LMSTUDIO_BASE_URL", "LLMCHAT_LLAMACPP_BASE_URL", "LLMCHAT_VLLM_BASE_URL"):
         monkeypatch.setenv(name, closed_url())  # nothing of this machine answers
     monkeypatch.setenv("OLLAMA_HOST", closed_url().removesuffix("/v1"))
-    shell = InteractiveShell.instance()
-    load_ipython_extension(shell)
-    shell.run_line_magic("config", f"ChatMagics.base_url = '{loopback.base_url}'")
-    shell.run_line_magic("config", "ChatMagics.footer = False")
-    shell.run_line_magic("config", "ChatMagics.store = ':memory:'")
+    shell = chat_shell(loopback.base_url)
     yield shell
     shell.run_line_magic("config", "ChatMagics.models = {}")  # the table forgets what the test added
     unload_ipython_extension(shell)
