@@ -245,47 +245,23 @@ def test_interrupting_the_kernel_stops_every_column(loopback, tmp_path):
     """The stop button (a real SIGINT to a real kernel) while two models stream: both stop at once,
     each keeps its partial text in its session, marked; the cell ends without an error."""
     import json
-    import os
 
-    from jupyter_client.manager import start_new_kernel
-    from support.kernel_notebook import ROOT
+    from support.kernel_client import CleanKernel
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
-    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(tmp_path))
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
-    try:
-        def execute(code: str, *, interrupt: bool = False) -> tuple[dict, list[dict]]:
-            msg_id = client.execute(code)
-            outputs: list[dict] = []
-            updates = 0
-            while True:
-                msg = client.get_iopub_msg(timeout=60)
-                if msg["parent_header"].get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind in ("stream", "display_data", "update_display_data", "error"):
-                    outputs.append(msg["content"])
-                    updates += kind == "update_display_data"
-                    if interrupt and updates == 6:  # both columns have text by now: stop
-                        manager.interrupt_kernel()
-                elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                    break
-            return client.get_shell_msg(timeout=60)["content"], outputs
-
-        reply, _ = execute(f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"\n'
-                           "%config ChatMagics.store = ':memory:'")
+    with CleanKernel(tmp_path) as kernel:
+        reply, _ = kernel.execute(f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"\n'
+                                  "%config ChatMagics.store = ':memory:'")
         assert reply["status"] == "ok"
         loopback.queue(tokens=3000, rate=30.0, times=2)  # about 100 s each: the interrupt comes long before
-        reply, outputs = execute("%%chat -m gpt-4o -m gpt-4o-mini\nTell me two long stories", interrupt=True)
+        # stopped at the 6th update: both columns have text by then
+        reply, outputs = kernel.execute("%%chat -m gpt-4o -m gpt-4o-mini\nTell me two long stories",
+                                        interrupt_at_update=6)
         assert reply["status"] == "ok"  # an interrupt is not an error: the partial answers are the result
         final = [o for o in outputs if "data" in o][-1]["data"]["text/html"]
         assert final.count("⚠ answer interrupted: partial text kept") == 2, final
-        reply, outputs = execute(
+        reply, outputs = kernel.execute(
             "import json\nfrom jupyter_llmchat.notebook.magics import current\n"
             "bots = [current().sessions.get(n) for n in ('default/gpt-4o', 'default/gpt-4o-mini')]\n"
             "print(json.dumps([[b.history[-1].status, 0 < len(b.history[-1].text) < 12000, "
             "b.history[-1].text == _chat[b.model]] for b in bots]))")
         assert json.loads(outputs[-1]["text"]) == [["interrupted", True, True], ["interrupted", True, True]]
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from support.kernel_client import CleanKernel, clean_env
 from support.kernel_notebook import ROOT, Run, run_cells
 
 from jupyter_llmchat.notebook.commands import COMMAND_LIST, HELP
@@ -504,8 +505,7 @@ def test_terminal_ipython_plain_text(loopback, tmp_path: Path) -> None:
              "%%chat -f code\ncode please", "%%chat --json\njson please",
              "print(type(get_ipython()).__name__, repr(_chat))"]
     code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
-    env.update(PYTHONPATH=str(ROOT), OPENAI_BASE_URL=loopback.base_url, IPYTHONDIR=str(tmp_path))
+    env = clean_env(tmp_path, OPENAI_BASE_URL=loopback.base_url)
     done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.stderr == ""
@@ -560,48 +560,21 @@ def test_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
 
 # -- interrupting the kernel mid-answer keeps the partial answer, marked, and the cell succeeds ---------
 def test_kernel_interrupt_keeps_partial_answer(loopback, tmp_path: Path) -> None:
-    from jupyter_client.manager import start_new_kernel
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
-    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(tmp_path))
-    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
-    try:
-        def execute(code: str, *, interrupt_after_output: bool = False) -> tuple[dict, list[dict]]:
-            msg_id = client.execute(code)
-            outputs: list[dict] = []
-            interrupted = False
-            while True:
-                msg = client.get_iopub_msg(timeout=60)
-                if msg["parent_header"].get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind in ("stream", "display_data", "update_display_data", "error"):
-                    outputs.append(msg["content"])
-                    # an update means answer text has arrived (the first display is a placeholder)
-                    if interrupt_after_output and not interrupted and kind == "update_display_data":
-                        manager.interrupt_kernel()
-                        interrupted = True
-                elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                    break
-            return client.get_shell_msg(timeout=60)["content"], outputs
-
-        reply, _ = execute(f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"')
+    with CleanKernel(tmp_path) as kernel:
+        reply, _ = kernel.execute(f'%load_ext jupyter_llmchat\n%config ChatMagics.base_url = "{loopback.base_url}"')
         assert reply["status"] == "ok"
         loopback.queue(tokens=3000, rate=30.0)  # about 100 s in full: the interrupt comes long before
-        reply, outputs = execute("%%chat\nTell me a long story", interrupt_after_output=True)
+        reply, outputs = kernel.execute("%%chat\nTell me a long story", interrupt_at_update=1)
         assert reply["status"] == "ok"  # an interrupt is not an error: the partial answer is the result
         shown = json.dumps(outputs)
         assert "answer interrupted: partial text kept" in shown
-        reply, outputs = execute(
+        reply, outputs = kernel.execute(
             "from jupyter_llmchat.notebook.magics import current\n"
             "bot = current().sessions.get()\n"
             "print([(m.role, m.status) for m in bot.conversation.messages], "
             "0 < len(_chat) < 3000, _chat == bot.conversation.messages[-1].text)")
         expected = "[('user', 'complete'), ('assistant', 'interrupted')] True True\n"
         assert outputs == [{"name": "stdout", "text": expected}], outputs
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 # -- the SQLite store: a session and its usage outlive the kernel; the response cache replays ------------
@@ -683,8 +656,7 @@ def test_a_read_only_store_warns_once_in_ipython(loopback, tmp_path: Path) -> No
     cells = ["%load_ext jupyter_llmchat", f"%config ChatMagics.store = '{path}'", "%config ChatMagics.footer = False",
              "%config ChatMagics.format = 'text'", "%%chat\nhello", "%%chat\nagain", "%chat saved"]
     code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_"))}
-    env.update(PYTHONPATH=str(ROOT), OPENAI_BASE_URL=loopback.base_url, IPYTHONDIR=str(tmp_path))
+    env = clean_env(tmp_path, OPENAI_BASE_URL=loopback.base_url)
     done = subprocess.run([*permission_bound(), sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor",
                            "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.stderr.count("StoreWarning") == 1, done.stderr
@@ -745,8 +717,7 @@ def test_interpreter_exit_stops_every_thread_and_closes_the_store(tmp_path: Path
              "%config ChatMagics.format = 'text'", f"%config ChatMagics.store = '{tmp_path / 'chat.sqlite3'}'",
              "%%chat\nhello", "print('before exit:', ours()[1])"]
     code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells) + "\nNone"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_", "AZURE_OPENAI_"))}
-    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(tmp_path))
+    env = clean_env(tmp_path)
     done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "-c", code],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.stderr == ""

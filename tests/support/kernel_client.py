@@ -5,6 +5,10 @@ widget's button while its cell still runs, answer ``input()``, interrupt, queue 
 returns at once; ``until`` reads IOPub until a condition holds; ``click`` sends a button's click
 as the widget manager does (a ``comm_msg`` with ``{"method": "custom", "content": {"event":
 "click"}}``); ``finish`` waits for the cell's idle status and returns its messages.
+
+``CleanKernel`` is a kernel that sees none of this machine's LLMCHAT_/OPENAI_ settings, for the
+tests that stop an answer with a real SIGINT; ``clean_env`` is its environment, for a terminal
+IPython started the same way.
 """
 
 from __future__ import annotations
@@ -151,3 +155,55 @@ class LiveKernel:
         cell.messages.append(message)
         if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
             cell.done = True
+
+
+def clean_env(directory: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without its LLMCHAT_*, OPENAI_* and AZURE_OPENAI_* variables (a real
+    key or endpoint of the machine never reaches a test), importing this checkout, with its IPython
+    dir in ``directory``; ``extra`` variables added."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCHAT_", "OPENAI_", "AZURE_OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT), IPYTHONDIR=str(directory), **extra)
+    return env
+
+
+class CleanKernel:
+    """A python3 kernel on ``clean_env(directory)``, working in ``directory``; a context manager."""
+
+    def __init__(self, directory: Path) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.manager, self.client = start_new_kernel(kernel_name="python3", env=clean_env(directory),
+                                                     cwd=str(directory))
+
+    def execute(self, code: str, *, interrupt_at_update: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run ``code``: its execute_reply's content and the contents of its stream, display, update and
+        error messages, in order. With ``interrupt_at_update=n`` the kernel gets a SIGINT (the stop
+        button) once, when the cell's n-th update_display_data arrives (the first display of an answer
+        is its placeholder: an update means answer text has arrived)."""
+        msg_id = self.client.execute(code)
+        outputs: list[dict[str, Any]] = []
+        updates = 0
+        while True:
+            msg = self.client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind in ("stream", "display_data", "update_display_data", "error"):
+                outputs.append(msg["content"])
+                if kind == "update_display_data":
+                    updates += 1
+                    if updates == interrupt_at_update:
+                        self.manager.interrupt_kernel()
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        return self.client.get_shell_msg(timeout=60)["content"], outputs
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+    def __enter__(self) -> CleanKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
