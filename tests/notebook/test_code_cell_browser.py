@@ -9,20 +9,21 @@ like the panel's browser test when the browser is missing (CI=true: a failure).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from support.browser.jupyter_harness import JupyterLab, NotebookPage, launch_chromium, missing_requirements
+from support.browser.jupyter_harness import (
+    JupyterLab,
+    NotebookPage,
+    browser_skip_mark,
+    chat_setup_cell,
+    write_notebook,
+)
 
 from jupyter_llmchat.server import LoopbackServer
 
-MISSING = missing_requirements()
-IN_CI = os.environ.get("CI", "").lower() == "true"
-pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
+pytestmark = browser_skip_mark()
 
 SOURCES = "() => window.jupyterapp.shell.currentWidget.content.widgets.map(c => c.model.sharedModel.getSource())"
 OUTPUT_TYPES = """() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.outputs.toJSON()
@@ -38,35 +39,12 @@ def answer(code: str) -> str:
     return f"Here you are:\n\n```python\n{code}\n```\n\nRun it below."
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if MISSING is not None:
-        pytest.fail(f"CI=true but the browser test cannot run: {MISSING}")
-    with sync_playwright() as pw:
-        context = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"))
-        context.set_default_timeout(60_000)
-        yield context
-        context.close()
-
-
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_running_a_code_cell_again_replaces_the_code_it_put_below(app: str, server: LoopbackServer,
                                                                   browser_context: Any, tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(
-                    "%load_ext jupyter_llmchat\n%config ChatMagics.store = ':memory:'\n"
-                    f"%config ChatMagics.base_url = {server.base_url!r}\n%config ChatMagics.api_key = 'sk-test'"),
-                nbformat.v4.new_code_cell("%%chat -f code --no-history\nWrite the greeting code")]
-    nbformat.write(nb, tmp_path / "code.ipynb")
+    write_notebook(tmp_path / "code.ipynb",
+                   chat_setup_cell(server.base_url),
+                   "%%chat -f code --no-history\nWrite the greeting code")
     with JupyterLab(tmp_path, app=app) as lab:
         page = browser_context.new_page()
         try:

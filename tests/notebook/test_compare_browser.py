@@ -12,20 +12,21 @@ tests when the browser is missing (CI=true: a failure).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from support.browser.jupyter_harness import JupyterLab, NotebookPage, launch_chromium, missing_requirements
+from support.browser.jupyter_harness import (
+    JupyterLab,
+    NotebookPage,
+    browser_skip_mark,
+    chat_setup_cell,
+    write_notebook,
+)
 
 from jupyter_llmchat.server import LoopbackServer
 
-MISSING = missing_requirements()
-IN_CI = os.environ.get("CI", "").lower() == "true"
-pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
+pytestmark = browser_skip_mark()
 
 ANSWERS = [
     ("## Retries\n\nRetry on **429** and **5xx**, with exponential backoff:\n\n- start at 1 s\n- double each time\n"
@@ -56,38 +57,11 @@ DANGERS_JS = """() => {
 }"""
 
 
-def write_notebook(path: Path, *sources: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if MISSING is not None:
-        pytest.fail(f"CI=true but the browser test cannot run: {MISSING}")
-    with sync_playwright() as pw:
-        context = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"))
-        context.set_default_timeout(60_000)
-        yield context
-        context.close()
-
-
 @pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_three_models_side_by_side_and_the_token_view(app: str, server: LoopbackServer, browser_context: Any,
                                                       tmp_path: Path) -> None:
     write_notebook(tmp_path / "compare.ipynb",
-                   "%load_ext jupyter_llmchat\n%config ChatMagics.store = ':memory:'\n"
-                   f"%config ChatMagics.base_url = {server.base_url!r}\n%config ChatMagics.api_key = 'sk-test'",
+                   chat_setup_cell(server.base_url),
                    "%%chat -m gpt-4o -m gpt-4o-mini -m gpt-4.1\nHow should I retry failed API calls?",
                    "%%chat --logprobs --no-history --seed 7\nShould I retry?")
     for answer in ANSWERS:

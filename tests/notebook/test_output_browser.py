@@ -14,21 +14,16 @@ a failure).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from support.browser.jupyter_harness import JupyterLab, NotebookPage, launch_chromium, missing_requirements
+from support.browser.jupyter_harness import JupyterLab, NotebookPage, browser_skip_mark, write_notebook
 from support.xss_corpus import PAYLOADS
 
 from jupyter_llmchat.server import LoopbackServer
 
-MISSING = missing_requirements()
-IN_CI = os.environ.get("CI", "").lower() == "true"
-pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
+pytestmark = browser_skip_mark()
 
 ANSWER = ("Careful: <img src=x onerror=\"window.__pwned=1\"> and `<b>code</b>`\n\n"
           "<script>window.__pwned=2</script>\n\n[click me](javascript:window.__pwned=3) "
@@ -67,34 +62,6 @@ DANGERS_JS = """() => {
     }
     return found;
 }"""
-
-
-def write_notebook(path: Path, *sources: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import expect, sync_playwright
-
-    if MISSING is not None:
-        pytest.fail(f"CI=true but the browser test cannot run: {MISSING}")
-    expect.set_options(timeout=30_000)
-    with sync_playwright() as pw:
-        context = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"))
-        context.set_default_timeout(60_000)
-        yield context
-        context.close()
 
 
 @pytest.fixture(scope="module", params=["lab", "notebook"])

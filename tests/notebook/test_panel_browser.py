@@ -9,7 +9,6 @@ missing browser is a failure (.ci/install-browser.sh installs everything).
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,17 @@ from typing import Any
 
 import nbformat
 import pytest
-from support.browser.jupyter_harness import REPO_ROOT, JupyterLab, NotebookPage, launch_chromium, missing_requirements
+from support.browser.jupyter_harness import (
+    REPO_ROOT,
+    JupyterLab,
+    NotebookPage,
+    browser_skip_mark,
+    fail_without_browser,
+    write_notebook,
+)
 
 from jupyter_llmchat.server import LoopbackServer
 
-MISSING = missing_requirements()
-IN_CI = os.environ.get("CI", "").lower() == "true"
 NOTEBOOK = REPO_ROOT / "notebooks" / "panel.ipynb"
 TABLE_AND_CODE = ("Here is a comparison:\n\n| Language | Typing |\n|---|---|\n| Python | dynamic |\n"
                   "| Rust | static |\n\nAnd the code:\n\n```python\ndef greet(name):\n"
@@ -33,21 +37,7 @@ PAYLOAD = ('Careful: <img src=x onerror="window.__pwned=1"> and\n\n<script>windo
 # protects the page (proves the check below could fail).
 CONTROL_CELL = "import ipywidgets\nipywidgets.HTML('<img src=x onerror=\"window.__control=1\">')"
 
-pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
-
-
-def write_notebook(path: Path, *sources: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
+pytestmark = browser_skip_mark()
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +47,12 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(lab_root: Path, server: LoopbackServer) -> Iterator[JupyterLab]:
-    if MISSING is not None:
-        pytest.fail(f"CI=true but the browser test cannot run: {MISSING}")
+    fail_without_browser()
     # The panel notebook reads LLMCHAT_PANEL_BASE_URL, the magics OPENAI_BASE_URL; no real key leaks in.
     env = {"LLMCHAT_PANEL_BASE_URL": server.base_url, "OPENAI_BASE_URL": server.base_url,
            "OPENAI_API_KEY": None}
     with JupyterLab(lab_root, env=env) as jupyter:
         yield jupyter
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=30_000)
-    with sync_playwright() as pw:
-        context = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"))
-        context.set_default_timeout(60_000)
-        yield context
-        context.close()
 
 
 @pytest.fixture

@@ -12,21 +12,17 @@ browser tests when the browser is missing (CI=true: a failure).
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from support.browser.jupyter_harness import JupyterLab, NotebookPage, launch_chromium, missing_requirements
+from support.browser.jupyter_harness import JupyterLab, NotebookPage, browser_skip_mark, write_notebook
 
 from jupyter_llmchat.core.tool_loop import DECLINED
 from jupyter_llmchat.server import LoopbackServer
 
-MISSING = missing_requirements()
-IN_CI = os.environ.get("CI", "").lower() == "true"
-pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
+pytestmark = browser_skip_mark()
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PAYLOAD = '<img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=2) $5 and $6 \\begin{x}'
@@ -78,33 +74,6 @@ DANGERS_JS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import expect, sync_playwright
-
-    if MISSING is not None:
-        pytest.fail(f"CI=true but the browser test cannot run: {MISSING}")
-    expect.set_options(timeout=30_000)
-    with sync_playwright() as pw:
-        context = launch_chromium(pw, tmp_path_factory.mktemp("chromium-profile"))
-        context.set_default_timeout(60_000)
-        yield context
-        context.close()
-
-
-def write_notebook(path: Path, sources: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-
-
 def run_cell(notebook: NotebookPage, index: int) -> None:
     """Run cell ``index`` alone, as Shift+Enter on it would; returns once it is sent, not when it
     ends (the command's promise settles only when the cell is done, and a cell may wait for a click)."""
@@ -139,8 +108,8 @@ def test_call_blocks_and_approval_in_a_cell_and_in_the_panel(app: str, server: L
                                                               tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    write_notebook(tmp_path / "tools.ipynb", [src.format(base_url=server.base_url) if "{base_url" in src else src
-                                              for src in CELLS])
+    write_notebook(tmp_path / "tools.ipynb", *[src.format(base_url=server.base_url) if "{base_url" in src else src
+                                               for src in CELLS])
     page = browser_context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -22,6 +22,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 OUTPUT_DIR = REPO_ROOT / "test-output" / "browser"
 CHROMIUM = os.environ.get("LLMCHAT_CHROMIUM", "/usr/bin/chromium")
@@ -47,6 +50,40 @@ def missing_requirements() -> str | None:
         except ImportError:
             return f"python package {package!r} not installed: run .ci/install-browser.sh"
     return None
+
+
+def browser_skip_mark() -> pytest.MarkDecorator:
+    """The mark every browser test module sets (``pytestmark``): skipped with the reason when the
+    browser is missing, except under CI=true, where the fixtures fail instead (see fail_without_browser)."""
+    missing = missing_requirements()
+    return pytest.mark.skipif(missing is not None and not _in_ci(), reason=str(missing))
+
+
+def fail_without_browser() -> None:
+    """Fail the test when the browser cannot run: reached only under CI=true (elsewhere the skip mark
+    skipped it first), where a missing browser must not pass as a skip."""
+    missing = missing_requirements()
+    if missing is not None:
+        pytest.fail(f"CI=true but the browser test cannot run: {missing}")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    """Write a notebook of code cells ``sources`` (python3 kernel) for the front end to open; ``path``."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def chat_setup_cell(base_url: str) -> str:
+    """A first cell that loads the magics against the loopback server at ``base_url``, with a store in memory."""
+    return ("%load_ext jupyter_llmchat\n%config ChatMagics.store = ':memory:'\n"
+            f"%config ChatMagics.base_url = {base_url!r}\n%config ChatMagics.api_key = 'sk-test'")
 
 
 def _free_port() -> int:
