@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from support.asking import ask_in_thread
 from support.recording import RecordingSink
 
 from jupyter_llmchat.core import errors
@@ -287,20 +288,6 @@ def test_the_terminal_approver_reads_a_yes(monkeypatch, capsys):
 
 
 # -- stop and interrupt ----------------------------------------------------------------------------
-def ask_in_thread(bot: Chatbot, question: str, **kwargs) -> tuple[threading.Thread, list]:
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(bot.ask(question, **kwargs))
-        except BaseException as error:  # handed to the test
-            outcome.append(error)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
-
-
 def test_stop_while_a_sync_tool_runs_returns_at_once_and_the_function_runs_on(loopback):
     started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
