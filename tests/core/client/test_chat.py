@@ -189,24 +189,19 @@ def test_max_retries_must_be_a_whole_number(value):
 
 # -- what is not retried, and what the errors say ----------------------------------------------
 
-def test_malformed_data_before_any_text_is_one_readable_line_and_not_retried(loopback):
-    loopback.queue(reply="lost", fault="malformed", after_tokens=0)
+@pytest.mark.parametrize("fault, message", [
+    ("malformed", "the stream from {base_url} sent malformed data before any text (a chunk that is not JSON: "
+                  "Expecting property name enclosed in double quotes at character 1): check that base_url= is an "
+                  "OpenAI-compatible endpoint"),
+    ("stream_error", "the stream from {base_url} reported an error before any text (The server had an error while "
+                     "processing your request. Sorry about that!); ask again later"),
+])
+def test_a_broken_stream_before_any_text_is_one_readable_line_and_not_retried(loopback, fault, message):
+    """Malformed data, or an error event, before any text."""
+    loopback.queue(reply="lost", fault=fault, after_tokens=0)
     with pytest.raises(errors.StreamError) as caught:
         read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
-    assert str(caught.value) == (
-        f"the stream from {loopback.base_url} sent malformed data before any text (a chunk that is not JSON: "
-        "Expecting property name enclosed in double quotes at character 1): check that base_url= is an "
-        "OpenAI-compatible endpoint")
-    assert len(chat_logs(loopback)) == 1
-
-
-def test_an_error_event_before_any_text_is_one_line_and_not_retried(loopback):
-    loopback.queue(reply="lost", fault="stream_error", after_tokens=0)
-    with pytest.raises(errors.StreamError) as caught:
-        read(make_client(loopback).stream("gpt-4o", QUESTION, {}))
-    assert str(caught.value) == (
-        f"the stream from {loopback.base_url} reported an error before any text (The server had an error while "
-        "processing your request. Sorry about that!); ask again later")
+    assert str(caught.value) == message.format(base_url=loopback.base_url)
     assert len(chat_logs(loopback)) == 1
 
 
