@@ -33,6 +33,8 @@ QUESTION = "What is the weather in Paris, and 2+3?"
 ANSWER = "Sunny in Paris; 2+3 is 5."
 
 
+# The benchmark's own tools, not tests/core/test_tool_loop.py's: it runs as a script with only the
+# repository root on its path, and its unit is a Literal (an enum in the schema, as real tools have).
 def get_weather(city: str, unit: Literal["c", "f"] = "c") -> str:
     """The weather now.
 
