@@ -10,10 +10,10 @@ import logging
 import re
 import socket
 import threading
-import time
 
 import openai
 import pytest
+from support.loopback_client import chat_logs, wait_for
 
 from jupyter_llmchat.core import errors
 from jupyter_llmchat.core.chatbot import Chatbot
@@ -44,17 +44,6 @@ def make_sdk(loopback, max_retries: int) -> openai.OpenAI:
 
 def read(stream: ChatStream) -> str:
     return "".join(stream)
-
-
-def chat_logs(loopback) -> list:
-    return [r for r in loopback.requests if r.path.endswith("/chat/completions")]
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    """Poll ``condition`` until it holds: the server's log and helper threads finish on their own."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def join_request_threads() -> None:
