@@ -13,13 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser.jupyter_harness import (
-    JupyterLab,
-    NotebookPage,
-    browser_skip_mark,
-    chat_setup_cell,
-    write_notebook,
-)
+from support.browser.jupyter_harness import JupyterLab, NotebookPage, browser_skip_mark, chat_setup_cell, write_notebook
 
 from jupyter_llmchat.server import LoopbackServer
 
