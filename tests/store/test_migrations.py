@@ -20,7 +20,9 @@ from jupyter_llmchat.store.migrations import MIGRATIONS, Migrations, schema_vers
 from jupyter_llmchat.store.store import Store
 
 # The schema of the first release (commit 2814ea4, SCHEMA_VERSION = 1), frozen here as it shipped:
-# files in the wild were made by exactly this, whatever the code says today.
+# files in the wild were made by exactly this, whatever the code says today. store/migrations.py's
+# m001_initial runs the same statements now; this copy is kept apart on purpose, so that it does not
+# change when that one does.
 V1_SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
