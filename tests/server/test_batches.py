@@ -264,6 +264,7 @@ def test_what_the_api_rejects(server: LoopbackServer) -> None:
     assert response.status == 400
     assert json.loads(response.read())["error"]["message"] == ("Uploads must be multipart/form-data with the "
                                                                "fields 'file' and 'purpose'.")
+    conn.close()
 
 
 def test_batches_are_listed_newest_first_a_page_at_a_time(server: LoopbackServer) -> None:

@@ -161,11 +161,11 @@ def test_html_page_json_body_and_no_usage(loopback):
 
 
 def test_a_server_without_a_model_list_answers_404():
-    with LoopbackServer(model_list=False) as server:
+    with LoopbackServer(model_list=False) as server, sdk(server) as client:  # closed before the server stops
         with pytest.raises(openai.NotFoundError) as caught:
-            sdk(server).models.list()
+            client.models.list()
         assert caught.value.response.text == "404 page not found"
-        assert streamed_text(stream(sdk(server), extra_body={"loopback": {"reply": "chat works"}})) == "chat works"
+        assert streamed_text(stream(client, extra_body={"loopback": {"reply": "chat works"}})) == "chat works"
 
 
 def test_request_log_masks_the_key_and_keeps_the_body(loopback):
@@ -224,11 +224,11 @@ def test_control_api_rejects_bad_scripts_and_non_json_posts(loopback):
 
 
 def test_api_key_is_enforced_when_set():
-    with LoopbackServer(api_key=KEY) as server:
+    with LoopbackServer(api_key=KEY) as server, sdk(server, api_key="sk-wrong") as wrong, sdk(server) as right:
         with pytest.raises(openai.AuthenticationError) as caught:
-            sdk(server, api_key="sk-wrong").chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+            wrong.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
         assert caught.value.code == "invalid_api_key" and "sk-wrong" not in caught.value.message
-        assert sdk(server).chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0]
+        assert right.chat.completions.create(model="gpt-4o-mini", messages=QUESTION).choices[0]
         assert [r.status for r in server.requests] == [401, 200]
         assert KEY not in repr(server)
 

@@ -55,12 +55,31 @@ def chat_logs(server: LoopbackServer) -> list[Any]:
     return [r for r in server.requests if r.path.endswith("/chat/completions")]
 
 
-def raw_chat(server: LoopbackServer, **body: Any) -> http.client.HTTPResponse:
-    """POST a chat completion with http.client: the response exactly as sent (read it before the next)."""
+class RawResponse:
+    """A response read whole, its connection closed (a kept-alive socket left open would be
+    closed by the garbage collector, with a ResourceWarning)."""
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def getheader(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def read(self) -> bytes:
+        return self.body
+
+
+def raw_chat(server: LoopbackServer, **body: Any) -> RawResponse:
+    """POST a chat completion with http.client: the response exactly as sent."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o-mini", "messages": QUESTION, **body}),
-                 {"Content-Type": "application/json"})
-    return conn.getresponse()
+    try:
+        conn.request("POST", "/v1/chat/completions",
+                     json.dumps({"model": "gpt-4o-mini", "messages": QUESTION, **body}),
+                     {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return RawResponse(response.status, response.headers, response.read())
+    finally:
+        conn.close()
 
 
 def wait_for(condition: Any, timeout: float = 20.0) -> None:
