@@ -238,7 +238,8 @@ def test_small_16_bit_pngs_and_cmyk_jpegs_are_converted_too(tmp_path):
     grey = Image.new("I;16", (40, 20), 40000)
     grey.putpixel((1, 0), 512)
     grey_file = save(grey, tmp_path / "depth.png")
-    assert Image.open(grey_file).mode == "I;16" and grey_file.read_bytes()[24] == 16
+    with Image.open(grey_file) as opened:
+        assert opened.mode == "I;16" and grey_file.read_bytes()[24] == 16
     mime, raw, sent = decode(prepare_image(str(grey_file), model=GPT4O).url)
     assert (mime, sent.mode, sent.size) == ("image/png", "L", (40, 20))
     assert (sent.getpixel((0, 0)), sent.getpixel((1, 0))) == (156, 2)  # the top 8 bits: 40000 // 256, 512 // 256
@@ -251,7 +252,8 @@ def test_small_16_bit_pngs_and_cmyk_jpegs_are_converted_too(tmp_path):
     assert raw[24] == 8  # 8 bits per channel now
 
     cmyk_file = save(Image.new("CMYK", (40, 20), (0, 255, 255, 0)), tmp_path / "print.jpg", quality=95)
-    assert Image.open(cmyk_file).mode == "CMYK"
+    with Image.open(cmyk_file) as opened:
+        assert opened.mode == "CMYK"
     ref = prepare_image(str(cmyk_file), model=GPT4O)
     mime, _, sent = decode(ref.url)
     assert (mime, sent.mode, sent.size, ref.mime) == ("image/jpeg", "RGB", (40, 20), "image/jpeg")

@@ -35,7 +35,7 @@ def test_module_entry_point_serves_until_ctrl_c(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+        process.communicate()  # waits, and closes its pipes
 
 
 def test_module_entry_point_reports_a_busy_port():

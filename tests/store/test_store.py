@@ -497,7 +497,7 @@ def test_kill_9_during_streaming_leaves_a_readable_consistent_store(tmp_path: Pa
         wait_for(child, "STREAMING")
         os.kill(child.pid, signal.SIGKILL)
     finally:
-        child.wait()
+        child.communicate()  # waits, and closes its stdout pipe
     assert child.returncode == -signal.SIGKILL
     assert Path(f"{path}-wal").stat().st_size > 0  # the committed pages were still in the WAL
     assert integrity(path) == "ok"
@@ -518,7 +518,7 @@ def test_kill_9_during_a_burst_of_writes_loses_no_committed_message(tmp_path: Pa
         reported = int(wait_for(child, "WROTE 500").split()[1])
         os.kill(child.pid, signal.SIGKILL)
     finally:
-        child.wait()
+        child.communicate()  # waits, and closes its stdout pipe
     assert integrity(path) == "ok"
     with Store(path) as store:
         texts = [m.text for m in store.messages(store.conversation("burst").id)]
@@ -542,7 +542,7 @@ def test_two_processes_writing_at_once_lose_no_message(tmp_path: Path, loopback)
             wait_for(child, "DONE")
     finally:
         for child in children:
-            child.wait()
+            child.communicate()  # waits, and closes its stdout pipe
     assert [child.returncode for child in children] == [0, 0]
     assert integrity(path) == "ok"
     with Store(path) as store:
