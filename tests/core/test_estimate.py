@@ -6,6 +6,7 @@ question (the server's log as witness); the trimming notice's figures reach the 
 from __future__ import annotations
 
 import pytest
+from support.loopback_client import chat_bodies
 
 from jupyter_llmchat.core import errors
 from jupyter_llmchat.core.chatbot import Chatbot
@@ -24,10 +25,6 @@ KEY = "sk-test-estimate-0000"
 
 def make_bot(loopback, model: str = "gpt-4o", **kwargs) -> Chatbot:
     return Chatbot(model, base_url=loopback.base_url, api_key=KEY, max_retries=0, **kwargs)
-
-
-def chat_bodies(loopback) -> list[dict]:
-    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
 
 
 def converse(loopback, bot: Chatbot, turns: int, words: int) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
+from support.loopback_client import chat_bodies
 
 from jupyter_llmchat.core import errors
 from jupyter_llmchat.core.chatbot import Chatbot
@@ -67,10 +68,6 @@ def decode(url: str) -> tuple[str, bytes, Image.Image]:
 
 def make_bot(loopback, model: str = "gpt-4o", **kwargs) -> Chatbot:
     return Chatbot(model, base_url=loopback.base_url, api_key=KEY, max_retries=0, **kwargs)
-
-
-def chat_bodies(loopback) -> list[dict]:
-    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
 
 
 def image_parts(body: dict, message: int = -1) -> list[dict]:

@@ -16,6 +16,7 @@ import time
 
 import pytest
 from support.asking import ask_in_thread
+from support.loopback_client import chat_bodies
 from support.recording import RecordingSink
 
 from jupyter_llmchat.core import errors
@@ -32,10 +33,6 @@ KEY = "sk-test-tools-4f9a2c"
 def make_bot(loopback, **kwargs) -> Chatbot:
     kwargs.setdefault("max_retries", 0)
     return Chatbot(kwargs.pop("model", "gpt-4o"), base_url=loopback.base_url, api_key=KEY, **kwargs)
-
-
-def chat_bodies(loopback) -> list[dict]:
-    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 import pytest
 from IPython.core.error import UsageError
 from support.chat_shell import chat_shell
+from support.loopback_client import chat_bodies
 from support.xss_corpus import dangers
 
 from jupyter_llmchat.core.chatbot import Chatbot
@@ -165,10 +166,6 @@ def shell(loopback, monkeypatch: pytest.MonkeyPatch):
     yield shell
     unload_ipython_extension(shell)
     dict.pop(shell.config, "ChatMagics", None)
-
-
-def chat_bodies(loopback) -> list[dict]:
-    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
 
 
 def test_each_model_answers_in_its_own_session_copied_from_the_conversation(shell, loopback, capsys):

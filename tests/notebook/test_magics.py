@@ -15,6 +15,7 @@ from pathlib import Path
 
 from support.kernel_client import CleanKernel, clean_env
 from support.kernel_notebook import ROOT, Run, run_cells
+from support.loopback_client import chat_bodies
 
 from jupyter_llmchat.notebook.commands import COMMAND_LIST, HELP
 
@@ -50,10 +51,6 @@ def answer(run: Run, index: int) -> str:
     """The answer a cell showed: its Markdown display, else its plain streamed text."""
     shown = run.displays(index, "text/markdown")
     return shown[0] if shown else run.stdout(index).rstrip("\n")
-
-
-def chat_bodies(loopback) -> list[dict]:
-    return [r.body for r in loopback.requests if r.path.endswith("/chat/completions")]
 
 
 def last_user(body: dict) -> object:

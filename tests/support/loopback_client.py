@@ -55,6 +55,11 @@ def chat_logs(server: LoopbackServer) -> list[Any]:
     return [r for r in server.requests if r.path.endswith("/chat/completions")]
 
 
+def chat_bodies(server: LoopbackServer) -> list[dict[str, Any]]:
+    """The bodies of the chat requests the server received, in order."""
+    return [r.body for r in chat_logs(server)]
+
+
 class RawResponse:
     """A response read whole, its connection closed (a kept-alive socket left open would be
     closed by the garbage collector, with a ResourceWarning)."""
