@@ -430,7 +430,10 @@ def _numpy_params(lines: list[str], i: int, params: dict[str, str]) -> int:
 # -- JSON Schema ------------------------------------------------------------------------------------
 def _tidy(schema: dict[str, Any]) -> dict[str, Any]:
     """pydantic's schema made small for the model: "title"s dropped (the names say it), ``$ref``s
-    inlined unless a type refers to itself, ``$defs`` kept only for those."""
+    inlined unless a type refers to itself, ``$defs`` kept only for those. Every object with
+    properties is closed (``additionalProperties: false``) unless it says otherwise: the model is
+    told to send no other keys, whichever pydantic version made the schema (2.14 closes a dataclass
+    inside the arguments model, 2.13 did not)."""
     defs = schema.pop("$defs", {})
     recursive = {name for name in defs if _refers_to(defs[name], name, defs, set())}
 
@@ -451,6 +454,8 @@ def _tidy(schema: dict[str, Any]) -> dict[str, Any]:
                 out[key] = {name: walk(sub) for name, sub in value.items()}
             else:
                 out[key] = walk(value)
+        if isinstance(out.get("properties"), dict) and "additionalProperties" not in out:
+            out["additionalProperties"] = False
         return out
 
     tidy = walk(schema)

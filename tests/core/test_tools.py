@@ -102,11 +102,14 @@ def test_pydantic_models_dataclasses_and_typeddicts_are_inlined() -> None:
     def f(place: Place, window: Window, filters: list[Filter]) -> None: ...
 
     assert properties(f) == {
-        "place": {"properties": {"city": {"type": "string"}, "country": {"default": "FR", "type": "string"}},
+        # every object closed, as the tool's own (the same whichever pydantic version made it)
+        "place": {"additionalProperties": False,
+                  "properties": {"city": {"type": "string"}, "country": {"default": "FR", "type": "string"}},
                   "required": ["city"], "type": "object"},
-        "window": {"properties": {"start": {"type": "integer"}, "end": {"type": "integer"}},
+        "window": {"additionalProperties": False,
+                   "properties": {"start": {"type": "integer"}, "end": {"type": "integer"}},
                    "required": ["start", "end"], "type": "object"},
-        "filters": {"items": {"additionalProperties": False,  # a TypedDict is closed, as the tool's own object
+        "filters": {"items": {"additionalProperties": False,
                               "properties": {"column": {"type": "string"}, "value": {"type": "number"}},
                               "required": ["column", "value"], "type": "object"}, "type": "array"}}
 
@@ -122,7 +125,7 @@ def test_a_model_that_refers_to_itself_keeps_its_definition() -> None:
     made = Tool(f)
     assert made.parameters["properties"] == {"tree": {"$ref": "#/$defs/Node"}}
     assert made.parameters["$defs"] == {"Node": {
-        "properties": {"name": {"type": "string"},
+        "additionalProperties": False, "properties": {"name": {"type": "string"},
                        "children": {"default": [], "items": {"$ref": "#/$defs/Node"}, "type": "array"}},
         "required": ["name"], "type": "object"}}
     strict = made.spec(strict=True)["function"]["parameters"]
