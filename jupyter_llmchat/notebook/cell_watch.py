@@ -39,7 +39,8 @@ class CellWatch:
         self._active = False
         self._prefixes: list[str] = []
         self._local = threading.local()  # .ours: the thread is writing for a sink
-        self._wrapped: list[tuple[Any, Callable[[str], Any]]] = []  # (stream, our write wrapper)
+        # (stream, our write wrapper, the instance's own write before it, or None: the class's)
+        self._wrapped: list[tuple[Any, Callable[[str], Any], Callable[[str], Any] | None]] = []
         self._display_pub: Any = None
 
     def start(self) -> bool:
@@ -57,10 +58,13 @@ class CellWatch:
         pub.register_hook(self._hook)
         self._display_pub = pub
         for stream in (sys.stdout, sys.stderr):
-            if hasattr(stream, "__dict__") and "write" not in vars(stream):
+            # IPython 9 itself sets an instance ``write`` around every cell (to keep outputs in its
+            # history): wrap whatever is there, and put exactly that back.
+            if hasattr(stream, "__dict__"):
+                before = vars(stream).get("write")
                 wrapper = self._wrap(stream.write)
                 setattr(stream, "write", wrapper)  # this object only (print() looks it up there)  # noqa: B010
-                self._wrapped.append((stream, wrapper))
+                self._wrapped.append((stream, wrapper, before))
         self._active = True
         return True
 
@@ -69,9 +73,12 @@ class CellWatch:
         if self._display_pub is not None:
             self._display_pub.unregister_hook(self._hook)
             self._display_pub = None
-        for stream, wrapper in self._wrapped:
+        for stream, wrapper, before in self._wrapped:
             if vars(stream).get("write") is wrapper:
-                del stream.write
+                if before is None:
+                    del stream.write
+                else:
+                    stream.write = before
         self._wrapped = []
         self._active = False
 

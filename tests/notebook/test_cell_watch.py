@@ -40,7 +40,8 @@ CASES = [
 
 def test_a_cell_magic_learns_whether_its_cell_holds_anything_else() -> None:
     run = run_cells([SETUP, *(code for _, code, _ in CASES),
-                     "import json\nprint(json.dumps([seen, 'write' in vars(sys.stdout), 'write' in vars(sys.stderr),"
+                     "import json\nprint(json.dumps([seen, 'watched_write' in sys.stdout.write.__qualname__,"
+                     " 'watched_write' in sys.stderr.write.__qualname__,"
                      " len(get_ipython().display_pub._hooks), current_cell() is None]))"])
     seen, stdout_wrapped, stderr_wrapped, hooks, outside = json.loads(run.stdout(len(CASES) + 1))
     assert dict(zip([name for name, _, _ in CASES], seen)) == {name: expected for name, _, expected in CASES}
