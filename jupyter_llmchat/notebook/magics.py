@@ -20,10 +20,13 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, magics_class
+from IPython.core.magic import cell_magic as _cell_magic
+from IPython.core.magic import line_magic as _line_magic
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, observe, validate
 
@@ -57,6 +60,20 @@ ERROR_QUESTION = "Why did this fail, and how do I fix it?"
 LOGPROBS_ALTERNATIVES = 5  # top_logprobs asked for by --logprobs: the alternatives shown on hover
 LONG_WINDOW = 200_000  # a model with a larger window gets the max_cost_per_question suggestion (once)
 THREAD_JOIN_TIMEOUT = 10.0  # seconds close() waits in all for our threads to end
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def cell_magic(name: str) -> Callable[[_Method], _Method]:
+    """IPython's ``cell_magic`` typed as the decorator it is (IPython 9 declares it returning a union,
+    which type checkers cannot call)."""
+    return cast("Callable[[_Method], _Method]", _cell_magic(name))
+
+
+def line_magic(name: str) -> Callable[[_Method], _Method]:
+    """IPython's ``line_magic``, typed as ``cell_magic`` above."""
+    return cast("Callable[[_Method], _Method]", _line_magic(name))
 
 
 @magics_class
