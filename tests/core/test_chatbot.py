@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from support.asking import ask_in_thread
 from support.recording import RecordingSink
 
 from jupyter_llmchat.core import errors
@@ -58,21 +59,6 @@ def join_helper_threads() -> None:
     for thread in threading.enumerate():
         if thread.name in ("llmchat-request", "llmchat-prepare", "llmchat-count"):
             thread.join(30)
-
-
-def ask_in_thread(bot: Chatbot, question: str, **kwargs) -> tuple[threading.Thread, list]:
-    """Ask in another thread (as the panel does); the Reply or the exception lands in the list."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(bot.ask(question, **kwargs))
-        except BaseException as error:  # handed to the test
-            outcome.append(error)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 def test_streamed_text_equals_the_server_reply_and_turn_is_recorded(loopback):
