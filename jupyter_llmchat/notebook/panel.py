@@ -516,16 +516,18 @@ class ChatPanel:
         self.stop_button.disabled = not streaming
 
     def _set_status(self, text: str, *, error: bool = False) -> None:
-        css = "llmchat-error" if error else "llmchat-info"
         self._status_shown += 1
-        self.status.value = f'<span class="{css}">{escape(text)}</span>'
+        self.status.value = _status_span(text, error)
 
     def _set_status_lines(self, lines: Sequence[tuple[str, bool]]) -> None:
         """Several facts at once, a line each (their text made one line: no traceback, no layout)."""
         self._status_shown += 1
-        self.status.value = "<br>".join(
-            f'<span class="{"llmchat-error" if error else "llmchat-info"}">{escape(" ".join(text.split()))}</span>'
-            for text, error in lines)
+        self.status.value = "<br>".join(_status_span(" ".join(text.split()), error) for text, error in lines)
+
+
+def _status_span(text: str, error: bool) -> str:
+    """One fact of the status line, escaped, styled as an error or as information."""
+    return f'<span class="{"llmchat-error" if error else "llmchat-info"}">{escape(text)}</span>'
 
 
 def _listed(ask: Callable[[], T], failure: str, lines: list[tuple[str, bool]]) -> T | None:
